@@ -1,0 +1,239 @@
+r"""The dynamical mean-field solver for gradient descent (derivation, section 3).
+
+The equations are causal, so they are solved forward in time in one `lax.scan` whose
+carry holds every kernel on a preallocated `(T+1) x (T+1)` grid; nothing is iterated to
+self-consistency.
+
+Parameter side (exact for ridge): `theta^t = A_t theta* + B_t zeta + sum_{s<t} R(t,s) u^s`.
+Sample side (Monte Carlo over `M` samples): with independent standard seeds
+`(z, xi, eta_0, ..., eta_{T-1})`, whitened on the sample,
+
+    w^t = A_t z + B_t xi + sum_j Rt(t,j) eta_j,       Rt = R L,
+    r^t = w^t + sum_{s<t} R(t,s) g^s = w^t + sum_j Rt(t,j) q_j / sqrt(alpha),
+
+where `g^s = sum_j L(s,j) q_j / sqrt(alpha)` is the re-orthogonalised incremental QR of
+the sampled gradients (so `C_u = alpha E[g g^T] = L L^T` exactly, with no Cholesky of a
+near-singular matrix and no inverse anywhere).
+
+References: Chen & Shen (2025), arXiv:2509.23527; Celentano, Cheng, Montanari (2021)
+for the discrete-time DMFT of first-order methods.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Literal
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._problem import GradientDescent, InformedInit, Problem
+from ._quadrature import population_loss
+from ._simulate import _finish
+from ._trajectory import Trajectory
+from ._validate import check_int, check_key
+
+Estimator = Literal["tangent", "ibp"]
+
+
+def whitened_seeds(key, num_samples: int, width: int):
+    """`[M, width]` standard Gaussian seeds with empirical mean 0 and covariance I."""
+    x = jax.random.normal(key, (num_samples, width))
+    x = x - x.mean(axis=0)
+    chol = jnp.linalg.cholesky(x.T @ x / num_samples)
+    return jax.scipy.linalg.solve_triangular(chol, x.T, lower=True).T
+
+
+def _qr_append(q_basis, g, num_samples):
+    """Orthogonalise `g` against the columns of `q_basis` (mean-square-one columns),
+    twice for stability. Returns coefficients `c` and the new unit column."""
+    c = q_basis.T @ g / num_samples
+    resid = g - q_basis @ c
+    c2 = q_basis.T @ resid / num_samples
+    resid = resid - q_basis @ c2
+    nrm = jnp.sqrt(jnp.mean(resid**2))
+    safe = jnp.where(nrm > 0, nrm, 1.0)
+    return c + c2, nrm, jnp.where(nrm > 0, resid / safe, 0.0)
+
+
+def _adjoint_row(h_hist, resp, t):
+    r"""`x_s = J(t, s) = d r^t / d w^s` for all samples by the backward recursion
+    `x_t = 1`, `x_s = h^s sum_{s<s'<=t} R(s', s) x_{s'}` (section 3)."""
+    num_samples, width = h_hist.shape
+    x = jnp.zeros((num_samples, width)).at[:, t].set(1.0)
+
+    def body(i, x):
+        s = t - 1 - i
+        col = jax.lax.dynamic_slice_in_dim(resp, s, 1, axis=1)[:, 0]
+        return x.at[:, s].set(h_hist[:, s] * (x @ col))
+
+    return jax.lax.fori_loop(0, t, body, x)
+
+
+def _solve_one(problem: Problem, algorithm: GradientDescent, init: InformedInit, key,
+               num_samples: int, estimator: str):
+    steps = algorithm.steps
+    width = steps + 1
+    alpha = problem.alpha
+    sqrt_alpha = jnp.sqrt(alpha)
+    a_coef = 1.0 - algorithm.step_size * problem.lam
+    b_coef = -algorithm.step_size
+    model, loss = problem.model, problem.loss
+    m_signal = num_samples
+
+    seeds = whitened_seeds(key, m_signal, steps + 3)
+    z, xi, eps = seeds[:, 0], seeds[:, 1], seeds[:, 2]
+    eta = jnp.concatenate([seeds[:, 3:], jnp.zeros((m_signal, 1))], axis=1)
+    y = jax.vmap(model.link)(z, eps)
+    dy_dz = jax.vmap(model.dlink_dz)(z, eps) if model.smooth else None
+
+    carry = dict(
+        A=jnp.zeros(width + 1).at[0].set(init.overlap),
+        B=jnp.zeros(width + 1).at[0].set(jnp.sqrt(init.norm - init.overlap**2)),
+        R=jnp.zeros((width + 1, width)),
+        Rt=jnp.zeros((width + 1, width)),
+        L=jnp.zeros((width, width)),
+        Q=jnp.zeros((m_signal, width)),
+        Gam=jnp.zeros((width, width)),
+        Gs=jnp.zeros(width),
+    )
+    if estimator == "tangent":
+        carry["H"] = jnp.zeros((m_signal, width))
+        if model.smooth:
+            carry["DGZ"] = jnp.zeros((m_signal, width))
+
+    def step(c, t):
+        A, B, R, Rt, L, Q = c["A"], c["B"], c["R"], c["Rt"], c["L"], c["Q"]
+        w = A[t] * z + B[t] * xi + eta @ Rt[t]
+        r = w + Q @ Rt[t] / sqrt_alpha
+        g = jax.vmap(loss.grad)(y, r)
+        h = jax.vmap(loss.hess)(y, r)
+
+        m, q = A[t], A[t] ** 2 + B[t] ** 2 + Rt[t] @ Rt[t]
+        m_eff = jnp.abs(m) if model.even else m
+        sign = jnp.where(m >= 0, 1.0, -1.0) if model.even else 1.0
+        obs = {
+            "overlap": m,
+            "norm": q,
+            "error": q - 2 * m_eff + 1.0,
+            "cosine": m_eff / jnp.sqrt(q),
+            "train_loss": jnp.mean(jax.vmap(loss)(y, r)),
+            "test_error": population_loss(model, loss, 1.0, m, q),
+            "wrong_well": jnp.mean(jax.vmap(loss.wrong_well)(y, r, sign * z).astype(r.dtype)),
+        }
+
+        coef, nrm, q_new = _qr_append(Q, g, m_signal)
+        l_row = sqrt_alpha * coef.at[t].set(nrm)
+        c = dict(c, Q=Q.at[:, t].set(q_new), L=L.at[t].set(l_row))
+        e_t = jnp.zeros(width).at[t].set(1.0)
+
+        if estimator == "tangent":
+            H = c["H"].at[:, t].set(h)
+            x = _adjoint_row(H, R[:width], t)
+            gam_row = alpha * jnp.mean(h[:, None] * x, axis=0)
+            if model.smooth:
+                drz = c["DGZ"] @ R[t]
+                dgz = jax.vmap(loss.grad_y)(y, r) * dy_dz + h * drz
+                c["DGZ"] = c["DGZ"].at[:, t].set(dgz)
+                gam_star = alpha * jnp.mean(dgz)
+            else:  # Stein on z: alpha E[z g] = Gam(t,*) + sum_s Gam(t,s) A_s
+                gam_star = alpha * jnp.mean(z * g) - gam_row @ A[:width]
+            A_next = a_coef * A[t] + b_coef * (gam_row @ A[:width] + gam_star)
+            B_next = a_coef * B[t] + b_coef * (gam_row @ B[:width])
+            R_next = a_coef * R[t] + b_coef * (e_t + gam_row @ R[:width])
+            Rt_next = R_next @ c["L"]
+            c = dict(c, H=H, Gam=c["Gam"].at[t].set(gam_row), Gs=c["Gs"].at[t].set(gam_star))
+            c["R"] = R.at[t + 1].set(R_next)
+        else:  # Gaussian integration by parts in the whitened seed basis (section 3c)
+            mask = (jnp.arange(width) < t).astype(g.dtype)
+            A_next = a_coef * A[t] + b_coef * alpha * jnp.mean(z * g)
+            B_next = a_coef * B[t] + b_coef * alpha * jnp.mean(xi * g)
+            Rt_next = a_coef * Rt[t] + b_coef * (l_row + alpha * mask * (eta.T @ g) / m_signal)
+        c["A"] = A.at[t + 1].set(A_next)
+        c["B"] = B.at[t + 1].set(B_next)
+        c["Rt"] = Rt.at[t + 1].set(Rt_next)
+        return c, obs
+
+    c, obs = jax.lax.scan(step, carry, jnp.arange(width))
+    Rt = c["Rt"][:width]
+    coeffs = jnp.stack([c["A"][:width], c["B"][:width]], axis=1)
+    kernels = {
+        "C": coeffs @ coeffs.T + Rt @ Rt.T,
+        "Cu": c["L"] @ c["L"].T,
+        "A": c["A"][:width],
+        "B": c["B"][:width],
+    }
+    if estimator == "tangent":
+        kernels.update(R=c["R"][:width], Gamma=c["Gam"], Gamma_star=c["Gs"])
+    return obs, kernels
+
+
+@eqx.filter_jit
+def _solve_batch(problem, algorithm, init, keys, num_samples, estimator):
+    return jax.vmap(lambda k: _solve_one(problem, algorithm, init, k, num_samples, estimator))(keys)
+
+
+def solve_dmft(
+    problem: Problem,
+    algorithm: GradientDescent,
+    init,
+    *,
+    num_samples: int,
+    key,
+    num_replicas: int = 4,
+    estimator: Estimator = "tangent",
+) -> Trajectory:
+    r"""Solve the DMFT of gradient descent (d = infinity) forward in time.
+
+    **Arguments:**
+
+    - `problem`: a `Problem`.
+    - `algorithm`: `GradientDescent(step_size, steps)`.
+    - `init`: `InformedInit(overlap, norm)` (or `SpectralInit`).
+    - `num_samples`: Monte Carlo samples `M` of the sample side, per replica
+      (must exceed `steps + 3`, the number of whitened seed directions).
+    - `key`: a `jax.random` key.
+    - `num_replicas`: independent replicas (vmapped); the result is their mean and
+      the standard error is their spread / sqrt(num_replicas).
+    - `estimator`: `"tangent"` (exact per-sample responses by the adjoint recursion;
+      O(M T^3), needs `loss` twice differentiable in `r`) or `"ibp"` (Gaussian
+      integration by parts in the whitened seed basis; O(M T^2), needs no derivative,
+      carries a positive O(1/M) bias in the norm, and returns no `R`/`Gamma`).
+
+    **Returns:** a `Trajectory` (source `"dmft"`) with `kernels` `C`, `Cu`, `A`
+    (= overlap), `B`, and for `"tangent"` also `R`, `Gamma`, `Gamma_star`, averaged
+    over replicas.
+
+    References: Chen & Shen (2025), arXiv:2509.23527, and the derivation page.
+    """
+    if not isinstance(problem, Problem):
+        raise ValueError("problem must be a dmftjax.Problem")
+    if not isinstance(algorithm, GradientDescent):
+        raise ValueError("algorithm must be a dmftjax.GradientDescent")
+    num_samples = check_int("num_samples", num_samples, 2)
+    num_replicas = check_int("num_replicas", num_replicas, 2)
+    check_key(key)
+    if estimator not in ("tangent", "ibp"):
+        raise ValueError(f"estimator must be 'tangent' or 'ibp', got {estimator!r}")
+    if num_samples <= algorithm.steps + 3:
+        raise ValueError(
+            f"num_samples = {num_samples} must exceed steps + 3 = {algorithm.steps + 3}: "
+            "the sample side whitens one Gaussian seed per step"
+        )
+    spectral = getattr(init, "dmft_solver", None)
+    if spectral is not None:
+        return spectral(problem, algorithm, num_samples=num_samples, key=key,
+                        num_replicas=num_replicas, estimator=estimator)
+    if not isinstance(init, InformedInit):
+        raise ValueError(f"solve_dmft does not know the initialisation {type(init).__name__}")
+    keys = jax.random.split(key, num_replicas)
+    obs, kernels = _solve_batch(problem, algorithm, init, keys, num_samples, estimator)
+    obs = jax.tree.map(np.asarray, obs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        kernels = {k: jnp.asarray(np.nanmean(np.asarray(v), axis=0)) for k, v in kernels.items()}
+    info = dict(num_samples=num_samples, num_replicas=num_replicas, estimator=estimator)
+    traj = _finish(obs, "dmft", info)
+    return eqx.tree_at(lambda t: t.kernels, traj, kernels, is_leaf=lambda x: x is None)

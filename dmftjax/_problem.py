@@ -1,0 +1,86 @@
+"""The learning problem, the initialisations and the algorithm."""
+
+from __future__ import annotations
+
+import equinox as eqx
+
+from ._losses import AbstractLoss, Ridge
+from ._models import AbstractModel, AbstractPrior, GaussianPrior
+from ._validate import check_int, check_nonnegative, check_positive, check_real
+
+
+class Problem(eqx.Module):
+    r"""Empirical risk `sum_i loss(y_i, <a_i, theta>) + (lam/2)|theta|^2` with
+    `y_i = f(<a_i, theta*>, eps_i)`, `a_i ~ N(0, I_d / d)`, `n = alpha d`.
+
+    **Arguments:**
+
+    - `model`: the link `f` (e.g. `PhaseRetrieval(noise=0.1)`).
+    - `loss`: the per-sample loss (e.g. `WirtingerLoss()`).
+    - `alpha`: sample ratio `n/d` (the paper's `delta = d/n = 1/alpha`).
+    - `regulariser`: `Ridge(lam)`; default `Ridge(0.0)`.
+    - `prior`: law of the entries of `theta*` (`E theta*_j^2 = 1`); default Gaussian.
+    """
+
+    model: AbstractModel
+    loss: AbstractLoss
+    alpha: float
+    regulariser: Ridge = Ridge(0.0)
+    prior: AbstractPrior = GaussianPrior()
+
+    def __check_init__(self):
+        if not isinstance(self.model, AbstractModel):
+            raise ValueError(f"model must be an AbstractModel, got {type(self.model).__name__}")
+        if not isinstance(self.loss, AbstractLoss):
+            raise ValueError(f"loss must be an AbstractLoss, got {type(self.loss).__name__}")
+        if not isinstance(self.regulariser, Ridge):
+            raise ValueError("regulariser must be Ridge(lam)")
+        if not isinstance(self.prior, AbstractPrior):
+            raise ValueError(f"prior must be an AbstractPrior, got {type(self.prior).__name__}")
+        check_positive("alpha", self.alpha)
+        check_nonnegative("lam (the ridge strength)", self.regulariser.lam)
+        for name in ("noise",):
+            if hasattr(self.model, name):
+                check_nonnegative(f"model.{name}", getattr(self.model, name))
+
+    @property
+    def lam(self):
+        return self.regulariser.lam
+
+
+class AbstractInit(eqx.Module):
+    """How `theta^0` is chosen."""
+
+
+class InformedInit(AbstractInit):
+    r"""A start independent of the data: `theta^0 = overlap theta* + sqrt(norm - overlap^2) xi`,
+    `xi` orthogonal to `theta*` with `|xi|^2 = d`; so `<theta*, theta^0>/d -> overlap` and
+    `|theta^0|^2/d -> norm`."""
+
+    overlap: float
+    norm: float = 1.0
+
+    def __check_init__(self):
+        check_real("overlap", self.overlap)
+        check_positive("norm", self.norm)
+        try:
+            bad = float(self.overlap) ** 2 > float(self.norm)
+        except TypeError:  # traced
+            bad = False
+        if bad:
+            raise ValueError(
+                f"overlap^2 = {float(self.overlap) ** 2} exceeds norm = {self.norm}: "
+                "by Cauchy-Schwarz |<theta*, theta^0>/d|^2 <= |theta^0|^2/d"
+            )
+
+
+class GradientDescent(eqx.Module):
+    r"""Full-batch gradient descent
+    `theta^{t+1} = theta^t - step_size (A^T loss'(y, A theta^t) + lam theta^t)` for `steps` steps."""
+
+    step_size: float
+    steps: int = eqx.field(static=True)
+
+    def __check_init__(self):
+        check_positive("step_size", self.step_size)
+        check_int("steps", self.steps, 1)

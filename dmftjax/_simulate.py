@@ -1,0 +1,173 @@
+"""The finite-size engine: the real algorithm on random data, one seed written plainly,
+seeds batched with `jax.vmap` (through `lax.map` in memory-sized batches)."""
+
+from __future__ import annotations
+
+import warnings
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._problem import GradientDescent, InformedInit, Problem
+from ._quadrature import population_loss
+from ._trajectory import OBSERVABLES, Trajectory, first_divergence, summarise
+from ._validate import check_int, check_key
+
+
+def _informed_start(theta_star, init: InformedInit, key):
+    d = theta_star.shape[0]
+    xi = jax.random.normal(key, (d,))
+    xi = xi - (xi @ theta_star) / (theta_star @ theta_star) * theta_star
+    xi = xi * jnp.sqrt(d) / jnp.linalg.norm(xi)
+    return init.overlap * theta_star + jnp.sqrt(init.norm - init.overlap**2) * xi
+
+
+def observables(problem: Problem, theta_star, theta, z, y, r):
+    """The observables of one estimate `theta` (finite d), as in `Trajectory`."""
+    d = theta.shape[0]
+    p = theta_star @ theta_star / d
+    m = theta_star @ theta / d
+    q = theta @ theta / d
+    even = problem.model.even
+    m_eff = jnp.abs(m) if even else m
+    sign = jnp.where(m >= 0, 1.0, -1.0) if even else 1.0
+    loss = problem.loss
+    return {
+        "overlap": m,
+        "norm": q,
+        "error": q - 2 * m_eff + p,
+        "cosine": m_eff / jnp.sqrt(q * p),
+        "train_loss": jnp.mean(jax.vmap(loss)(y, r)),
+        "test_error": population_loss(problem.model, loss, p, m, q),
+        "wrong_well": jnp.mean(jax.vmap(loss.wrong_well)(y, r, sign * z).astype(r.dtype)),
+    }
+
+
+def draw_data(problem: Problem, dim: int, key):
+    """`theta*`, design `A` (entries N(0, 1/d)), indices `z = A theta*`, labels `y`."""
+    n = num_rows(problem, dim)
+    k_theta, k_a, k_eps = jax.random.split(key, 3)
+    theta_star = problem.prior.sample((dim,), key=k_theta)
+    a = jax.random.normal(k_a, (n, dim)) / jnp.sqrt(dim)
+    z = a @ theta_star
+    eps = jax.random.normal(k_eps, (n,))
+    y = jax.vmap(problem.model.link)(z, eps)
+    return theta_star, a, z, y
+
+
+def num_rows(problem: Problem, dim: int) -> int:
+    return max(1, int(round(float(problem.alpha) * dim)))
+
+
+def _run_gd(problem: Problem, algorithm: GradientDescent, theta_star, a, z, y, theta0):
+    loss = problem.loss
+    eta, lam = algorithm.step_size, problem.lam
+
+    def step(theta, _):
+        r = a @ theta
+        obs = observables(problem, theta_star, theta, z, y, r)
+        grad = a.T @ jax.vmap(loss.grad)(y, r) + lam * theta
+        return theta - eta * grad, obs
+
+    theta_T, obs = jax.lax.scan(step, theta0, None, length=algorithm.steps)
+    last = observables(problem, theta_star, theta_T, z, y, a @ theta_T)
+    obs = jax.tree.map(lambda c, l: jnp.concatenate([c, l[None]]), obs, last)
+    return theta_T, obs
+
+
+def simulate_one(problem: Problem, algorithm: GradientDescent, init, dim: int, key):
+    """One seed: draw data, start, run gradient descent; observables over t = 0..T."""
+    k_data, k_init = jax.random.split(key)
+    theta_star, a, z, y = draw_data(problem, dim, k_data)
+    theta0 = init_theta(problem, init, theta_star, a, y, k_init)
+    _, obs = _run_gd(problem, algorithm, theta_star, a, z, y, theta0)
+    return obs
+
+
+def init_theta(problem, init, theta_star, a, y, key):
+    if isinstance(init, InformedInit):
+        return _informed_start(theta_star, init, key)
+    start = getattr(init, "simulator_start", None)
+    if start is None:
+        raise ValueError(f"simulate does not know the initialisation {type(init).__name__}")
+    return start(problem, theta_star, a, y, key)
+
+
+@eqx.filter_jit
+def _simulate_batch(problem, algorithm, init, keys, dim: int, batch_size: int):
+    return jax.lax.map(
+        lambda k: simulate_one(problem, algorithm, init, dim, k), keys, batch_size=batch_size
+    )
+
+
+def simulate(
+    problem: Problem,
+    algorithm: GradientDescent,
+    init,
+    *,
+    dim: int,
+    num_seeds: int,
+    key,
+    memory_budget: float = 1.5e9,
+) -> Trajectory:
+    r"""Run the real algorithm at dimension `dim` on `num_seeds` independent draws of
+    `(theta*, A, eps, theta^0)`, and return the seed mean of every observable with
+    its standard error across seeds.
+
+    **Arguments:**
+
+    - `problem`, `algorithm`, `init`: what to run (as for `solve_dmft`).
+    - `dim`: the dimension `d`; `n = round(alpha d)` rows.
+    - `num_seeds`: independent seeds (at least 2, for a standard error).
+    - `key`: a `jax.random` key; seed `i` uses `jax.random.split(key, num_seeds)[i]`.
+    - `memory_budget`: bytes of design matrices held at once; seeds beyond it are run
+      in sequence (`lax.map` with a batch size).
+
+    **Returns:** a `Trajectory` (source `"simulation"`). Seeds that diverge are
+    excluded from the means, counted in `info["num_diverged"]`, and flagged with a
+    warning; if all diverge, `diverged` is True.
+    """
+    if not isinstance(problem, Problem):
+        raise ValueError("problem must be a dmftjax.Problem")
+    if not isinstance(algorithm, GradientDescent):
+        raise ValueError("algorithm must be a dmftjax.GradientDescent")
+    dim = check_int("dim", dim, 2)
+    num_seeds = check_int("num_seeds", num_seeds, 2)
+    check_key(key)
+    check_init_supported(init)
+    n = num_rows(problem, dim)
+    per_seed = 8.0 * n * dim * (3 if not isinstance(init, InformedInit) else 1)
+    batch_size = int(max(1, min(num_seeds, memory_budget // per_seed)))
+    keys = jax.random.split(key, num_seeds)
+    curves = _simulate_batch(problem, algorithm, init, keys, dim, batch_size)
+    curves = jax.tree.map(np.asarray, curves)
+    return _finish(curves, "simulation", dict(dim=dim, rows=n, num_seeds=num_seeds))
+
+
+def check_init_supported(init):
+    from ._problem import AbstractInit
+
+    if not isinstance(init, AbstractInit):
+        raise ValueError(f"init must be InformedInit or SpectralInit, got {type(init).__name__}")
+
+
+def _finish(curves: dict, source: str, info: dict) -> Trajectory:
+    first = first_divergence(curves["norm"])
+    ok = first < 0
+    info = dict(info)
+    info["num_diverged"] = int((~ok).sum())
+    if not ok.all():
+        msg = (
+            f"{source}: {int((~ok).sum())} of {ok.size} runs diverged (first at step "
+            f"{int(first[~ok].min())}); the step size is too large for this problem "
+            "(see the per-row instability in the docs)"
+        )
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+    if ok.any():
+        return summarise(curves, source, finite_mask=ok, info=info)
+    return summarise(curves, source, info=info, diverged=True, diverged_at=int(first.min()))
+
+
+__all__ = ["simulate", "OBSERVABLES"]

@@ -1,0 +1,86 @@
+"""The result type every engine returns."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+OBSERVABLES = ("overlap", "norm", "error", "cosine", "train_loss", "test_error", "wrong_well")
+
+
+class Trajectory(eqx.Module):
+    r"""Observables against time, each with its standard error.
+
+    `values[name]` and `stderr[name]` are arrays over `times` for every name in
+    `OBSERVABLES`:
+
+    - `overlap` `<theta*, theta^t>/d`, `norm` `|theta^t|^2/d`;
+    - `error` `min_{+-} |theta^t -+ theta*|^2/d` (the sign is minimised for even links);
+    - `cosine` (absolute for even links);
+    - `train_loss` mean per-sample loss on the training data;
+    - `test_error` expected loss on a fresh sample;
+    - `wrong_well` fraction of samples with `y > 0` whose `r` sits in the wrong well of
+      a double-well loss (zero for single-well losses).
+
+    `stderr` is the Monte Carlo standard error (across simulator seeds or DMFT
+    replicas). The DMFT also fills `kernels` (`C`, `R`, `Gamma`, `Gamma_star`, `Cu`
+    on the `(T+1) x (T+1)` grid). `diverged` is True when the run blew up;
+    `diverged_at` is then the first step with a non-finite or exploding norm.
+    """
+
+    times: Float[Array, " T"]
+    values: dict
+    stderr: dict
+    source: str = eqx.field(static=True)
+    kernels: dict | None = None
+    diverged: bool = False
+    diverged_at: int | None = None
+    info: dict = eqx.field(default_factory=dict)
+
+    def __getattr__(self, name):
+        if name in OBSERVABLES:
+            return self.values[name]
+        if name.endswith("_se") and name[:-3] in OBSERVABLES:
+            return self.stderr[name[:-3]]
+        raise AttributeError(name)
+
+    def relative_stderr(self, name: str):
+        """`stderr / |value|` of one observable."""
+        return self.stderr[name] / jnp.abs(self.values[name])
+
+    def to_dict(self) -> dict:
+        """Plain lists, for JSON."""
+        out = {
+            "source": self.source,
+            "times": np.asarray(self.times).tolist(),
+            "diverged": bool(self.diverged),
+            "diverged_at": self.diverged_at,
+            "values": {k: np.asarray(v).tolist() for k, v in self.values.items()},
+            "stderr": {k: np.asarray(v).tolist() for k, v in self.stderr.items()},
+            "info": {k: (np.asarray(v).tolist() if hasattr(v, "shape") else v) for k, v in self.info.items()},
+        }
+        return out
+
+
+def summarise(curves: dict, source: str, finite_mask=None, **kwargs) -> Trajectory:
+    """Mean and standard error over the leading (replica or seed) axis of each curve."""
+    values, stderr = {}, {}
+    n = None
+    for name in OBSERVABLES:
+        c = np.asarray(curves[name])
+        if finite_mask is not None and finite_mask.any():
+            c = c[finite_mask]
+        n = c.shape[0]
+        values[name] = jnp.asarray(c.mean(axis=0))
+        stderr[name] = jnp.asarray(c.std(axis=0, ddof=1) / np.sqrt(n) if n > 1 else np.full(c.shape[1:], np.nan))
+    times = jnp.arange(values["error"].shape[0])
+    return Trajectory(times=times, values=values, stderr=stderr, source=source, **kwargs)
+
+
+def first_divergence(norm_curves: np.ndarray, threshold: float = 1e8):
+    """Per run: the first step whose norm is non-finite or above `threshold` (or -1)."""
+    bad = ~np.isfinite(norm_curves) | (np.abs(norm_curves) > threshold)
+    first = np.where(bad.any(axis=-1), bad.argmax(axis=-1), -1)
+    return first

@@ -1,0 +1,67 @@
+"""Python-level argument checks, run before anything is traced or compiled."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import numpy as np
+
+
+def is_concrete(x) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def _as_float(name: str, value) -> float | None:
+    if not is_concrete(value):
+        return None  # traced (inside vmap/grad): checked by the caller's concrete value
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be a real number, got {value!r}") from err
+    if arr.shape != ():
+        raise ValueError(f"{name} must be a scalar, got an array of shape {arr.shape}")
+    v = float(arr)
+    if math.isnan(v):
+        raise ValueError(f"{name} is NaN; pass a finite number")
+    if math.isinf(v):
+        raise ValueError(f"{name} is infinite; pass a finite number")
+    return v
+
+
+def check_real(name: str, value) -> None:
+    _as_float(name, value)
+
+
+def check_positive(name: str, value) -> None:
+    v = _as_float(name, value)
+    if v is not None and v <= 0:
+        raise ValueError(f"{name} must be > 0, got {v}")
+
+
+def check_nonnegative(name: str, value) -> None:
+    v = _as_float(name, value)
+    if v is not None and v < 0:
+        raise ValueError(f"{name} must be >= 0, got {v}")
+
+
+def check_int(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_key(key) -> None:
+    if key is None:
+        raise ValueError("pass an explicit random key: key=jax.random.key(0)")
+    try:
+        shape = jax.numpy.shape(key)
+    except TypeError as err:
+        raise ValueError(f"key must be a jax.random key, got {type(key).__name__}") from err
+    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if shape != ():
+            raise ValueError(f"key must be a single key, got a batch of shape {shape}")
+    elif shape != (2,):
+        raise ValueError("key must be jax.random.key(seed) or jax.random.PRNGKey(seed)")
