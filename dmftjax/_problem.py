@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import abc
+
 import equinox as eqx
+import jax
+import jax.numpy as jnp
 
 from ._losses import AbstractLoss, Ridge
 from ._models import AbstractModel, AbstractPrior, GaussianPrior
@@ -49,7 +53,13 @@ class Problem(eqx.Module):
 
 
 class AbstractInit(eqx.Module):
-    """How `theta^0` is chosen."""
+    """How `theta^0` is chosen. `simulator_start` gives the finite-d start; the DMFT
+    engines dispatch on the concrete class."""
+
+    @abc.abstractmethod
+    def simulator_start(self, problem: "Problem", theta_star, a, y, *, key):
+        """`theta^0` (shape `[d]`) for one seed, from `theta*`, the design `a` (`[n, d]`)
+        and the labels `y`."""
 
 
 class InformedInit(AbstractInit):
@@ -72,6 +82,14 @@ class InformedInit(AbstractInit):
                 f"overlap^2 = {float(self.overlap) ** 2} exceeds norm = {self.norm}: "
                 "by Cauchy-Schwarz |<theta*, theta^0>/d|^2 <= |theta^0|^2/d"
             )
+
+    def simulator_start(self, problem, theta_star, a, y, *, key):
+        del problem, a, y
+        d = theta_star.shape[0]
+        xi = jax.random.normal(key, (d,))
+        xi = xi - (xi @ theta_star) / (theta_star @ theta_star) * theta_star
+        xi = xi * jnp.sqrt(d) / jnp.linalg.norm(xi)
+        return self.overlap * theta_star + jnp.sqrt(self.norm - self.overlap**2) * xi
 
 
 class GradientDescent(eqx.Module):

@@ -10,18 +10,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._problem import GradientDescent, InformedInit, Problem
+from ._problem import AbstractInit, GradientDescent, InformedInit, Problem
 from ._quadrature import population_loss
 from ._trajectory import OBSERVABLES, Trajectory, first_divergence, summarise
 from ._validate import check_int, check_key
-
-
-def _informed_start(theta_star, init: InformedInit, key):
-    d = theta_star.shape[0]
-    xi = jax.random.normal(key, (d,))
-    xi = xi - (xi @ theta_star) / (theta_star @ theta_star) * theta_star
-    xi = xi * jnp.sqrt(d) / jnp.linalg.norm(xi)
-    return init.overlap * theta_star + jnp.sqrt(init.norm - init.overlap**2) * xi
 
 
 def observables(problem: Problem, theta_star, theta, z, y, r):
@@ -81,18 +73,9 @@ def simulate_one(problem: Problem, algorithm: GradientDescent, init, dim: int, k
     """One seed: draw data, start, run gradient descent; observables over t = 0..T."""
     k_data, k_init = jax.random.split(key)
     theta_star, a, z, y = draw_data(problem, dim, k_data)
-    theta0 = init_theta(problem, init, theta_star, a, y, k_init)
+    theta0 = init.simulator_start(problem, theta_star, a, y, key=k_init)
     _, obs = _run_gd(problem, algorithm, theta_star, a, z, y, theta0)
     return obs
-
-
-def init_theta(problem, init, theta_star, a, y, key):
-    if isinstance(init, InformedInit):
-        return _informed_start(theta_star, init, key)
-    start = getattr(init, "simulator_start", None)
-    if start is None:
-        raise ValueError(f"simulate does not know the initialisation {type(init).__name__}")
-    return start(problem, theta_star, a, y, key)
 
 
 @eqx.filter_jit
@@ -138,7 +121,7 @@ def simulate(
     check_key(key)
     check_init_supported(init)
     n = num_rows(problem, dim)
-    per_seed = 8.0 * n * dim * (3 if not isinstance(init, InformedInit) else 1)
+    per_seed = 8.0 * n * dim * (1 if isinstance(init, InformedInit) else 3)
     batch_size = int(max(1, min(num_seeds, memory_budget // per_seed)))
     keys = jax.random.split(key, num_seeds)
     curves = _simulate_batch(problem, algorithm, init, keys, dim, batch_size)
@@ -147,8 +130,6 @@ def simulate(
 
 
 def check_init_supported(init):
-    from ._problem import AbstractInit
-
     if not isinstance(init, AbstractInit):
         raise ValueError(f"init must be InformedInit or SpectralInit, got {type(init).__name__}")
 
