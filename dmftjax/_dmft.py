@@ -36,6 +36,7 @@ from ._trajectory import Trajectory
 from ._validate import check_int, check_key
 
 Estimator = Literal["tangent", "ibp"]
+ADJOINT_BLOCK = 8
 
 
 def whitened_seeds(key, num_samples: int, width: int):
@@ -47,35 +48,53 @@ def whitened_seeds(key, num_samples: int, width: int):
 
 
 def _qr_append(q_basis, g, num_samples):
-    """Orthogonalise `g` against the columns of `q_basis` (mean-square-one columns),
-    twice for stability. Returns coefficients `c` and the new unit column."""
-    c = q_basis.T @ g / num_samples
-    resid = g - q_basis @ c
-    c2 = q_basis.T @ resid / num_samples
-    resid = resid - q_basis @ c2
+    """Orthogonalise `g` against the rows of `q_basis` (`[W, M]`, mean-square-one rows),
+    twice for stability. Returns coefficients `c`, the residual norm and the new row."""
+    c = q_basis @ g / num_samples
+    resid = g - c @ q_basis
+    c2 = q_basis @ resid / num_samples
+    resid = resid - c2 @ q_basis
     nrm = jnp.sqrt(jnp.mean(resid**2))
     safe = jnp.where(nrm > 0, nrm, 1.0)
     return c + c2, nrm, jnp.where(nrm > 0, resid / safe, 0.0)
 
 
-def _adjoint_row(h_hist, resp, t):
-    r"""`x_s = J(t, s) = d r^t / d w^s` for all samples by the backward recursion
-    `x_t = 1`, `x_s = h^s sum_{s<s'<=t} R(s', s) x_{s'}` (section 3)."""
-    num_samples, width = h_hist.shape
-    x = jnp.zeros((num_samples, width)).at[:, t].set(1.0)
+def _gamma_row(h_hist, resp, t, block: int):
+    r"""`sum_i h_i^t J_i(t, s)` over samples `i`, where `J(t, s) = d r^t / d w^s` solves
+    the backward (adjoint) recursion `J(t,t) = 1`,
+    `J(t,s) = h^s sum_{s<s'<=t} R(s',s) J(t,s')` (section 3).
 
-    def body(i, x):
-        s = t - 1 - i
-        col = jax.lax.dynamic_slice_in_dim(resp, s, 1, axis=1)[:, 0]
-        return x.at[:, s].set(h_hist[:, s] * (x @ col))
+    Time-major (`h_hist` is `[W, M]`, `resp` `[W, W]`, `W` a multiple of `block`), and
+    blocked: the contribution of later blocks enters through one matrix product per
+    block, the short in-block recursion is unrolled so XLA fuses it into one pass over
+    the samples. Only the blocks up to `t` are visited."""
+    width, num_samples = h_hist.shape
+    x = jnp.zeros((width, num_samples), h_hist.dtype).at[t].set(1.0)
 
-    return jax.lax.fori_loop(0, t, body, x)
+    def do_block(i, x):
+        start = (t // block - i) * block
+        cols = jax.lax.dynamic_slice_in_dim(resp, start, block, axis=1)
+        acc = cols.T @ x  # rows >= t are final; in-block rows < t are still zero
+        r_in = jax.lax.dynamic_slice_in_dim(cols, start, block, axis=0)
+        r_in = r_in * (start + jnp.arange(block) < t)[:, None]  # only newly solved rows
+        h_blk = jax.lax.dynamic_slice_in_dim(h_hist, start, block, axis=0)
+        rows = [None] * block
+        for j in range(block - 1, -1, -1):
+            later = sum((r_in[k, j] * rows[k] for k in range(j + 1, block)), acc[j])
+            rows[j] = h_blk[j] * later
+        old = jax.lax.dynamic_slice_in_dim(x, start, block, axis=0)
+        new = jnp.where((start + jnp.arange(block) < t)[:, None], jnp.stack(rows), old)
+        return jax.lax.dynamic_update_slice_in_dim(x, new, start, axis=0)
+
+    x = jax.lax.fori_loop(0, t // block + 1, do_block, x)
+    return x @ h_hist[t]
 
 
 def _solve_one(problem: Problem, algorithm: GradientDescent, init: InformedInit, key,
                num_samples: int, estimator: str):
     steps = algorithm.steps
     width = steps + 1
+    padded = -(-width // ADJOINT_BLOCK) * ADJOINT_BLOCK
     alpha = problem.alpha
     sqrt_alpha = jnp.sqrt(alpha)
     a_coef = 1.0 - algorithm.step_size * problem.lam
@@ -85,7 +104,7 @@ def _solve_one(problem: Problem, algorithm: GradientDescent, init: InformedInit,
 
     seeds = whitened_seeds(key, m_signal, steps + 3)
     z, xi, eps = seeds[:, 0], seeds[:, 1], seeds[:, 2]
-    eta = jnp.concatenate([seeds[:, 3:], jnp.zeros((m_signal, 1))], axis=1)
+    eta = jnp.concatenate([seeds[:, 3:].T, jnp.zeros((1, m_signal))], axis=0)  # time-major
     y = jax.vmap(model.link)(z, eps)
     dy_dz = jax.vmap(model.dlink_dz)(z, eps) if model.smooth else None
 
@@ -95,19 +114,19 @@ def _solve_one(problem: Problem, algorithm: GradientDescent, init: InformedInit,
         R=jnp.zeros((width + 1, width)),
         Rt=jnp.zeros((width + 1, width)),
         L=jnp.zeros((width, width)),
-        Q=jnp.zeros((m_signal, width)),
+        Q=jnp.zeros((width, m_signal)),
+        P=eta,  # eta + Q / sqrt(alpha): r^t = A_t z + B_t xi + Rt(t, .) @ P in one pass
         Gam=jnp.zeros((width, width)),
         Gs=jnp.zeros(width),
     )
     if estimator == "tangent":
-        carry["H"] = jnp.zeros((m_signal, width))
+        carry["H"] = jnp.zeros((padded, m_signal))
         if model.smooth:
-            carry["DGZ"] = jnp.zeros((m_signal, width))
+            carry["DGZ"] = jnp.zeros((width, m_signal))
 
     def step(c, t):
         A, B, R, Rt, L, Q = c["A"], c["B"], c["R"], c["Rt"], c["L"], c["Q"]
-        w = A[t] * z + B[t] * xi + eta @ Rt[t]
-        r = w + Q @ Rt[t] / sqrt_alpha
+        r = A[t] * z + B[t] * xi + Rt[t] @ c["P"]
         g = jax.vmap(loss.grad)(y, r)
         h = jax.vmap(loss.hess)(y, r)
 
@@ -126,17 +145,18 @@ def _solve_one(problem: Problem, algorithm: GradientDescent, init: InformedInit,
 
         coef, nrm, q_new = _qr_append(Q, g, m_signal)
         l_row = sqrt_alpha * coef.at[t].set(nrm)
-        c = dict(c, Q=Q.at[:, t].set(q_new), L=L.at[t].set(l_row))
+        c = dict(c, Q=Q.at[t].set(q_new), L=L.at[t].set(l_row))
+        c["P"] = c["P"].at[t].add(q_new / sqrt_alpha)
         e_t = jnp.zeros(width).at[t].set(1.0)
 
         if estimator == "tangent":
-            H = c["H"].at[:, t].set(h)
-            x = _adjoint_row(H, R[:width], t)
-            gam_row = alpha * jnp.mean(h[:, None] * x, axis=0)
+            H = c["H"].at[t].set(h)
+            resp = jnp.zeros((padded, padded)).at[:width, :width].set(R[:width])
+            gam_row = alpha * _gamma_row(H, resp, t, ADJOINT_BLOCK)[:width] / m_signal
             if model.smooth:
-                drz = c["DGZ"] @ R[t]
+                drz = R[t] @ c["DGZ"]
                 dgz = jax.vmap(loss.grad_y)(y, r) * dy_dz + h * drz
-                c["DGZ"] = c["DGZ"].at[:, t].set(dgz)
+                c["DGZ"] = c["DGZ"].at[t].set(dgz)
                 gam_star = alpha * jnp.mean(dgz)
             else:  # Stein on z: alpha E[z g] = Gam(t,*) + sum_s Gam(t,s) A_s
                 gam_star = alpha * jnp.mean(z * g) - gam_row @ A[:width]
@@ -150,7 +170,7 @@ def _solve_one(problem: Problem, algorithm: GradientDescent, init: InformedInit,
             mask = (jnp.arange(width) < t).astype(g.dtype)
             A_next = a_coef * A[t] + b_coef * alpha * jnp.mean(z * g)
             B_next = a_coef * B[t] + b_coef * alpha * jnp.mean(xi * g)
-            Rt_next = a_coef * Rt[t] + b_coef * (l_row + alpha * mask * (eta.T @ g) / m_signal)
+            Rt_next = a_coef * Rt[t] + b_coef * (l_row + alpha * mask * (eta @ g) / m_signal)
         c["A"] = A.at[t + 1].set(A_next)
         c["B"] = B.at[t + 1].set(B_next)
         c["Rt"] = Rt.at[t + 1].set(Rt_next)

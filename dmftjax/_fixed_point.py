@@ -1,0 +1,790 @@
+r"""The long-time fixed point of gradient descent (derivation, section 4).
+
+When gradient descent converges, `theta^t -> theta^inf`, the DMFT kernels become
+time-translation invariant and the integrated response `kappa = -sum_s R(t, s)`, the
+overlap `m` and the norm `q` solve the stationary (M-estimation) system
+
+    r     = prox_{kappa loss(y, .)}(w),        (z, w) ~ N(0, [[1, m], [m, q]]),  y = f(z, eps)
+    kappa = 1 / (lam + alpha E[ loss''(y, r) / (1 + kappa loss''(y, r)) ])
+    m     = -kappa alpha E[ dg/dz ]                               (g = loss'(y, r), w held)
+    q     = kappa^2 ( alpha E[ g^2 ] + (alpha E[ dg/dz ])^2 ).
+
+It follows from the DMFT of `_dmft.py` by putting `theta^t = theta`, `u^t = u` and
+`R(t, s) = R(t - s)` into the parameter side: `theta = -kappa (u + Gam_* theta*)` with
+`1/kappa = lam + sum_s Gam(t, s)`, and into the sample side: `r = w - kappa g(y, r)`.
+The same `kappa` is the Stieltjes transform of the Hessian's spectral law at `-lam`:
+`kappa = lim tr(H^-1)/d`, `H = A^T diag(loss''(y, r)) A + lam I` (`hessian_check`).
+
+The system is solved by Newton's method (`optimistix.root_find`) in the unknowns
+`(kappa, m, s)` with `s = sqrt(q - m^2)` (so that `w = m z + s xi` is linear in the
+unknowns and no square root is differentiated), with expectations by tensor Gauss-Hermite
+quadrature over `(z, xi, eps)`. Derivatives with respect to the problem (`lam`, `alpha`,
+`noise`) come from the implicit function theorem (`optimistix.ImplicitAdjoint`): one
+linear solve, no backward pass through the iterations.
+
+Binary models (`ProbitModel`) have a discontinuous link. There the label is integrated
+analytically: with `z | w ~ N(m w / q, s^2 / q)`,
+`P(y = 1 | w) = Phi(m w / (q sigma'))`, `sigma'^2 = noise^2 + s^2 / q`, and
+`E[dg/dz | w] = phi(m w / (q sigma')) / sigma' (g(+1, w) - g(-1, w))` (Stein), so the
+expectations are one-dimensional integrals over `w` of smooth functions. Other
+non-smooth models use the conditional Stein form `E[dg/dz] = E[g (z - (m / s) xi)]`.
+
+The convergence rate (`predicted_rate`): linearising GD at the fixed point,
+`delta^{t+1} = (I - eta H) delta^t`; the law of `H` solves the generalised
+Marchenko-Pastur (Silverstein) equation
+`G(x) = 1 / (x - lam - alpha E[D / (1 - D G(x))])`, `D = loss''(y, r)` at the fixed point
+(at `x = -lam` it is exactly the kappa equation, `G(-lam) = -kappa`). Outside the support
+`x(G) = lam + 1/G + alpha E[D / (1 - D G)]` is monotone, and the edges are where
+`x'(G) = 0`, i.e. `alpha G^2 E[D^2 / (1 - D G)^2] = 1` (Silverstein & Choi 1995).
+
+References: El Karoui et al. (2013), Donoho & Montanari (2016), Thrampoulidis et al.
+(2018) for the M-estimation system; Silverstein & Choi (1995) for the edges.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Literal
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optimistix as optx
+from jax.scipy.special import ndtr
+from jaxtyping import Array, Bool, Float, Int
+
+from ._losses import AbstractLoss, SquareLoss, WirtingerLoss
+from ._models import ProbitModel
+from ._problem import GradientDescent, Problem
+from ._quadrature import _hermite_nodes, gauss_nodes
+from ._trajectory import OBSERVABLES, Trajectory
+from ._validate import check_int, check_key, check_positive, check_real
+
+Branch = Literal["global", "signal"]
+_PROX_ITERS = 48
+
+
+# --------------------------------------------------------------------------------------
+# the proximal map and its branches
+
+
+def _prox_bracket(loss: AbstractLoss, y, w, kappa, zsign, branch: str):
+    r"""A bracket `[lo, hi]` on which `F(r) = r + kappa loss'(y, r) - w` is increasing
+    with `F(lo) <= 0 <= F(hi)`, and a start inside it.
+
+    Wirtinger loss: `F(r) + w = kappa r^3 + (1 - kappa y) r` is odd with extrema at
+    `+-c`, `c^2 = (kappa y - 1) / (3 kappa)`; it is increasing on `|r| >= c`, where the
+    two stable roots live. `"global"` takes the outer root on the side of `sign(w)` (the
+    global minimiser of `kappa loss(y, r) + (r - w)^2 / 2`); `"signal"` takes the root on
+    the side of the signal (`sign(z)`, global sign included) whenever it exists.
+    Convex losses: `F' >= 1`, so the root is within `kappa |loss'(y, w)|` of `w`."""
+    if isinstance(loss, WirtingerLoss):
+        c = jnp.sqrt(jnp.maximum((kappa * y - 1.0) / (3.0 * kappa), 0.0))
+        phi_c = (2.0 / 3.0) * c * (1.0 - kappa * y)  # F(c) + w <= 0
+        side = jnp.where(w >= 0, 1.0, -1.0)
+        if branch == "signal":
+            side = jnp.where(zsign * w >= phi_c, zsign, side)
+        ws = side * w
+        hi = jnp.maximum(jnp.maximum(ws, jnp.sqrt(jnp.maximum(y, 0.0))), c)
+        lo = c
+        lo_r = jnp.where(side > 0, lo, -hi)
+        hi_r = jnp.where(side > 0, hi, -lo)
+        return lo_r, hi_r, side * hi
+    delta = kappa * jnp.abs(loss.grad(y, w))
+    return w - delta, w + delta, w
+
+
+def _make_prox(loss: AbstractLoss, branch: str, iters: int = _PROX_ITERS):
+    """`prox(kappa, y, w, zsign)` for one sample, with the implicit-function derivative
+    `dr = (dw - loss' dkappa - kappa loss'_y dy) / (1 + kappa loss'')`."""
+
+    def solve(kappa, y, w, zsign):
+        lo, hi, r = _prox_bracket(loss, y, w, kappa, zsign, branch)
+
+        def body(_, state):
+            r, lo, hi = state
+            f = r + kappa * loss.grad(y, r) - w
+            df = 1.0 + kappa * loss.hess(y, r)
+            lo = jnp.where(f <= 0, r, lo)
+            hi = jnp.where(f >= 0, r, hi)
+            step = r - f / jnp.where(df > 0, df, 1.0)
+            ok = (df > 0) & (step >= lo) & (step <= hi)
+            return jnp.where(ok, step, 0.5 * (lo + hi)), lo, hi
+
+        r, _, _ = jax.lax.fori_loop(0, iters, body, (r, lo, hi))
+        return r
+
+    @jax.custom_jvp
+    def prox(kappa, y, w, zsign):
+        return solve(kappa, y, w, zsign)
+
+    @prox.defjvp
+    def _prox_jvp(primals, tangents):
+        kappa, y, w, zsign = primals
+        dkappa, dy, dw, _ = tangents
+        r = prox(kappa, y, w, zsign)
+        den = 1.0 + kappa * loss.hess(y, r)
+        dr = (dw - dkappa * loss.grad(y, r) - kappa * loss.grad_y(y, r) * dy) / den
+        return r, dr
+
+    return prox
+
+
+# --------------------------------------------------------------------------------------
+# expectations
+
+
+class _Moments(eqx.Module):
+    gam: Array  # alpha E[D / (1 + kappa D)]
+    gam_star: Array  # alpha E[dg/dz]
+    cu: Array  # alpha E[g^2]
+    train_loss: Array
+    test_error: Array
+    unstable: Array  # quadrature mass with 1 + kappa loss'' <= 0
+    ambiguous: Array  # mass where a second stable root exists
+    wrong_well: Array
+    d_values: Array  # loss''(y, r) at the nodes
+    d_weights: Array
+
+
+def _nodes(problem: Problem, num_nodes: int):
+    if isinstance(problem.model, ProbitModel):
+        x, w = _hermite_nodes(max(num_nodes, 8) * 4)
+        return jnp.asarray(x)[:, None], jnp.asarray(w)
+    return gauss_nodes(num_nodes, 3)
+
+
+def _ambiguous(loss, y, w, kappa, zsign):
+    """Rows where the `"global"` and `"signal"` rules pick different stable roots: two
+    stable roots exist and the signal points away from `w`."""
+    if isinstance(loss, WirtingerLoss):
+        c = jnp.sqrt(jnp.maximum((kappa * y - 1.0) / (3.0 * kappa), 0.0))
+        peak = (2.0 / 3.0) * c * (kappa * y - 1.0)
+        return (kappa * y > 1.0) & (jnp.abs(w) < peak) & (zsign * w < 0)
+    return jnp.zeros_like(w, dtype=bool)
+
+
+def _moments(problem: Problem, kappa, m, s, nodes, weights, branch: str) -> _Moments:
+    model, loss, alpha = problem.model, problem.loss, problem.alpha
+    prox = jax.vmap(_make_prox(loss, branch), in_axes=(None, 0, 0, 0))
+    E = lambda v: jnp.sum(weights * v)  # noqa: E731
+    if isinstance(model, ProbitModel):
+        return _moments_binary(problem, kappa, m, s, nodes[:, 0], weights, prox)
+    z, xi, eps = nodes[:, 0], nodes[:, 1], nodes[:, 2]
+    w = m * z + s * xi
+    y = jax.vmap(model.link)(z, eps)
+    sgn = jnp.where(m >= 0, 1.0, -1.0) if model.even else 1.0
+    zsign = jnp.where(sgn * z >= 0, 1.0, -1.0)
+    r = prox(kappa, y, w, zsign)
+    g = jax.vmap(loss.grad)(y, r)
+    h = jax.vmap(loss.hess)(y, r)
+    den = 1.0 + kappa * h
+    if model.smooth:
+        dgdz = jax.vmap(model.dlink_dz)(z, eps) * jax.vmap(loss.grad_y)(y, r) / den
+        gam_star = alpha * E(dgdz)
+    else:  # Stein at fixed w: z - E[z|w] = (s^2 z - m s xi)/q, Var(z|w) = s^2/q
+        gam_star = alpha * E(g * (z - m * xi / s))
+    return _Moments(
+        gam=alpha * E(h / den),
+        gam_star=gam_star,
+        cu=alpha * E(g**2),
+        train_loss=E(jax.vmap(loss)(y, r)),
+        test_error=E(jax.vmap(loss)(y, w)),
+        unstable=E((den <= 0).astype(w.dtype)),
+        ambiguous=E(_ambiguous(loss, y, w, kappa, zsign).astype(w.dtype)),
+        wrong_well=E(jax.vmap(loss.wrong_well)(y, r, sgn * z).astype(w.dtype)),
+        d_values=h,
+        d_weights=weights,
+    )
+
+
+def _moments_binary(problem, kappa, m, s, x, weights, prox):
+    model, loss, alpha = problem.model, problem.loss, problem.alpha
+    E = lambda v: jnp.sum(weights * v)  # noqa: E731
+    q = m**2 + s**2
+    w = jnp.sqrt(q) * x
+    sig = jnp.sqrt(model.noise**2 + s**2 / q)
+    arg = m * w / (q * sig)
+    p1 = ndtr(arg)
+    dens = jnp.exp(-0.5 * arg**2) / jnp.sqrt(2 * jnp.pi) / sig
+    one = jnp.ones_like(w)
+    rp, rm = prox(kappa, one, w, one), prox(kappa, -one, w, -one)
+    gp, gm = jax.vmap(loss.grad)(one, rp), jax.vmap(loss.grad)(-one, rm)
+    hp, hm = jax.vmap(loss.hess)(one, rp), jax.vmap(loss.hess)(-one, rm)
+    both = lambda fp, fm: p1 * fp + (1 - p1) * fm  # noqa: E731
+    lp, lm = jax.vmap(loss)(one, rp), jax.vmap(loss)(-one, rm)
+    tp, tm = jax.vmap(loss)(one, w), jax.vmap(loss)(-one, w)
+    denp, denm = 1.0 + kappa * hp, 1.0 + kappa * hm
+    return _Moments(
+        gam=alpha * E(both(hp / denp, hm / denm)),
+        gam_star=alpha * E(dens * (gp - gm)),
+        cu=alpha * E(both(gp**2, gm**2)),
+        train_loss=E(both(lp, lm)),
+        test_error=E(both(tp, tm)),
+        unstable=E(both((denp <= 0).astype(w.dtype), (denm <= 0).astype(w.dtype))),
+        ambiguous=jnp.asarray(0.0, w.dtype),
+        wrong_well=jnp.asarray(0.0, w.dtype),
+        d_values=jnp.concatenate([hp, hm]),
+        d_weights=jnp.concatenate([weights * p1, weights * (1 - p1)]),
+    )
+
+
+def _residual(x, args, branch: str):
+    problem, nodes, weights = args
+    kappa, m, s = x[0], x[1], x[2]
+    mo = _moments(problem, kappa, m, s, nodes, weights, branch)
+    return jnp.stack([
+        kappa * (problem.lam + mo.gam) - 1.0,
+        m + kappa * mo.gam_star,
+        m**2 + s**2 - kappa**2 * (mo.cu + mo.gam_star**2),
+    ])
+
+
+def _picard_map(x, problem, nodes, weights, branch):
+    kappa, m, s = x[0], x[1], x[2]
+    mo = _moments(problem, kappa, m, s, nodes, weights, branch)
+    k_new = 1.0 / (problem.lam + mo.gam)
+    m_new = -k_new * mo.gam_star
+    q_new = k_new**2 * (mo.cu + mo.gam_star**2)
+    s_new = jnp.sqrt(jnp.maximum(q_new - m_new**2, 1e-12))
+    return jnp.stack([k_new, m_new, s_new])
+
+
+def _kappa_given(problem, m, s, kappa0, nodes, weights, branch, iters: int = 30):
+    """Solve the kappa equation alone at fixed `(m, q)` by damped Newton in log kappa."""
+
+    def f(logk):
+        kappa = jnp.exp(logk)
+        mo = _moments(problem, kappa, m, s, nodes, weights, branch)
+        return kappa * (problem.lam + mo.gam) - 1.0
+
+    def body(_, logk):
+        val, slope = jax.jvp(f, (logk,), (jnp.ones_like(logk),))
+        step = jnp.clip(val / jnp.where(slope > 0, slope, 1.0), -1.0, 1.0)
+        return jnp.where(jnp.isfinite(step), logk - step, logk)
+
+    return jnp.exp(jax.lax.fori_loop(0, iters, body, jnp.log(kappa0)))
+
+
+# --------------------------------------------------------------------------------------
+# result
+
+
+class FixedPoint(eqx.Module):
+    r"""The long-time limit of gradient descent on a `Problem` (d = infinity).
+
+    - `kappa`: integrated response `-sum_s R(t, s)` (= `lim tr(H^-1)/d`).
+    - `m`, `q`: overlap `<theta*, theta>/d` and norm `|theta|^2/d`; `s = sqrt(q - m^2)`.
+    - `error`: `q - 2|m| + 1` (even links) or `q - 2m + 1`; `cosine` likewise.
+    - `train_loss`, `test_error`: `E loss(y, r)` on training rows, `E loss(y, w)` on a
+      fresh row (the same convention as `Trajectory`).
+    - `wrong_well`: mass of rows whose `r` sits in the wrong well (as in `Trajectory`).
+    - `residual`: max-norm of the three equations at the answer.
+    - `unstable_mass`: quadrature mass where `1 + kappa loss''(y, r) <= 0`; it must be 0
+      (otherwise the answer is not a local minimum and not a limit of GD).
+    - `ambiguous_mass`: mass where the proximal map has a second stable root and the
+      `"global"` and `"signal"` branch rules disagree (non-convex losses only); the
+      answer depends on the rule only through these rows.
+    - `gamma`, `gamma_star`, `cu`: `alpha E[loss''/(1+kappa loss'')]`, `alpha E[dg/dz]`,
+      `alpha E[g^2]` (the stationary `sum_s Gam(t,s)`, `Gam(t,*)` and `C_u`).
+    - `converged`, `num_steps`: Newton's outcome.
+    """
+
+    kappa: Float[Array, ""]
+    m: Float[Array, ""]
+    q: Float[Array, ""]
+    error: Float[Array, ""]
+    cosine: Float[Array, ""]
+    train_loss: Float[Array, ""]
+    test_error: Float[Array, ""]
+    wrong_well: Float[Array, ""]
+    residual: Float[Array, ""]
+    unstable_mass: Float[Array, ""]
+    ambiguous_mass: Float[Array, ""]
+    gamma: Float[Array, ""]
+    gamma_star: Float[Array, ""]
+    cu: Float[Array, ""]
+    converged: Bool[Array, ""]
+    num_steps: Int[Array, ""]
+    even: bool = eqx.field(static=True, default=False)
+
+    @property
+    def overlap(self):
+        return self.m
+
+    @property
+    def norm(self):
+        return self.q
+
+    @property
+    def s(self):
+        return jnp.sqrt(jnp.maximum(self.q - self.m**2, 0.0))
+
+    @property
+    def valid(self):
+        """Converged, finite, and on a stable branch of the proximal map."""
+        return self.converged & (self.unstable_mass == 0) & jnp.isfinite(self.error)
+
+    def trajectory(self) -> Trajectory:
+        """A one-point `Trajectory` at `t = inf` (standard errors 0: quadrature, not
+        Monte Carlo), to draw next to the DMFT and the simulator."""
+        vals = {
+            "overlap": self.m, "norm": self.q, "error": self.error, "cosine": self.cosine,
+            "train_loss": self.train_loss, "test_error": self.test_error,
+            "wrong_well": self.wrong_well,
+        }
+        values = {k: jnp.reshape(vals[k], (-1,)) for k in OBSERVABLES}
+        stderr = {k: jnp.zeros_like(v) for k, v in values.items()}
+        info = dict(kappa=float(self.kappa), residual=float(self.residual),
+                    unstable_mass=float(self.unstable_mass))
+        return Trajectory(times=jnp.array([jnp.inf]), values=values, stderr=stderr,
+                          source="fixed_point", info=info)
+
+    def as_dict(self) -> dict:
+        out = {}
+        for k in ("kappa", "m", "q", "error", "cosine", "train_loss", "test_error",
+                  "wrong_well", "residual", "unstable_mass", "ambiguous_mass", "gamma",
+                  "gamma_star", "cu", "converged", "num_steps"):
+            v = np.asarray(getattr(self, k))
+            out[k] = v.tolist()
+        return out
+
+
+def _floatify(tree):
+    """Python floats in a problem become float arrays, so one compilation serves every
+    value (and `jax.grad` / `jax.vmap` can reach them)."""
+    return jax.tree.map(
+        lambda x: jnp.asarray(x, dtype=float) if isinstance(x, (float, int)) and not isinstance(x, bool) else x,
+        tree,
+    )
+
+
+@eqx.filter_jit
+def _solve(problem: Problem, x0, kappa_known, num_nodes: int, branch: str, picard: int,
+           max_steps: int, rtol: float, atol: float) -> FixedPoint:
+    nodes, weights = _nodes(problem, num_nodes)
+    x0 = jax.lax.stop_gradient(x0)
+    problem_c = jax.lax.stop_gradient(problem)
+    # a start with unknown kappa: solve the kappa equation at the given (m, q) first
+    k_solved = _kappa_given(problem_c, x0[1], x0[2], x0[0], nodes, weights, branch)
+    x0 = x0.at[0].set(jnp.where(kappa_known, x0[0], k_solved))
+    if picard:
+        def body(_, x):
+            new = _picard_map(x, problem_c, nodes, weights, branch)
+            return jnp.where(jnp.all(jnp.isfinite(new)), 0.5 * x + 0.5 * new, x)
+
+        x0 = jax.lax.fori_loop(0, picard, body, x0)
+    fn = lambda x, args: _residual(x, args, branch)  # noqa: E731
+    sol = optx.root_find(
+        fn, optx.Newton(rtol=rtol, atol=atol), x0, args=(problem, nodes, weights),
+        max_steps=max_steps, adjoint=optx.ImplicitAdjoint(), throw=False,
+    )
+    x = sol.value
+    kappa, m, s = x[0], x[1], jnp.abs(x[2])
+    mo = _moments(problem, kappa, m, s, nodes, weights, branch)
+    res = jnp.max(jnp.abs(_residual(x, (problem, nodes, weights), branch)))
+    q = m**2 + s**2
+    even = bool(problem.model.even)
+    m_eff = jnp.abs(m) if even else m
+    return FixedPoint(
+        kappa=kappa, m=m, q=q, error=q - 2 * m_eff + 1.0, cosine=m_eff / jnp.sqrt(q),
+        train_loss=mo.train_loss, test_error=mo.test_error, wrong_well=mo.wrong_well,
+        residual=res, unstable_mass=mo.unstable, ambiguous_mass=mo.ambiguous,
+        gamma=mo.gam, gamma_star=mo.gam_star, cu=mo.cu,
+        converged=(sol.result == optx.RESULTS.successful) & (res < 1e3 * max(atol, 1e-12) + 1e-8),
+        num_steps=sol.stats["num_steps"], even=even,
+    )
+
+
+def start_from(start, problem: Problem | None = None):
+    r"""`(kappa, m, q, kappa_known)` from a start: a `Trajectory` (late-time values;
+    `kappa = -sum_s R(T, s)` when the DMFT kernels carry `R`), a `FixedPoint`, a tuple
+    `(kappa, m, q)` or `(m, q)` (kappa then solved from its own equation)."""
+    if isinstance(start, FixedPoint):
+        return float(start.kappa), float(start.m), float(start.q), True
+    if isinstance(start, Trajectory):
+        if start.diverged:
+            raise ValueError("start trajectory diverged; pass a converged one or (kappa, m, q)")
+        m = float(np.asarray(start.values["overlap"])[-1])
+        q = float(np.asarray(start.values["norm"])[-1])
+        kernels = start.kernels or {}
+        if "R" in kernels:
+            kappa = -float(np.nansum(np.asarray(kernels["R"])[-1]))
+            if math.isfinite(kappa) and kappa > 0:
+                return kappa, m, q, True
+        return 1.0, m, q, False
+    if isinstance(start, (tuple, list)) and len(start) in (2, 3):
+        vals = [float(v) for v in start]
+        for i, v in enumerate(vals):
+            check_real(f"start[{i}]", v)
+        if len(vals) == 2:
+            return 1.0, vals[0], vals[1], False
+        if vals[0] <= 0:
+            raise ValueError(f"start kappa must be > 0, got {vals[0]}")
+        return vals[0], vals[1], vals[2], True
+    raise ValueError(
+        "start must be a Trajectory (e.g. from solve_dmft), a FixedPoint, "
+        f"(kappa, m, q) or (m, q); got {type(start).__name__}"
+    )
+
+
+def fixed_point(
+    problem: Problem,
+    *,
+    start=None,
+    branch: Branch = "global",
+    num_nodes: int = 32,
+    picard: int | None = None,
+    max_steps: int = 64,
+    rtol: float = 1e-11,
+    atol: float = 1e-12,
+    warn: bool = True,
+) -> FixedPoint:
+    r"""Solve the long-time (stationary) equations of gradient descent on `problem`.
+
+    **Arguments:**
+
+    - `problem`: a `Problem` (a ridge regulariser; any smooth loss; smooth links, or
+      `ProbitModel`).
+    - `start`: where Newton's method starts, which selects the branch of a non-convex
+      problem: a `Trajectory` from `solve_dmft` or `simulate` (its late-time overlap and
+      norm; `kappa = -sum_s R(T, s)` if the DMFT kernels have `R`, otherwise kappa is
+      solved from its own equation), a `FixedPoint`, `(kappa, m, q)` or `(m, q)`.
+      Default: `m = q = 1` (the informative branch) with 40 damped Picard sweeps.
+    - `branch`: which root of `r + kappa loss'(y, r) = w` a row takes when there are two
+      stable ones (Wirtinger loss): `"global"` (the proximal map proper, side of `w`) or
+      `"signal"` (side of the signal `z`). Immaterial for convex losses.
+    - `num_nodes`: Gauss-Hermite nodes per dimension (three dimensions: `z`, the
+      innovation of `w`, `eps`).
+    - `picard`: damped Picard sweeps before Newton (default 0 with a start, 40 without).
+    - `max_steps`, `rtol`, `atol`: Newton's budget and tolerances.
+    - `warn`: warn when Newton did not converge or the branch is unstable.
+
+    **Returns:** a `FixedPoint`. It is differentiable (implicitly) in every float of
+    `problem` under `jax.grad`, and `fixed_point` itself can be called inside
+    `jax.grad`/`jax.vmap` with a traced problem (then pass `warn=False`).
+
+    References: section 4 of the derivation page; El Karoui et al. (2013);
+    Thrampoulidis, Abbasi, Hassibi (2018).
+    """
+    if not isinstance(problem, Problem):
+        raise ValueError("problem must be a dmftjax.Problem")
+    if branch not in ("global", "signal"):
+        raise ValueError(f"branch must be 'global' or 'signal', got {branch!r}")
+    num_nodes = check_int("num_nodes", num_nodes, 4)
+    max_steps = check_int("max_steps", max_steps, 1)
+    check_positive("rtol", rtol)
+    check_positive("atol", atol)
+    if not problem.model.smooth and not isinstance(problem.model, ProbitModel):
+        warnings.warn(
+            f"{type(problem.model).__name__} is not smooth: E[dg/dz] uses the Stein form on "
+            "tensor quadrature, which converges slowly across the jump", RuntimeWarning,
+            stacklevel=2,
+        )
+    if start is None:
+        kappa0, m0, q0, known = 1.0, 1.0, 1.0, False
+        picard = 40 if picard is None else picard
+    else:
+        kappa0, m0, q0, known = start_from(start, problem)
+        picard = 0 if picard is None else picard
+    picard = check_int("picard", picard, 0)
+    if q0 <= 0:
+        raise ValueError(f"start norm q must be > 0, got {q0}")
+    s0 = math.sqrt(max(q0 - m0**2, 1e-6 * q0))
+    x0 = jnp.array([kappa0, m0, s0], dtype=float)
+    out = _solve(_floatify(problem), x0, jnp.asarray(known), num_nodes, branch, picard,
+                 max_steps, float(rtol), float(atol))
+    if warn and all(not isinstance(v, jax.core.Tracer) for v in jax.tree.leaves(out)):
+        if not bool(out.converged):
+            warnings.warn(
+                f"fixed_point: Newton did not converge (residual {float(out.residual):.2e} "
+                f"after {int(out.num_steps)} steps); start it from a late-time trajectory",
+                RuntimeWarning, stacklevel=2,
+            )
+        elif float(out.unstable_mass) > 0:
+            warnings.warn(
+                f"fixed_point: {float(out.unstable_mass):.2e} of the mass has "
+                "1 + kappa loss'' <= 0: this root is not a limit of gradient descent",
+                RuntimeWarning, stacklevel=2,
+            )
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# rate of convergence
+
+
+class RatePrediction(eqx.Module):
+    r"""Predicted linear rate of approach to the fixed point.
+
+    - `lower_edge`, `upper_edge`: edges of the limiting spectral law of the Hessian
+      `H = A^T diag(loss''(y, r)) A + lam I` at the fixed point (`upper_edge = inf` when
+      `loss''` is unbounded, e.g. the Wirtinger loss).
+    - `rate`: `max(|1 - eta lower_edge|, |1 - eta upper_edge|)`, the factor by which the
+      distance to the fixed point shrinks per step; when `upper_edge` is infinite the
+      limit is formally unstable and `rate` is `|1 - eta lower_edge|`, which is what a
+      finite-`n` run shows as long as `eta lambda_max(H) < 2 - eta lower_edge`.
+    - `upper_unbounded`: whether `loss''` has unbounded support at the fixed point.
+    - `upper_edge_quadrature`: the upper edge of the law with `D` discretised on the
+      quadrature nodes (a proxy for a finite-`n` top edge when `upper_unbounded`).
+    """
+
+    rate: Float[Array, ""]
+    lower_edge: Float[Array, ""]
+    upper_edge: Float[Array, ""]
+    upper_edge_quadrature: Float[Array, ""]
+    step_size: Float[Array, ""]
+    upper_unbounded: bool = eqx.field(static=True, default=False)
+
+    @property
+    def log_rate(self):
+        return jnp.log(self.rate)
+
+    @property
+    def time_constant(self):
+        """Steps per e-fold, `-1 / log(rate)`."""
+        return -1.0 / jnp.log(self.rate)
+
+
+def _edge(d, wts, alpha, lam, upper: bool, iters: int = 200):
+    """Bisection for `alpha G^2 E[D^2/(1 - D G)^2] = 1` on the side of 0 that belongs
+    to the edge, then `x(G) = lam + 1/G + alpha E[D/(1 - D G)]`."""
+    E = lambda v: jnp.sum(wts * v)  # noqa: E731
+    big = 1e12
+    if upper:
+        dmax = jnp.max(jnp.where(wts > 0, d, -jnp.inf))
+        bound = jnp.where(dmax > 0, 1.0 / dmax, big)
+        sgn = 1.0
+    else:
+        dmin = jnp.min(jnp.where(wts > 0, d, jnp.inf))
+        bound = jnp.where(dmin < 0, -1.0 / dmin, big)
+        sgn = -1.0
+
+    def h(t):  # G = sgn * t, increasing in t on (0, bound)
+        G = sgn * t
+        return alpha * G**2 * E(d**2 / (1.0 - d * G) ** 2) - 1.0
+
+    def body(_, lohi):
+        lo, hi = lohi
+        mid = jnp.sqrt(lo * hi)
+        pos = h(mid) > 0
+        return jnp.where(pos, lo, mid), jnp.where(pos, mid, hi)
+
+    lo, hi = jax.lax.fori_loop(0, iters, body, (jnp.asarray(1e-14), bound * (1 - 1e-13)))
+    G = sgn * jnp.sqrt(lo * hi)
+    edge = lam + 1.0 / G + alpha * E(d / (1.0 - d * G))
+    # no root: the law has an atom at lam (rank deficiency), or nothing above it
+    has_root = h(bound * (1 - 1e-13)) > 0
+    fallback = jnp.asarray(lam, dtype=float) if not upper else jnp.inf
+    return jnp.where(has_root, edge, fallback)
+
+
+def _upper_unbounded(loss: AbstractLoss) -> bool:
+    return isinstance(loss, WirtingerLoss)
+
+
+def hessian_edges(problem: Problem, fp: FixedPoint, *, num_nodes: int = 32,
+                  branch: Branch = "global"):
+    """`(lower, upper_quadrature)` edges of the Hessian's limiting spectral law at `fp`."""
+    problem = _floatify(problem)
+    nodes, weights = _nodes(problem, num_nodes)
+    s = jnp.sqrt(jnp.maximum(fp.q - fp.m**2, 0.0))
+    mo = _moments(problem, fp.kappa, fp.m, s, nodes, weights, branch)
+    lower = _edge(mo.d_values, mo.d_weights, problem.alpha, problem.lam, upper=False)
+    upper = _edge(mo.d_values, mo.d_weights, problem.alpha, problem.lam, upper=True)
+    return lower, upper
+
+
+def predicted_rate(problem: Problem, step_size, *, fixed: FixedPoint | None = None,
+                   start=None, num_nodes: int = 32, branch: Branch = "global") -> RatePrediction:
+    r"""Predicted exponential rate at which gradient descent approaches its fixed point.
+
+    Linearising GD at the limit, `theta^{t+1} - theta^inf = (I - eta H)(theta^t - theta^inf)`
+    with `H = A^T diag(loss''(y_i, r_i)) A + lam I`; in the proportional limit the
+    spectral law of `H` has Stieltjes transform `G(x) = (1/d) tr (x - H)^{-1}` solving
+    `G = 1 / (x - lam - alpha E[D / (1 - D G)])` with `D = loss''(y, r)` at the fixed
+    point, and its edges are where `x'(G) = 0` on the inverse function
+    `x(G) = lam + 1/G + alpha E[D / (1 - D G)]`. The distance to the limit then decays as
+    `rate^t` times a power of `t` (`t^{-3/2}` for a square-root edge seen by a generic
+    vector).
+
+    **Arguments:** `problem`; `step_size` `eta`; `fixed` a solved `FixedPoint` (else
+    `fixed_point(problem, start=start)` is solved); `num_nodes`, `branch` as for
+    `fixed_point`.
+
+    **Returns:** a `RatePrediction`.
+
+    References: Silverstein & Choi (1995), "Analysis of the limiting spectral
+    distribution of large dimensional random matrices".
+    """
+    if not isinstance(problem, Problem):
+        raise ValueError("problem must be a dmftjax.Problem")
+    check_positive("step_size", step_size)
+    if fixed is None:
+        fixed = fixed_point(problem, start=start, num_nodes=num_nodes, branch=branch)
+    elif not isinstance(fixed, FixedPoint):
+        raise ValueError("fixed must be a FixedPoint")
+    lower, upper_q = hessian_edges(problem, fixed, num_nodes=num_nodes, branch=branch)
+    unbounded = _upper_unbounded(problem.loss)
+    upper = jnp.inf if unbounded else upper_q
+    eta = jnp.asarray(step_size, dtype=float)
+    rate = jnp.abs(1.0 - eta * lower)
+    if not unbounded:
+        rate = jnp.maximum(rate, jnp.abs(1.0 - eta * upper))
+    return RatePrediction(rate=rate, lower_edge=lower, upper_edge=jnp.asarray(upper),
+                          upper_edge_quadrature=upper_q, step_size=eta,
+                          upper_unbounded=unbounded)
+
+
+def measured_rate(values, *, limit, window: tuple[int, int] | None = None,
+                  edge_exponent: float = 0.0, floor: float = 1e-11):
+    r"""Fit `log |x(t) - limit| = c + t log(rate) - edge_exponent log t` by least squares.
+
+    **Arguments:**
+
+    - `values`: a curve over `t = 0, 1, ...` (e.g. `trajectory.error`), or a
+      `Trajectory` (then its `error`).
+    - `limit`: the limit `x(inf)` (e.g. `FixedPoint.error`, or a long run's last value).
+    - `window`: `(t0, t1)` range of the fit; default: from a quarter of the curve to the
+      last point above `floor`.
+    - `edge_exponent`: the power-law prefactor to remove (`1.5` for a square-root band
+      edge seen by a generic vector, `0` for an isolated slowest mode).
+
+    **Returns:** `(rate, stderr)`: the fitted per-step factor and the standard error of
+    the fitted `log(rate)` times `rate`.
+    """
+    if isinstance(values, Trajectory):
+        values = values.values["error"]
+    x = np.asarray(values, dtype=float)
+    if x.ndim != 1 or x.size < 4:
+        raise ValueError("values must be a 1-d curve with at least 4 points")
+    gap = np.abs(x - float(limit))
+    t = np.arange(x.size, dtype=float)
+    if window is None:
+        above = np.nonzero(gap > floor)[0]
+        t1 = int(above[-1]) + 1 if above.size else x.size
+        window = (max(1, t1 // 4), t1)
+    t0, t1 = window
+    if not (0 <= t0 < t1 <= x.size) or t1 - t0 < 3:
+        raise ValueError(f"window {window} must satisfy 0 <= t0 < t1 <= {x.size}, t1 - t0 >= 3")
+    sel = slice(t0, t1)
+    tt, yy = t[sel], np.log(np.maximum(gap[sel], 1e-300)) + edge_exponent * np.log(np.maximum(t[sel], 1.0))
+    design = np.stack([np.ones_like(tt), tt], axis=1)
+    coef, res, *_ = np.linalg.lstsq(design, yy, rcond=None)
+    resid = yy - design @ coef
+    dof = max(tt.size - 2, 1)
+    cov = np.linalg.inv(design.T @ design) * (resid @ resid / dof)
+    rate = float(np.exp(coef[1]))
+    return rate, float(rate * np.sqrt(cov[1, 1]))
+
+
+# --------------------------------------------------------------------------------------
+# finite-d check
+
+
+class HessianCheck(eqx.Module):
+    r"""One finite-`d` instance at its gradient-descent limit point.
+
+    - `kappa_trace`: `tr(H^-1)/d` with `H = A^T diag(loss''(y, A theta)) A + lam I`.
+    - `kappa_equation`: `1 / (lam + (1/d) sum_i D_i / (1 + kappa_trace D_i))`, the kappa
+      equation with the instance's own `D_i = loss''(y_i, r_i)`; it equals
+      `kappa_trace` up to finite-size error when the stationary theory holds.
+    - `grad_norm`: `|A^T loss'(y, r) + lam theta| / sqrt(d)` (how stationary `theta` is).
+    - `eig_min`, `eig_max`: extreme eigenvalues of `H`.
+    - `m`, `q`, `error`: the instance's overlap, norm and error.
+    """
+
+    kappa_trace: Float[Array, ""]
+    kappa_equation: Float[Array, ""]
+    grad_norm: Float[Array, ""]
+    eig_min: Float[Array, ""]
+    eig_max: Float[Array, ""]
+    m: Float[Array, ""]
+    q: Float[Array, ""]
+    error: Float[Array, ""]
+    errors: Float[Array, " T"]
+
+
+def _draw(problem: Problem, dim: int, key):
+    n = max(1, int(round(float(problem.alpha) * dim)))
+    k_theta, k_a, k_eps, k_init = jax.random.split(key, 4)
+    theta_star = problem.prior.sample((dim,), key=k_theta)
+    a = jax.random.normal(k_a, (n, dim)) / jnp.sqrt(dim)
+    z = a @ theta_star
+    y = jax.vmap(problem.model.link)(z, jax.random.normal(k_eps, (n,)))
+    return theta_star, a, y, k_init
+
+
+@eqx.filter_jit
+def _hessian_check(problem, algorithm, init, dim: int, key, polish: int):
+    loss, lam, eta = problem.loss, problem.lam, algorithm.step_size
+    theta_star, a, y, k_init = _draw(problem, dim, key)
+    theta0 = init.simulator_start(problem, theta_star, a, y, key=k_init)
+    even = problem.model.even
+
+    def err(theta):
+        m = theta @ theta_star / dim
+        q = theta @ theta / dim
+        return q - 2 * (jnp.abs(m) if even else m) + theta_star @ theta_star / dim
+
+    def gd(theta, _):
+        grad = a.T @ jax.vmap(loss.grad)(y, a @ theta) + lam * theta
+        return theta - eta * grad, err(theta)
+
+    theta, errors = jax.lax.scan(gd, theta0, None, length=algorithm.steps)
+
+    def hess(theta):
+        d_ = jax.vmap(loss.hess)(y, a @ theta)
+        return (a.T * d_) @ a + lam * jnp.eye(dim), d_
+
+    def newton(theta, _):  # polish to machine precision: same local minimum as GD
+        h, _ = hess(theta)
+        grad = a.T @ jax.vmap(loss.grad)(y, a @ theta) + lam * theta
+        return theta - jnp.linalg.solve(h, grad), None
+
+    theta, _ = jax.lax.scan(newton, theta, None, length=polish)
+    h, d_ = hess(theta)
+    eig = jnp.linalg.eigvalsh(h)
+    kappa_tr = jnp.trace(jnp.linalg.inv(h)) / dim
+    kappa_eq = 1.0 / (lam + jnp.sum(d_ / (1.0 + kappa_tr * d_)) / dim)
+    grad = a.T @ jax.vmap(loss.grad)(y, a @ theta) + lam * theta
+    m = theta @ theta_star / dim
+    q = theta @ theta / dim
+    return HessianCheck(
+        kappa_trace=kappa_tr, kappa_equation=kappa_eq,
+        grad_norm=jnp.linalg.norm(grad) / jnp.sqrt(dim), eig_min=eig[0], eig_max=eig[-1],
+        m=m, q=q, error=err(theta), errors=errors,
+    )
+
+
+def hessian_check(problem: Problem, algorithm: GradientDescent, init, *, dim: int, key,
+                  num_seeds: int = 1, polish: int = 3) -> HessianCheck:
+    r"""Run gradient descent at finite `d` to its limit point and test the kappa equation
+    on the instance: `kappa = tr(H^-1)/d` against
+    `1 / (lam + (1/d) sum_i D_i / (1 + kappa D_i))`, `H = A^T diag(D) A + lam I`.
+
+    **Arguments:** `problem`, `algorithm` (`GradientDescent`, run for `steps` steps),
+    `init` (e.g. `InformedInit`), `dim`, `key`, `num_seeds` (vmapped; fields get a
+    leading seed axis when > 1), `polish` Newton steps on the empirical risk after GD
+    (they converge to the local minimum GD was approaching, to machine precision).
+
+    **Returns:** a `HessianCheck` (also holds the GD error curve `errors`).
+    """
+    if not isinstance(problem, Problem):
+        raise ValueError("problem must be a dmftjax.Problem")
+    if not isinstance(algorithm, GradientDescent):
+        raise ValueError("algorithm must be a dmftjax.GradientDescent")
+    dim = check_int("dim", dim, 2)
+    num_seeds = check_int("num_seeds", num_seeds, 1)
+    polish = check_int("polish", polish, 0)
+    check_key(key)
+    if num_seeds == 1:
+        return _hessian_check(problem, algorithm, init, dim, key, polish)
+    keys = jax.random.split(key, num_seeds)
+    return jax.lax.map(lambda k: _hessian_check(problem, algorithm, init, dim, k, polish), keys)
+
+
+__all__ = ["fixed_point", "FixedPoint", "predicted_rate", "RatePrediction", "measured_rate",
+           "hessian_check", "HessianCheck", "hessian_edges"]
