@@ -33,7 +33,7 @@ from ._problem import GradientDescent, InformedInit, Problem
 from ._quadrature import population_loss
 from ._simulate import _finish
 from ._trajectory import Trajectory
-from ._validate import check_int, check_key
+from ._validate import as_arrays, check_int, check_key
 
 Estimator = Literal["tangent", "ibp"]
 ADJOINT_BLOCK = 8
@@ -47,16 +47,22 @@ def whitened_seeds(key, num_samples: int, width: int):
     return jax.scipy.linalg.solve_triangular(chol, x.T, lower=True).T
 
 
-def _qr_append(q_basis, g, num_samples):
+def _qr_append(q_basis, g, num_samples, rtol: float = 1e-10):
     """Orthogonalise `g` against the rows of `q_basis` (`[W, M]`, mean-square-one rows),
-    twice for stability. Returns coefficients `c`, the residual norm and the new row."""
+    twice for stability. Returns coefficients `c`, the residual norm and the new row.
+
+    An innovation below `rtol * |g|` is rounding noise, not a direction: it would enter
+    the basis as a vector that is not orthogonal to the others and, once GD has
+    converged, amplify rounding step after step (the run blows up). It is dropped
+    (norm and row set to zero), which changes the represented `g` by at most `rtol`."""
     c = q_basis @ g / num_samples
     resid = g - c @ q_basis
     c2 = q_basis @ resid / num_samples
     resid = resid - c2 @ q_basis
     nrm = jnp.sqrt(jnp.mean(resid**2))
-    safe = jnp.where(nrm > 0, nrm, 1.0)
-    return c + c2, nrm, jnp.where(nrm > 0, resid / safe, 0.0)
+    keep = nrm > rtol * jnp.sqrt(jnp.mean(g**2))
+    nrm = jnp.where(keep, nrm, 0.0)
+    return c + c2, nrm, jnp.where(keep, resid / jnp.where(keep, nrm, 1.0), 0.0)
 
 
 def _gamma_row(h_hist, resp, t, block: int):
@@ -190,8 +196,12 @@ def _solve_one(problem: Problem, algorithm: GradientDescent, init: InformedInit,
     return obs, kernels
 
 
+TRACES = {"dmft": 0}
+
+
 @eqx.filter_jit
 def _solve_batch(problem, algorithm, init, keys, num_samples, estimator):
+    TRACES["dmft"] += 1
     return jax.vmap(lambda k: _solve_one(problem, algorithm, init, k, num_samples, estimator))(keys)
 
 
@@ -249,6 +259,7 @@ def solve_dmft(
     if not isinstance(init, InformedInit):
         raise ValueError(f"solve_dmft does not know the initialisation {type(init).__name__}")
     keys = jax.random.split(key, num_replicas)
+    problem, algorithm, init = as_arrays((problem, algorithm, init))
     obs, kernels = _solve_batch(problem, algorithm, init, keys, num_samples, estimator)
     obs = jax.tree.map(np.asarray, obs)
     with warnings.catch_warnings():

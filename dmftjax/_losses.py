@@ -53,14 +53,17 @@ class WirtingerLoss(AbstractLoss):
     r"""Wirtinger-flow loss `(r^2 - y)^2 / 4` for phase retrieval.
 
     For `y > 0` it is a double well with minima at `r = +-sqrt(y)`; the right one is
-    the one with the sign of the (global-sign-corrected) index `z`.
+    the one with the sign of the (global-sign-corrected) index `z`. A sample counts as
+    in the wrong well when `r z < -y/2`, i.e. (noiseless) `r` lies beyond half-way to the
+    wrong minimum: rows with tiny `y`, which ridge shrinkage moves across zero at no
+    cost, are not counted as trapped.
     """
 
     def __call__(self, y, r):
         return 0.25 * (r**2 - y) ** 2
 
     def wrong_well(self, y, r, signed_z):
-        return (y > 0) & (r * signed_z < 0)
+        return (y > 0) & (r * signed_z < -0.5 * y)
 
 
 class LogisticLoss(AbstractLoss):

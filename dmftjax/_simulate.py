@@ -13,7 +13,7 @@ import numpy as np
 from ._problem import AbstractInit, GradientDescent, InformedInit, Problem
 from ._quadrature import population_loss
 from ._trajectory import OBSERVABLES, Trajectory, first_divergence, summarise
-from ._validate import check_int, check_key
+from ._validate import as_arrays, check_int, check_key
 
 
 def observables(problem: Problem, theta_star, theta, z, y, r):
@@ -37,9 +37,8 @@ def observables(problem: Problem, theta_star, theta, z, y, r):
     }
 
 
-def draw_data(problem: Problem, dim: int, key):
-    """`theta*`, design `A` (entries N(0, 1/d)), indices `z = A theta*`, labels `y`."""
-    n = num_rows(problem, dim)
+def draw_data(problem: Problem, dim: int, n: int, key):
+    """`theta*`, design `A` (`[n, dim]`, entries N(0, 1/d)), indices `z = A theta*`, labels `y`."""
     k_theta, k_a, k_eps = jax.random.split(key, 3)
     theta_star = problem.prior.sample((dim,), key=k_theta)
     a = jax.random.normal(k_a, (n, dim)) / jnp.sqrt(dim)
@@ -69,19 +68,23 @@ def _run_gd(problem: Problem, algorithm: GradientDescent, theta_star, a, z, y, t
     return theta_T, obs
 
 
-def simulate_one(problem: Problem, algorithm: GradientDescent, init, dim: int, key):
+def simulate_one(problem: Problem, algorithm: GradientDescent, init, dim: int, n: int, key):
     """One seed: draw data, start, run gradient descent; observables over t = 0..T."""
     k_data, k_init = jax.random.split(key)
-    theta_star, a, z, y = draw_data(problem, dim, k_data)
+    theta_star, a, z, y = draw_data(problem, dim, n, k_data)
     theta0 = init.simulator_start(problem, theta_star, a, y, key=k_init)
     _, obs = _run_gd(problem, algorithm, theta_star, a, z, y, theta0)
     return obs
 
 
+TRACES = {"simulate": 0}
+
+
 @eqx.filter_jit
-def _simulate_batch(problem, algorithm, init, keys, dim: int, batch_size: int):
+def _simulate_batch(problem, algorithm, init, keys, dim: int, n: int, batch_size: int):
+    TRACES["simulate"] += 1
     return jax.lax.map(
-        lambda k: simulate_one(problem, algorithm, init, dim, k), keys, batch_size=batch_size
+        lambda k: simulate_one(problem, algorithm, init, dim, n, k), keys, batch_size=batch_size
     )
 
 
@@ -124,7 +127,8 @@ def simulate(
     per_seed = 8.0 * n * dim * (1 if isinstance(init, InformedInit) else 3)
     batch_size = int(max(1, min(num_seeds, memory_budget // per_seed)))
     keys = jax.random.split(key, num_seeds)
-    curves = _simulate_batch(problem, algorithm, init, keys, dim, batch_size)
+    problem, algorithm, init = as_arrays((problem, algorithm, init))
+    curves = _simulate_batch(problem, algorithm, init, keys, dim, n, batch_size)
     curves = jax.tree.map(np.asarray, curves)
     return _finish(curves, "simulation", dict(dim=dim, rows=n, num_seeds=num_seeds))
 

@@ -65,3 +65,13 @@ def check_key(key) -> None:
             raise ValueError(f"key must be a single key, got a batch of shape {shape}")
     elif shape != (2,):
         raise ValueError("key must be jax.random.key(seed) or jax.random.PRNGKey(seed)")
+
+
+def as_arrays(tree):
+    """Python numbers in a pytree become JAX arrays, so a change of value (alpha, lam,
+    step size, ...) reuses the compiled engine instead of tracing it again. Static
+    fields (`steps`) are not leaves and stay Python ints."""
+    return jax.tree.map(
+        lambda x: jax.numpy.asarray(x, dtype=float) if isinstance(x, (int, float)) and not isinstance(x, bool) else x,
+        tree,
+    )
