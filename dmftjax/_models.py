@@ -21,15 +21,15 @@ class AbstractModel(eqx.Module):
 
     Subclasses implement `link`. Class attributes:
 
-    - `even`: `f(-z, eps) = f(z, eps)`, so `theta*` is identifiable only up to a
+    - `even` (default False): `f(-z, eps) = f(z, eps)`, so `theta*` is identifiable only up to a
       global sign and every error is reported up to that sign.
-    - `smooth`: `f` is differentiable in `z` (almost everywhere is not enough: a
+    - `smooth` (default True): `f` is differentiable in `z` (almost everywhere is not enough: a
       jump such as `sign(z)` carries mass that `jax.grad` misses). Non-smooth models
       get their `z`-response from Gaussian integration by parts instead.
     """
 
-    even: eqx.AbstractClassVar[bool]
-    smooth: eqx.AbstractClassVar[bool]
+    even: ClassVar[bool] = False
+    smooth: ClassVar[bool] = True
 
     @abc.abstractmethod
     def link(self, z: Float[Array, ""], eps: Float[Array, ""]) -> Float[Array, ""]:

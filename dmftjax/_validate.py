@@ -56,10 +56,11 @@ def check_int(name: str, value, minimum: int) -> int:
 def check_key(key) -> None:
     if key is None:
         raise ValueError("pass an explicit random key: key=jax.random.key(0)")
-    try:
-        shape = jax.numpy.shape(key)
-    except TypeError as err:
-        raise ValueError(f"key must be a jax.random key, got {type(key).__name__}") from err
+    if not isinstance(key, jax.Array):
+        raise ValueError(
+            f"key must be a jax.random key such as jax.random.key(0), got {type(key).__name__}"
+        )
+    shape = key.shape
     if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
         if shape != ():
             raise ValueError(f"key must be a single key, got a batch of shape {shape}")
