@@ -12,11 +12,11 @@ import numpy as np
 
 
 def solve_numpy(seeds, alpha, lam, eta_step, steps, m0, q0, noise=0.0):
-    """`seeds`: `[M, steps + 3]` whitened standard Gaussians (z, xi, eps, eta_0..).
+    """`seeds`: `[M, steps + 3]` whitened standard Gaussians (z, eps, xi, eta_0..).
     Returns the error curve over t = 0..steps and the kernels."""
     M = seeds.shape[0]
     T1 = steps + 1
-    z, xi, eps = seeds[:, 0], seeds[:, 1], seeds[:, 2]
+    z, eps, xi = seeds[:, 0], seeds[:, 1], seeds[:, 2]
     eta = np.concatenate([seeds[:, 3:], np.zeros((M, 1))], axis=1)
     y = z**2 + noise * eps
     a, b = 1.0 - eta_step * lam, -eta_step

@@ -96,104 +96,219 @@ def _gamma_row(h_hist, resp, t, block: int):
     return x @ h_hist[t]
 
 
-def _solve_one(problem: Problem, algorithm: GradientDescent, init: InformedInit, key,
-               num_samples: int, estimator: str):
+def whitened_antithetic(key, num_samples: int, width: int, kept: int):
+    """Whitened seeds in antithetic pairs: the first `kept` columns (z, eps) are shared,
+    the others flip sign in the second half, a symmetry of the law that cancels the
+    odd Monte Carlo noise exactly (needed when a tiny overlap must grow, section 3)."""
+    half = whitened_seeds(key, num_samples // 2, width)
+    flip = jnp.concatenate([jnp.ones(kept), -jnp.ones(width - kept)])
+    return jnp.concatenate([half, half * flip], axis=0)
+
+
+class _Plan(eqx.Module):
+    """Per-slot coefficients of the general recursion
+    `theta^{k+1} = a_k theta^k + b_k A^T g_k(y, A theta^k)` (section 2):
+    `power[k]` selects `g = T(y) r` (else the loss gradient); `normalise[k]` divides
+    by the deterministic norm; `rescale[k]` multiplies by the start's scale `s0` after it."""
+
+    a: jax.Array
+    b: jax.Array
+    power: jax.Array
+    normalise: jax.Array
+    rescale: jax.Array
+
+
+def _gd_plan(problem, algorithm, *, slot: bool = False, power_slots: int = 0, shift=0.0):
+    """GD from slot 0 (informed start); or after the stationary eigenvector slot
+    (`slot`: slot 0 is `v`, then `theta^0 = s0 v`); or after `power_slots` normalised
+    shifted power steps on `D` whose last is rescaled by `s0` (the prehistory)."""
     steps = algorithm.steps
-    width = steps + 1
+    n = int(slot) + power_slots + steps + 1
+    k = jnp.arange(n)
+    is_power = k < power_slots
+    gd_a = 1.0 - algorithm.step_size * problem.lam
+    a = jnp.where(is_power, shift, gd_a)
+    b = jnp.where(is_power, 1.0, -algorithm.step_size)
+    if slot:
+        a, b = a.at[0].set(1.0), b.at[0].set(0.0)
+    rescale = k == (0 if slot else power_slots - 1)
+    if not slot and power_slots == 0:
+        rescale = jnp.zeros(n, bool)
+    return _Plan(a=a, b=b, power=is_power, normalise=is_power, rescale=rescale)
+
+
+def _observables(problem, y, z, r, m, q):
+    model, loss = problem.model, problem.loss
+    m_eff = jnp.abs(m) if model.even else m
+    sign = jnp.where(m >= 0, 1.0, -1.0) if model.even else 1.0
+    return {
+        "overlap": m,
+        "norm": q,
+        "error": q - 2 * m_eff + 1.0,
+        "cosine": m_eff / jnp.sqrt(q),
+        "train_loss": jnp.mean(jax.vmap(loss)(y, r)),
+        "test_error": population_loss(model, loss, 1.0, m, q),
+        "wrong_well": jnp.mean(jax.vmap(loss.wrong_well)(y, r, sign * z).astype(r.dtype)),
+    }
+
+
+def _solve_general(problem: Problem, plan: _Plan, key, num_samples: int, estimator: str, *,
+                   a0, b0, slot=None, prep=None, antithetic: bool = False,
+                   z_tangent: bool = True, s0=None):
+    r"""The forward-in-time solve over `W = len(plan.a)` slots (see the module docstring).
+
+    `a0, b0`: coefficients of slot 0 on `theta*` and on an independent direction.
+    `slot`: `(R_vv, m_v)` makes slot 0 the stationary eigenvector slot of section 3b
+    (`theta^0 = m_v theta* + R_vv u^v`, `r^v = w^v / (1 - R_vv T)`).
+    `prep`: the preprocessing `T` of power steps and of the slot.
+    `z_tangent`: `Gam(t,*)` by the exact forward z-tangent (needs `f` and `T` without
+    jumps) rather than Gaussian integration by parts on `z`.
+    `s0`: scale of the rescale slot; `None` uses `model.default_scale(y)` on the samples."""
+    width = plan.a.shape[0]
     padded = -(-width // ADJOINT_BLOCK) * ADJOINT_BLOCK
     alpha = problem.alpha
     sqrt_alpha = jnp.sqrt(alpha)
-    a_coef = 1.0 - algorithm.step_size * problem.lam
-    b_coef = -algorithm.step_size
     model, loss = problem.model, problem.loss
-    m_signal = num_samples
+    num = num_samples
+    tangent = estimator == "tangent"
 
-    seeds = whitened_seeds(key, m_signal, steps + 3)
-    z, xi, eps = seeds[:, 0], seeds[:, 1], seeds[:, 2]
-    eta = jnp.concatenate([seeds[:, 3:].T, jnp.zeros((1, m_signal))], axis=0)  # time-major
+    seeds = (whitened_antithetic(key, num, width + 2, 2) if antithetic
+             else whitened_seeds(key, num, width + 2))
+    z, eps, xi = seeds[:, 0], seeds[:, 1], seeds[:, 2]
+    eta = jnp.concatenate([seeds[:, 3:].T, jnp.zeros((1, num))], axis=0)  # time-major
     y = jax.vmap(model.link)(z, eps)
-    dy_dz = jax.vmap(model.dlink_dz)(z, eps) if model.smooth else None
+    dy_dz = jax.vmap(model.dlink_dz)(z, eps) if z_tangent else None
+    t_of_y = jax.vmap(prep)(y) if prep is not None else jnp.zeros_like(y)
+    dt_dy = jax.vmap(jax.grad(lambda v: prep(v)))(y) if (prep is not None and z_tangent) else None
+    s0 = model.default_scale(y) if s0 is None else s0
 
     carry = dict(
-        A=jnp.zeros(width + 1).at[0].set(init.overlap),
-        B=jnp.zeros(width + 1).at[0].set(jnp.sqrt(init.norm - init.overlap**2)),
+        A=jnp.zeros(width + 1).at[0].set(a0),
+        B=jnp.zeros(width + 1).at[0].set(b0),
         R=jnp.zeros((width + 1, width)),
         Rt=jnp.zeros((width + 1, width)),
         L=jnp.zeros((width, width)),
-        Q=jnp.zeros((width, m_signal)),
-        P=eta,  # eta + Q / sqrt(alpha): r^t = A_t z + B_t xi + Rt(t, .) @ P in one pass
+        Q=jnp.zeros((width, num)),
+        P=eta,  # eta + Q / sqrt(alpha): r = A z + B xi + Rt(k, .) @ P in one pass
         Gam=jnp.zeros((width, width)),
         Gs=jnp.zeros(width),
     )
-    if estimator == "tangent":
-        carry["H"] = jnp.zeros((padded, m_signal))
-        if model.smooth:
-            carry["DGZ"] = jnp.zeros((width, m_signal))
+    if tangent:
+        carry["H"] = jnp.zeros((padded, num))
+    if z_tangent:
+        carry["DGZ"] = jnp.zeros((width, num))
 
-    def step(c, t):
+    def sample_side(c, k):
+        r = c["A"][k] * z + c["B"][k] * xi + c["Rt"][k] @ c["P"]
+        is_power = plan.power[k]
+        g = jnp.where(is_power, t_of_y * r, jax.vmap(loss.grad)(y, r))
+        h = jnp.where(is_power, t_of_y, jax.vmap(loss.hess)(y, r))
+        dgz = None
+        if z_tangent:
+            drz = c["R"][k] @ c["DGZ"]
+            gy = jax.vmap(loss.grad_y)(y, r) * dy_dz
+            if prep is not None:
+                gy = jnp.where(is_power, dt_dy * dy_dz * r, gy)
+            dgz = gy + h * drz
+        return r, g, h, dgz
+
+    def slot_side(c):
+        # Section 3b: w^v = m_v z + R_vv L00 eta_0 with L00 = sqrt(alpha mean p^2) solved
+        # on these samples (a quadratic), so the slot is consistent with the QR below.
+        r_vv, m_v = slot
+        den = 1.0 - r_vv * t_of_y
+        f2 = (t_of_y / den) ** 2
+        e0 = eta[0]
+        c2 = 1.0 - alpha * r_vv**2 * jnp.mean(f2 * e0**2)
+        c1 = -2.0 * alpha * m_v * r_vv * jnp.mean(f2 * z * e0)
+        c0 = -alpha * m_v**2 * jnp.mean(f2 * z**2)
+        l00 = (-c1 + jnp.sqrt(c1**2 - 4 * c2 * c0)) / (2 * c2)
+        w_v = m_v * z + r_vv * l00 * e0
+        r = w_v / den
+        g = t_of_y * r
+        h = t_of_y / den
+        dgz = dt_dy * dy_dz * r / den if z_tangent else None
+        return r, g, h, dgz
+
+    def update(c, k, r, g, h, dgz):
         A, B, R, Rt, L, Q = c["A"], c["B"], c["R"], c["Rt"], c["L"], c["Q"]
-        r = A[t] * z + B[t] * xi + Rt[t] @ c["P"]
-        g = jax.vmap(loss.grad)(y, r)
-        h = jax.vmap(loss.hess)(y, r)
-
-        m, q = A[t], A[t] ** 2 + B[t] ** 2 + Rt[t] @ Rt[t]
-        m_eff = jnp.abs(m) if model.even else m
-        sign = jnp.where(m >= 0, 1.0, -1.0) if model.even else 1.0
-        obs = {
-            "overlap": m,
-            "norm": q,
-            "error": q - 2 * m_eff + 1.0,
-            "cosine": m_eff / jnp.sqrt(q),
-            "train_loss": jnp.mean(jax.vmap(loss)(y, r)),
-            "test_error": population_loss(model, loss, 1.0, m, q),
-            "wrong_well": jnp.mean(jax.vmap(loss.wrong_well)(y, r, sign * z).astype(r.dtype)),
-        }
-
-        coef, nrm, q_new = _qr_append(Q, g, m_signal)
-        l_row = sqrt_alpha * coef.at[t].set(nrm)
-        c = dict(c, Q=Q.at[t].set(q_new), L=L.at[t].set(l_row))
-        c["P"] = c["P"].at[t].add(q_new / sqrt_alpha)
-        e_t = jnp.zeros(width).at[t].set(1.0)
-
-        if estimator == "tangent":
-            H = c["H"].at[t].set(h)
+        coef, nrm, q_new = _qr_append(Q, g, num)
+        l_row = sqrt_alpha * coef.at[k].set(nrm)
+        c = dict(c, Q=Q.at[k].set(q_new), L=L.at[k].set(l_row))
+        c["P"] = c["P"].at[k].add(q_new / sqrt_alpha)
+        a_k, b_k = plan.a[k], plan.b[k]
+        e_k = jnp.zeros(width).at[k].set(1.0)
+        if tangent:
+            H = c["H"].at[k].set(h)
             resp = jnp.zeros((padded, padded)).at[:width, :width].set(R[:width])
-            gam_row = alpha * _gamma_row(H, resp, t, ADJOINT_BLOCK)[:width] / m_signal
-            if model.smooth:
-                drz = R[t] @ c["DGZ"]
-                dgz = jax.vmap(loss.grad_y)(y, r) * dy_dz + h * drz
-                c["DGZ"] = c["DGZ"].at[t].set(dgz)
+            gam_row = alpha * _gamma_row(H, resp, k, ADJOINT_BLOCK)[:width] / num
+            if z_tangent:
+                c["DGZ"] = c["DGZ"].at[k].set(dgz)
                 gam_star = alpha * jnp.mean(dgz)
-            else:  # Stein on z: alpha E[z g] = Gam(t,*) + sum_s Gam(t,s) A_s
+            else:  # Stein on z: alpha E[z g] = Gam(k,*) + sum_s Gam(k,s) A_s
                 gam_star = alpha * jnp.mean(z * g) - gam_row @ A[:width]
-            A_next = a_coef * A[t] + b_coef * (gam_row @ A[:width] + gam_star)
-            B_next = a_coef * B[t] + b_coef * (gam_row @ B[:width])
-            R_next = a_coef * R[t] + b_coef * (e_t + gam_row @ R[:width])
+            A_next = a_k * A[k] + b_k * (gam_row @ A[:width] + gam_star)
+            B_next = a_k * B[k] + b_k * (gam_row @ B[:width])
+            R_next = a_k * R[k] + b_k * (e_k + gam_row @ R[:width])
             Rt_next = R_next @ c["L"]
-            c = dict(c, H=H, Gam=c["Gam"].at[t].set(gam_row), Gs=c["Gs"].at[t].set(gam_star))
-            c["R"] = R.at[t + 1].set(R_next)
+            c = dict(c, H=H, Gam=c["Gam"].at[k].set(gam_row), Gs=c["Gs"].at[k].set(gam_star))
         else:  # Gaussian integration by parts in the whitened seed basis (section 3c)
-            mask = (jnp.arange(width) < t).astype(g.dtype)
-            A_next = a_coef * A[t] + b_coef * alpha * jnp.mean(z * g)
-            B_next = a_coef * B[t] + b_coef * alpha * jnp.mean(xi * g)
-            Rt_next = a_coef * Rt[t] + b_coef * (l_row + alpha * mask * (eta @ g) / m_signal)
-        c["A"] = A.at[t + 1].set(A_next)
-        c["B"] = B.at[t + 1].set(B_next)
-        c["Rt"] = Rt.at[t + 1].set(Rt_next)
-        return c, obs
+            mask = (jnp.arange(width) < k).astype(g.dtype)
+            A_next = a_k * A[k] + b_k * alpha * jnp.mean(z * g)
+            B_next = a_k * B[k] + b_k * alpha * jnp.mean(xi * g)
+            Rt_next = a_k * Rt[k] + b_k * (l_row + alpha * mask * (eta @ g) / num)
+            R_next = None
+        norm = jnp.sqrt(A_next**2 + B_next**2 + Rt_next @ Rt_next)
+        factor = jnp.where(plan.rescale[k], s0, 1.0) / jnp.where(plan.normalise[k], norm, 1.0)
+        c["A"] = A.at[k + 1].set(factor * A_next)
+        c["B"] = B.at[k + 1].set(factor * B_next)
+        c["Rt"] = Rt.at[k + 1].set(factor * Rt_next)
+        if tangent:
+            c["R"] = R.at[k + 1].set(factor * R_next)
+        return c
 
-    c, obs = jax.lax.scan(step, carry, jnp.arange(width))
-    Rt = c["Rt"][:width]
-    coeffs = jnp.stack([c["A"][:width], c["B"][:width]], axis=1)
+    def step(c, k):
+        r, g, h, dgz = sample_side(c, k)
+        q = c["A"][k] ** 2 + c["B"][k] ** 2 + c["Rt"][k] @ c["Rt"][k]
+        obs = _observables(problem, y, z, r, c["A"][k], q)
+        return update(c, k, r, g, h, dgz), obs
+
+    first = 0
+    if slot is not None:
+        r_vv, m_v = slot
+        r, g, h, dgz = slot_side(carry)
+        # R(v, v) = R_vv enters the parameter side (R(t+1, v) gains Gam(t, v) R_vv), never
+        # the adjoint or the memory term (it is folded into F = T / (1 - R_vv T)).
+        carry["R"] = carry["R"].at[0, 0].set(r_vv)
+        carry = update(carry, 0, r, g, h, dgz)
+        # v = m_v theta* + R_vv u^v, u^v = L(v, v) eta_0 with L(v, v) from the QR above;
+        # theta^0 = s0 v (the rescale slot has b = 0).
+        s0_used = carry["A"][1] / m_v
+        carry["Rt"] = carry["Rt"].at[0].set(r_vv * carry["L"][0])
+        carry["Rt"] = carry["Rt"].at[1].set(s0_used * r_vv * carry["L"][0])
+        first = 1
+    carry, obs = jax.lax.scan(step, carry, jnp.arange(first, width))
+    Rt = carry["Rt"][:width]
+    coeffs = jnp.stack([carry["A"][:width], carry["B"][:width]], axis=1)
     kernels = {
         "C": coeffs @ coeffs.T + Rt @ Rt.T,
-        "Cu": c["L"] @ c["L"].T,
-        "A": c["A"][:width],
-        "B": c["B"][:width],
+        "Cu": carry["L"] @ carry["L"].T,
+        "A": carry["A"][:width],
+        "B": carry["B"][:width],
     }
-    if estimator == "tangent":
-        kernels.update(R=c["R"][:width], Gamma=c["Gam"], Gamma_star=c["Gs"])
+    if tangent:
+        kernels.update(R=carry["R"][:width], Gamma=carry["Gam"], Gamma_star=carry["Gs"])
     return obs, kernels
+
+
+def _solve_one(problem: Problem, algorithm: GradientDescent, init: InformedInit, key,
+               num_samples: int, estimator: str):
+    """One replica of the DMFT of GD from an informed start: observables over t = 0..T
+    and the kernels on the `(T+1) x (T+1)` grid."""
+    plan = _gd_plan(problem, algorithm)
+    return _solve_general(problem, plan, key, num_samples, estimator,
+                          a0=init.overlap, b0=jnp.sqrt(init.norm - init.overlap**2),
+                          z_tangent=problem.model.smooth)
 
 
 TRACES = {"dmft": 0}
@@ -214,6 +329,8 @@ def solve_dmft(
     key,
     num_replicas: int = 4,
     estimator: Estimator = "tangent",
+    spectral_method: Literal["slot", "prehistory"] = "slot",
+    eps0: float = 0.1,
 ) -> Trajectory:
     r"""Solve the DMFT of gradient descent (d = infinity) forward in time.
 
@@ -231,6 +348,11 @@ def solve_dmft(
       O(M T^3), needs `loss` twice differentiable in `r`) or `"ibp"` (Gaussian
       integration by parts in the whitened seed basis; O(M T^2), needs no derivative,
       carries a positive O(1/M) bias in the norm, and returns no `R`/`Gamma`).
+    - `spectral_method` (with `SpectralInit`): `"slot"` treats the top eigenvector as one
+      stationary slot (section 3b, default); `"prehistory"` runs the normalised shifted
+      power method from a start of overlap `eps0` with `K` chosen from the predicted
+      spectral gap (section 2). They agree; the slot is an order of magnitude cheaper.
+      Below the weak-recovery threshold a `SpectralInit` is refused with a ValueError.
 
     **Returns:** a `Trajectory` (source `"dmft"`) with `kernels` `C`, `Cu`, `A`
     (= overlap), `B`, and for `"tangent"` also `R`, `Gamma`, `Gamma_star`, averaged
@@ -252,10 +374,11 @@ def solve_dmft(
             f"num_samples = {num_samples} must exceed steps + 3 = {algorithm.steps + 3}: "
             "the sample side whitens one Gaussian seed per step"
         )
-    spectral = getattr(init, "dmft_solver", None)
-    if spectral is not None:
-        return spectral(problem, algorithm, num_samples=num_samples, key=key,
-                        num_replicas=num_replicas, estimator=estimator)
+    from ._spectral_init import SpectralInit
+
+    if isinstance(init, SpectralInit):
+        return _solve_spectral(problem, algorithm, init, num_samples, key, num_replicas,
+                               estimator, spectral_method, eps0)
     if not isinstance(init, InformedInit):
         raise ValueError(f"solve_dmft does not know the initialisation {type(init).__name__}")
     keys = jax.random.split(key, num_replicas)
@@ -266,5 +389,48 @@ def solve_dmft(
         warnings.simplefilter("ignore", RuntimeWarning)
         kernels = {k: jnp.asarray(np.nanmean(np.asarray(v), axis=0)) for k, v in kernels.items()}
     info = dict(num_samples=num_samples, num_replicas=num_replicas, estimator=estimator)
+    traj = _finish(obs, "dmft", info)
+    return eqx.tree_at(lambda t: t.kernels, traj, kernels, is_leaf=lambda x: x is None)
+
+
+def _solve_spectral(problem, algorithm, init, num_samples, key, num_replicas, estimator,
+                    method, eps0):
+    from ._dmft_spectral import check_outlier, power_schedule, solve_spectral_batch
+
+    if method not in ("slot", "prehistory"):
+        raise ValueError(f"spectral_method must be 'slot' or 'prehistory', got {method!r}")
+    if not 0 < eps0 < 1:
+        raise ValueError(f"eps0 must be in (0, 1), got {eps0}")
+    theory = check_outlier(problem, init)
+    schedule = None
+    extra_slots = 1
+    if method == "prehistory":
+        schedule = power_schedule(problem, init, eps0)
+        extra_slots = schedule[1]
+    if num_samples <= algorithm.steps + extra_slots + 3:
+        raise ValueError(
+            f"num_samples = {num_samples} must exceed steps + {extra_slots + 3}: the sample "
+            "side whitens one Gaussian seed per slot"
+        )
+    if num_samples % 2:
+        raise ValueError("a spectral start uses antithetic pairs: num_samples must be even")
+    keys = jax.random.split(key, num_replicas)
+    problem, algorithm, init, theory_arr = as_arrays((problem, algorithm, init, theory))
+    obs, kernels, extra = solve_spectral_batch(problem, algorithm, init, keys, num_samples,
+                                               estimator, method, theory_arr,
+                                               schedule and (schedule[0], schedule[1], None),
+                                               eps0)
+    obs = jax.tree.map(np.asarray, obs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        kernels = {k: jnp.asarray(np.nanmean(np.asarray(v), axis=0)) for k, v in kernels.items()}
+    info = dict(num_samples=num_samples, num_replicas=num_replicas, estimator=estimator,
+                spectral_method=method, cosine2_theory=float(theory.cosine2),
+                top_eigenvalue=float(theory.top_eigenvalue), R_vv=float(theory.R_vv))
+    if method == "prehistory":
+        info.update(power_steps=schedule[1], shift=schedule[0], power_rate=schedule[2],
+                    power_cosine=np.asarray(extra["power_cosine"]).mean(0))
+    else:
+        info.update(norm_v=np.asarray(extra["norm_v"]).mean())
     traj = _finish(obs, "dmft", info)
     return eqx.tree_at(lambda t: t.kernels, traj, kernels, is_leaf=lambda x: x is None)
