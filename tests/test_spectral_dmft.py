@@ -1,0 +1,72 @@
+"""DMFT of spectral-initialised gradient descent: the stationary slot, the power-method
+prehistory, the closed form at t = 0 and the simulator."""
+
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import dmftjax as dj
+from dmftjax._preprocess import Identity, MondelliMontanari
+from dmftjax._spectral import spectral_theory
+from dmftjax._spectral_init import SpectralInit
+
+sys.path.insert(0, str(Path(__file__).parent))
+from helpers import assert_agree  # noqa: E402
+
+PROBLEM = dj.Problem(dj.PhaseRetrieval(0.0), dj.WirtingerLoss(), alpha=3.0,
+                     regulariser=dj.Ridge(0.05))
+INIT = SpectralInit(MondelliMontanari())
+GD = dj.GradientDescent(0.02, 10)
+
+
+@pytest.fixture(scope="module")
+def slot():
+    return dj.solve_dmft(PROBLEM, GD, INIT, num_samples=10000, num_replicas=8,
+                         key=jax.random.key(10))
+
+
+def test_slot_starts_at_the_closed_form(slot):
+    theory = spectral_theory(PROBLEM, MondelliMontanari())
+    # theta^0 = s0 v with s0 = sqrt(mean y) = 1 on whitened seeds: overlap = m_v exactly,
+    # |v|^2/d = 1 up to Monte Carlo error, so cos^2 at t = 0 is the closed form.
+    np.testing.assert_allclose(float(slot.overlap[0]), float(theory.m_v), rtol=1e-10)
+    norm_v = slot.info["norm_v"]
+    assert abs(norm_v - 1) < 4 * float(slot.norm_se[0]) + 1e-12
+    cos2 = float(slot.cosine[0]) ** 2
+    assert abs(cos2 - float(theory.cosine2)) < 4 * 2 * float(slot.cosine_se[0])
+
+
+def test_prehistory_agrees_with_slot(slot):
+    pre = dj.solve_dmft(PROBLEM, GD, INIT, num_samples=10000, num_replicas=8,
+                        key=jax.random.key(11), spectral_method="prehistory")
+    assert pre.info["power_steps"] > 5
+    # the power phase converges to the closed-form cosine
+    theory = spectral_theory(PROBLEM, MondelliMontanari())
+    assert abs(pre.info["power_cosine"][-1] ** 2 - float(theory.cosine2)) < 0.01
+    assert_agree(pre, slot, ("error", "overlap", "norm", "cosine", "train_loss"))
+
+
+def test_slot_matches_simulation(slot):
+    sim = dj.simulate(PROBLEM, GD, INIT, dim=1000, num_seeds=16, key=jax.random.key(12))
+    assert_agree(sim, slot, ("error", "overlap", "norm", "cosine"))
+
+
+def test_refuses_below_threshold():
+    below = dj.Problem(dj.PhaseRetrieval(0.0), dj.WirtingerLoss(), alpha=0.4,
+                       regulariser=dj.Ridge(0.05))
+    with pytest.raises(ValueError, match=r"threshold .*alpha = 0\.5"):
+        dj.solve_dmft(below, GD, INIT, num_samples=1000, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="no spectral outlier"):
+        dj.solve_dmft(PROBLEM, GD, SpectralInit(Identity()), num_samples=1000,
+                      key=jax.random.key(0))
+
+
+def test_spectral_bad_arguments():
+    with pytest.raises(ValueError):
+        dj.solve_dmft(PROBLEM, GD, INIT, num_samples=1001, key=jax.random.key(0))
+    with pytest.raises(ValueError):
+        dj.solve_dmft(PROBLEM, GD, INIT, num_samples=1000, key=jax.random.key(0),
+                      spectral_method="power")
