@@ -20,6 +20,8 @@ from ._problem import GradientDescent as GradientDescent
 from ._problem import InformedInit as InformedInit
 from ._problem import Problem as Problem
 from ._simulate import simulate as simulate
+from ._sweep import SweepResult as SweepResult
+from ._sweep import sweep as sweep
 from ._trajectory import OBSERVABLES as OBSERVABLES
 from ._trajectory import Trajectory as Trajectory
 

@@ -1,98 +1,1242 @@
-"""The `dmftjax` command line."""
+"""The `dmftjax` command line.
+
+Every subcommand reads its settings from flags or from a TOML file (`--config`), shows
+a progress bar for each long step, and writes a PNG, a JSON file (every curve, every
+setting, the package version and the random seed) and a CSV file into `--out`. Files
+are written to temporary names and moved into place only once everything has been
+computed; existing results are never overwritten (the new files get the next free name,
+`predict-1.json`, ...) unless `--overwrite` is given. Bad input gives a one-line error
+and a non-zero exit status (set `DMFTJAX_DEBUG=1` for the traceback).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
+import math
 import os
 import sys
+import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import click
 
+# --------------------------------------------------------------------------------------
+# one-line errors
 
-def _setup():
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+class _Group(click.Group):
+    """A click group whose every failure is one line on stderr and a non-zero exit."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
+             **extra):
+        code = 0
+        try:
+            code = super().main(args=args, prog_name=prog_name or "dmftjax",
+                                complete_var=complete_var, standalone_mode=False, **extra)
+            code = code if isinstance(code, int) else 0
+        except click.exceptions.NoArgsIsHelpError as err:
+            click.echo(err.ctx.get_help())
+            code = 0
+        except click.exceptions.Exit as err:
+            code = err.exit_code
+        except click.ClickException as err:
+            where = ""
+            ctx = getattr(err, "ctx", None)
+            if ctx is not None and ctx.command_path:
+                where = f" ({ctx.command_path})"
+            click.echo(f"Error{where}: {_one_line(err.format_message())}", err=True)
+            code = err.exit_code
+        except click.Abort:
+            click.echo("Error: aborted", err=True)
+            code = 1
+        except KeyboardInterrupt:
+            click.echo("Error: interrupted", err=True)
+            code = 130
+        except Exception as err:  # a bug or an engine failure: still one line
+            if os.environ.get("DMFTJAX_DEBUG"):
+                raise
+            first = _one_line(str(err).strip().splitlines()[0]) if str(err).strip() else ""
+            click.echo(f"Error: {type(err).__name__}: {first} (DMFTJAX_DEBUG=1 for the "
+                       "traceback)", err=True)
+            code = 1
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+def _fail(message: str):
+    raise click.UsageError(message)
+
+
+# --------------------------------------------------------------------------------------
+# configuration files
+
+
+def _all_param_names() -> set[str]:
+    names = set()
+    for cmd in main.commands.values():
+        names |= {p.name for p in cmd.params}
+    return names
+
+
+def _load_config(ctx: click.Context, param, value):
+    """`--config FILE`: a TOML file whose keys are this command's options (dashes or
+    underscores), at top level or in a table named after the command; flags given on
+    the command line win."""
+    if value is None:
+        return None
+    import tomllib
+
+    path = Path(value)
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except tomllib.TOMLDecodeError as err:
+        raise click.BadParameter(f"{path} is not valid TOML: {err}", ctx, param) from None
+    except OSError as err:
+        raise click.BadParameter(f"cannot read {path}: {err.strerror}", ctx, param) from None
+    cmd_name = ctx.command.name
+    own = {p.name for p in ctx.command.params if p.name not in ("config", "help")}
+    known_anywhere = _all_param_names()
+    commands = set(main.commands)
+    settings = {}
+    for key, val in data.items():
+        name = key.replace("-", "_")
+        if isinstance(val, dict):
+            if key not in commands:
+                raise click.BadParameter(f"{path}: unknown table [{key}] (tables are named "
+                                         f"after subcommands: {', '.join(sorted(commands))})",
+                                         ctx, param)
+            continue
+        if name in own:
+            settings[name] = val
+        elif name not in known_anywhere:
+            raise click.BadParameter(f"{path}: unknown setting {key!r}", ctx, param)
+    for key, val in data.get(cmd_name, {}).items():
+        name = key.replace("-", "_")
+        if name not in own:
+            raise click.BadParameter(f"{path}: [{cmd_name}] has unknown setting {key!r} "
+                                     f"(known: {', '.join(sorted(own))})", ctx, param)
+        settings[name] = val
+    for name, val in settings.items():
+        if isinstance(val, list):
+            settings[name] = ",".join(str(v) for v in val)
+    ctx.default_map = {**(ctx.default_map or {}), **settings}
+    ctx.meta["dmftjax_config"] = str(path)
+    return str(path)
+
+
+# --------------------------------------------------------------------------------------
+# numbers and grids
+
+
+class _Grid(click.ParamType):
+    """A grid of values: `1,2,3`, `start:stop:num` (evenly spaced) or
+    `log:start:stop:num` (log-spaced)."""
+
+    name = "grid"
+
+    def convert(self, value, param, ctx):
+        import numpy as np
+
+        if isinstance(value, (list, tuple)):
+            value = ",".join(str(v) for v in value)
+        if isinstance(value, (int, float)):
+            value = str(value)
+        text = str(value).strip()
+        try:
+            if text.startswith("log:"):
+                a, b, n = text[4:].split(":")
+                if float(a) <= 0 or float(b) <= 0:
+                    self.fail(f"{text!r}: a log grid needs positive ends", param, ctx)
+                vals = np.logspace(math.log10(float(a)), math.log10(float(b)), int(n))
+            elif ":" in text:
+                a, b, n = text.split(":")
+                vals = np.linspace(float(a), float(b), int(n))
+            else:
+                vals = np.asarray([float(v) for v in text.split(",") if v.strip()])
+        except ValueError:
+            self.fail(f"{text!r} is not a grid (use 1,2,3 or start:stop:num or "
+                      "log:start:stop:num)", param, ctx)
+        if vals.size == 0:
+            self.fail(f"{text!r} is an empty grid", param, ctx)
+        if not np.all(np.isfinite(vals)):
+            self.fail(f"{text!r} has a non-finite value", param, ctx)
+        return vals
+
+
+GRID = _Grid()
+POSITIVE = click.FloatRange(min=0, min_open=True)
+NONNEGATIVE = click.FloatRange(min=0)
+
+
+# --------------------------------------------------------------------------------------
+# shared options
+
+
+def _options(*decorators):
+    def apply(f):
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+
+    return apply
+
+
+CONFIG = click.option("--config", type=click.Path(exists=True, dir_okay=False), is_eager=True,
+                      expose_value=False, callback=_load_config,
+                      help="TOML file of settings (keys are option names; flags win)")
+OUTPUT = _options(
+    click.option("--out", default="dmftjax-output", show_default=True,
+                 type=click.Path(file_okay=False), help="folder for the PNG, JSON and CSV"),
+    click.option("--overwrite", is_flag=True,
+                 help="replace earlier results (default: write to the next free name)"),
+    click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+                 help="root random seed"),
+    click.option("--quiet", "-q", is_flag=True, help="no progress bars"),
+)
+PROBLEM = _options(
+    click.option("--model", type=click.Choice(["phase-retrieval", "linear", "probit"]),
+                 default="phase-retrieval", show_default=True, help="the link y = f(z, eps)"),
+    click.option("--noise", default=0.1, show_default=True, type=NONNEGATIVE,
+                 help="label noise of the model"),
+    click.option("--loss", type=click.Choice(["wirtinger", "square", "logistic"]),
+                 default="wirtinger", show_default=True),
+    click.option("--prior", type=click.Choice(["gaussian", "rademacher"]), default="gaussian",
+                 show_default=True, help="law of the entries of theta*"),
+)
+ALPHA = click.option("--alpha", default=3.0, show_default=True, type=POSITIVE,
+                     help="sample ratio n/d")
+LAM = click.option("--lam", default=0.05, show_default=True, type=NONNEGATIVE,
+                   help="ridge strength")
+ALGORITHM = _options(
+    click.option("--step", default=0.05, show_default=True, type=POSITIVE, help="step size"),
+    click.option("--steps", default=100, show_default=True, type=click.IntRange(min=1),
+                 help="number of gradient steps"),
+)
+PREPROCESSING = _options(
+    click.option("--preprocessing",
+                 type=click.Choice(["trimmed", "clipped", "luo-alghamdi-lu",
+                                    "mondelli-montanari"]),
+                 default="trimmed", show_default=True,
+                 help="spectral preprocessing T(y)"),
+    click.option("--tau", default=None, type=float,
+                 help="its parameter: trimming/clipping level (default 4), lower clip of "
+                      "luo-alghamdi-lu (default none), tuned alpha of mondelli-montanari "
+                      "(default: the problem's)"),
+)
+INIT = _options(
+    click.option("--init", "init_kind", type=click.Choice(["informed", "spectral"]),
+                 default="informed", show_default=True,
+                 help="informed start (overlap, norm) or spectral start"),
+    click.option("--overlap", default=0.5, show_default=True, type=float,
+                 help="initial overlap <theta*, theta0>/d (informed start)"),
+    click.option("--norm", default=1.0, show_default=True, type=POSITIVE,
+                 help="initial norm |theta0|^2/d (informed start)"),
+    PREPROCESSING,
+)
+DMFT = _options(
+    click.option("--samples", default=2000, show_default=True, type=click.IntRange(min=2),
+                 help="Monte Carlo samples M of the DMFT, per replica"),
+    click.option("--replicas", default=4, show_default=True, type=click.IntRange(min=2),
+                 help="independent DMFT replicas (for the standard error)"),
+    click.option("--estimator", type=click.Choice(["tangent", "ibp"]), default="tangent",
+                 show_default=True),
+)
+SIMULATION = _options(
+    click.option("--dim", default=1000, show_default=True, type=click.IntRange(min=2),
+                 help="dimension d of the simulation"),
+    click.option("--seeds", default=6, show_default=True, type=click.IntRange(min=2),
+                 help="independent simulation seeds"),
+)
+
+
+# --------------------------------------------------------------------------------------
+# building the objects
+
+
+def _api(name: str):
+    """A public name of dmftjax, or a clean one-line failure if this build lacks it."""
+    import dmftjax
+
+    obj = getattr(dmftjax, name, None)
+    if obj is None:
+        raise click.ClickException(
+            f"dmftjax.{name} is not available in this version of dmftjax "
+            f"({dmftjax.__version__}); this subcommand needs it")
+    return obj
+
+
+def _problem(p):
+    import dmftjax as dj
+
+    models = {"phase-retrieval": dj.PhaseRetrieval, "linear": dj.LinearModel,
+              "probit": dj.ProbitModel}
+    losses = {"wirtinger": dj.WirtingerLoss, "square": dj.SquareLoss,
+              "logistic": dj.LogisticLoss}
+    priors = {"gaussian": dj.GaussianPrior, "rademacher": dj.RademacherPrior}
+    try:
+        return dj.Problem(models[p["model"]](float(p["noise"])), losses[p["loss"]](),
+                          alpha=float(p.get("alpha", 1.0)),
+                          regulariser=dj.Ridge(float(p.get("lam", 0.0))),
+                          prior=priors[p["prior"]]())
+    except ValueError as err:
+        _fail(str(err))
+
+
+def _preprocessing(p, alpha=None):
+    kind, tau = p["preprocessing"], p.get("tau")
+    try:
+        if kind == "trimmed":
+            return _api("Trimmed")(4.0 if tau is None else float(tau))
+        if kind == "clipped":
+            return _api("Clipped")(4.0 if tau is None else float(tau))
+        if kind == "luo-alghamdi-lu":
+            return _api("LuoAlghamdiLu")(None if tau is None else float(tau))
+        return _api("MondelliMontanari")(None if tau is None else float(tau))
+    except ValueError as err:
+        _fail(str(err))
+
+
+def _algorithm(p):
+    import dmftjax as dj
+
+    try:
+        return dj.GradientDescent(float(p["step"]), int(p["steps"]))
+    except ValueError as err:
+        _fail(str(err))
+
+
+def _init(p):
+    import dmftjax as dj
+
+    try:
+        if p["init_kind"] == "spectral":
+            return _api("SpectralInit")(_preprocessing(p))
+        return dj.InformedInit(float(p["overlap"]), float(p["norm"]))
+    except ValueError as err:
+        _fail(str(err))
+
+
+def _check_dmft_sizes(p):
+    if p["samples"] <= p["steps"] + 3:
+        _fail(f"--samples {p['samples']} must exceed --steps + 3 = {p['steps'] + 3}")
+
+
+# --------------------------------------------------------------------------------------
+# output
+
+
+def _clean(obj):
+    """JSON-safe: arrays to lists, NaN to null, infinities to strings."""
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if hasattr(obj, "shape") and hasattr(obj, "dtype"):
+        return _clean(np.asarray(obj).tolist())
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        if math.isnan(v):
+            return None
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return v
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.bool_,)):
+        return bool(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+class _Outputs:
+    """The files of one run: `<out>/<stem>.<ext>`, staged to temporary files and moved
+    into place together by `commit` (so a failed run leaves earlier results as they
+    were). If any target exists and `overwrite` is off, the next free stem is used."""
+
+    def __init__(self, folder, stem: str, exts, overwrite: bool):
+        self.folder = Path(folder)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.folder, prefix=".dmftjax-probe-"):
+                pass
+        except OSError as err:
+            raise click.ClickException(
+                f"cannot write to the output folder {self.folder}: "
+                f"{err.strerror or err}") from None
+        self.exts = list(exts)
+        self.stem = stem
+        self.renamed = False
+        if not overwrite:
+            k = 0
+            while any((self.folder / f"{self.stem}.{e}").exists() for e in self.exts):
+                k += 1
+                self.stem = f"{stem}-{k}"
+                self.renamed = True
+        self.staged: dict[Path, Path] = {}
+
+    def path(self, ext: str) -> Path:
+        return self.folder / f"{self.stem}.{ext}"
+
+    def _tmp(self, ext: str) -> Path:
+        fd, name = tempfile.mkstemp(dir=self.folder, prefix=f".{self.stem}.", suffix=f".{ext}")
+        os.close(fd)
+        tmp = Path(name)
+        self.staged[self.path(ext)] = tmp
+        return tmp
+
+    def json(self, payload: dict):
+        self._tmp("json").write_text(json.dumps(_clean(payload), indent=1))
+
+    def csv(self, header: list[str], rows: list[list], meta: dict):
+        buf = io.StringIO()
+        buf.write(f"# dmftjax {meta['dmftjax_version']} {meta['command']}; seed={meta['seed']}\n")
+        buf.write(f"# settings: {json.dumps(_clean(meta['settings']))}\n")
+        w = csv.writer(buf)
+        w.writerow(header)
+        w.writerows([[_fmt(v) for v in row] for row in rows])
+        self._tmp("csv").write_text(buf.getvalue())
+
+    def png(self, fig, meta: dict):
+        _stamp(fig, meta)
+        fig.savefig(self._tmp("png"), format="png", dpi=130, metadata={
+            "Software": f"dmftjax {meta['dmftjax_version']}",
+            "Title": meta["command"],
+            "Description": json.dumps(_clean(meta)),
+        })
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+
+    def commit(self) -> list[Path]:
+        for final, tmp in self.staged.items():
+            os.replace(tmp, final)
+        done = list(self.staged)
+        self.staged = {}
+        return done
+
+    def discard(self):
+        for tmp in self.staged.values():
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        self.staged = {}
+
+
+def _fmt(v):
+    if isinstance(v, float):
+        return repr(v)
+    return v
+
+
+def _stamp(fig, meta: dict):
+    s = meta["settings"]
+    keys = [k for k in ("model", "noise", "loss", "alpha", "lam", "step", "steps", "init_kind",
+                        "samples", "replicas", "dim", "seeds", "engine") if k in s]
+    import textwrap
+
+    text = ", ".join(f"{k}={s[k]}" for k in keys)
+    width = max(60, int(fig.get_figwidth() * 26))
+    footer = textwrap.fill(f"dmftjax {meta['dmftjax_version']} {meta['command']}, seed "
+                           f"{meta['seed']}: {text}", width)
+    fig.text(0.005, 0.005, footer, fontsize=5.5, color="0.4", ha="left", va="bottom")
+
+
+def _meta(ctx: click.Context, params: dict) -> dict:
+    import jax
+
+    import dmftjax
+
+    return {
+        "command": ctx.command_path,
+        "dmftjax_version": dmftjax.__version__,
+        "jax_version": jax.__version__,
+        "seed": params.get("seed"),
+        "settings": {k: v for k, v in params.items()},
+        "config_file": ctx.meta.get("dmftjax_config"),
+        "devices": [str(d) for d in jax.devices()],
+        "x64": bool(jax.config.jax_enable_x64),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+@contextlib.contextmanager
+def _writing(outputs: _Outputs):
+    try:
+        yield outputs
+    except BaseException:
+        outputs.discard()
+        raise
+    written = outputs.commit()
+    note = ""
+    if outputs.renamed:
+        note = " (earlier results kept; --overwrite replaces them)"
+    click.echo("wrote " + ", ".join(str(p) for p in written) + note)
+
+
+class _Stages:
+    """A progress bar over the long steps of a subcommand."""
+
+    def __init__(self, names: list[str], quiet: bool):
+        from tqdm.auto import tqdm
+
+        self.names = names
+        self.bar = tqdm(total=len(names), disable=quiet, leave=False, file=sys.stderr,
+                        bar_format="{desc}: {n_fmt}/{total_fmt} steps |{bar}| {elapsed}")
+        self.i = 0
+
+    def __enter__(self):
+        self._desc()
+        return self
+
+    def _desc(self):
+        if self.i < len(self.names):
+            self.bar.set_description_str(self.names[self.i])
+
+    def done(self):
+        self.bar.update(1)
+        self.i += 1
+        self._desc()
+
+    def __exit__(self, *exc):
+        self.bar.close()
+
+
+def _trajectory_rows(trajs: dict):
+    """One CSV row per time step: every observable (and its standard error) of every
+    trajectory, columns prefixed by the trajectory's name."""
+    import numpy as np
+
+    from dmftjax import OBSERVABLES
+
+    header = ["t"]
+    cols = []
+    for label, tr in trajs.items():
+        for name in OBSERVABLES:
+            header += [f"{label}_{name}", f"{label}_{name}_se"]
+            cols += [np.asarray(tr.values[name]), np.asarray(tr.stderr[name])]
+    n = len(cols[0])
+    rows = [[t] + [float(c[t]) for c in cols] for t in range(n)]
+    return header, rows
+
+
+def _report_traj(label: str, tr, name: str = "error"):
+    import numpy as np
+
+    v, s = np.asarray(tr.values[name]), np.asarray(tr.stderr[name])
+    T = len(v) - 1
+    pts = sorted({0, min(10, T), T // 2, T})
+    text = ", ".join(f"t={t}: {v[t]:.5g} ± {s[t]:.2g}" for t in pts)
+    click.echo(f"{label} {name}: {text}")
+
+
+# --------------------------------------------------------------------------------------
+# the group
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]},
+             no_args_is_help=True)
+@click.version_option(package_name="dmftjax")
+@click.pass_context
+def main(ctx):
+    """Exact (d = infinity) predictions for gradient descent on single-index models,
+    checked against finite-size simulation.
+
+    \b
+    Examples:
+      dmftjax demo --out results/
+      dmftjax predict --alpha 3 --lam 0.05 --step 0.05 --steps 100
+      dmftjax predict --config settings.toml
+      dmftjax simulate --alpha 3 --dim 1000 --seeds 6 --compare
+      dmftjax fixed-point --alpha 3 --lam 0.05
+      dmftjax spectral --alpha 2 --preprocessing trimmed --tau 4
+      dmftjax sweep --alpha 1:5:9 --lam 0,0.05,0.1 --steps 50
+      dmftjax tune --param lam --alpha 3
+    """
     import jax
 
     jax.config.update("jax_enable_x64", True)
+    old = warnings.showwarning
+
+    def one_line_warning(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, (DeprecationWarning, PendingDeprecationWarning, FutureWarning)):
+            return
+        click.echo(f"warning: {_one_line(message)}", err=True)
+
+    warnings.showwarning = one_line_warning
+    ctx.call_on_close(lambda: setattr(warnings, "showwarning", old))
 
 
-def _atomic_write(path: Path, text: str):
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="dmftjax")
-def main():
-    """Exact (d = infinity) predictions for gradient descent on single-index models,
-    checked against finite-size simulation."""
+# --------------------------------------------------------------------------------------
+# demo
 
 
 @main.command()
-@click.option("--out", default="dmftjax-output", show_default=True, type=click.Path(file_okay=False),
-              help="folder for the figure, JSON and CSV")
-@click.option("--alpha", default=3.0, show_default=True, type=float)
-@click.option("--lam", default=0.05, show_default=True, type=float)
-@click.option("--step", default=0.05, show_default=True, type=float)
-@click.option("--steps", default=100, show_default=True, type=int)
-@click.option("--noise", default=0.1, show_default=True, type=float)
-@click.option("--dim", default=1000, show_default=True, type=int)
-@click.option("--seeds", default=6, show_default=True, type=int)
-@click.option("--samples", default=5000, show_default=True, type=int)
-@click.option("--seed", default=0, show_default=True, type=int, help="root random seed")
-def demo(out, alpha, lam, step, steps, noise, dim, seeds, samples, seed):
-    """Regularised Wirtinger flow on phase retrieval: DMFT against simulation.
+@CONFIG
+@OUTPUT
+@click.option("--alpha", default=3.0, show_default=True, type=POSITIVE)
+@click.option("--lam", default=0.05, show_default=True, type=NONNEGATIVE)
+@click.option("--step", default=0.05, show_default=True, type=POSITIVE)
+@click.option("--steps", default=100, show_default=True, type=click.IntRange(min=1))
+@click.option("--noise", default=0.1, show_default=True, type=NONNEGATIVE)
+@click.option("--dim", default=1000, show_default=True, type=click.IntRange(min=2))
+@click.option("--seeds", default=6, show_default=True, type=click.IntRange(min=2))
+@click.option("--samples", default=5000, show_default=True, type=click.IntRange(min=2))
+@click.pass_context
+def demo(ctx, **p):
+    """Regularised Wirtinger flow on noisy phase retrieval: DMFT against simulation.
 
-    Example: dmftjax demo --alpha 3 --lam 0.05 --step 0.05 --out results/
+    \b
+    Example:
+      dmftjax demo --alpha 3 --lam 0.05 --step 0.05 --out results/
+    writes results/demo.png, demo.json (every curve, settings, version, seed), demo.csv.
     """
-    _setup()
     import jax
-    import numpy as np
 
     import dmftjax as dj
     from dmftjax.plotting import compare
 
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        problem = dj.Problem(dj.PhaseRetrieval(noise), dj.WirtingerLoss(), alpha=alpha,
-                             regulariser=dj.Ridge(lam))
-        alg = dj.GradientDescent(step, steps)
-        init = dj.InformedInit(0.5, 1.0)
-    except (ValueError, OSError) as err:
-        raise click.ClickException(str(err)) from None
-    k_dmft, k_sim = jax.random.split(jax.random.key(seed))
-    t0 = time.perf_counter()
-    dmft = dj.solve_dmft(problem, alg, init, num_samples=samples, key=k_dmft)
-    t1 = time.perf_counter()
-    sim = dj.simulate(problem, alg, init, dim=dim, num_seeds=seeds, key=k_sim)
-    t2 = time.perf_counter()
-    fig = compare(dmft, sim, title=f"Wirtinger flow, phase retrieval: alpha={alpha}, lam={lam}, "
-                                   f"step={step}, noise={noise}")
-    fig.savefig(out / "demo.png", dpi=130)
-    settings = dict(alpha=alpha, lam=lam, step=step, steps=steps, noise=noise, dim=dim,
-                    seeds=seeds, samples=samples, seed=seed, version=dj.__version__)
-    _atomic_write(out / "demo.json", json.dumps(
-        {"settings": settings, "dmft": dmft.to_dict(), "simulation": sim.to_dict()}, indent=1))
-    rows = [["t", "dmft_error", "dmft_error_se", "sim_error", "sim_error_se"]]
-    for t in range(steps + 1):
-        rows.append([t, float(dmft.error[t]), float(dmft.error_se[t]), float(sim.error[t]),
-                     float(sim.error_se[t])])
-    tmp = out / "demo.csv.tmp"
-    with open(tmp, "w", newline="") as f:
-        csv.writer(f).writerows(rows)
-    os.replace(tmp, out / "demo.csv")
+    p.update(model="phase-retrieval", loss="wirtinger", prior="gaussian")
+    problem = _problem(p)
+    alg = _algorithm(p)
+    init = dj.InformedInit(0.5, 1.0)
+    _check_dmft_sizes(dict(p, samples=p["samples"]))
+    outputs = _Outputs(p["out"], "demo", ["png", "json", "csv"], p["overwrite"])
+    k_dmft, k_sim = jax.random.split(jax.random.key(p["seed"]))
+    with _Stages(["DMFT (compile + solve)", "simulation", "figure"], p["quiet"]) as st:
+        t0 = time.perf_counter()
+        dmft = dj.solve_dmft(problem, alg, init, num_samples=p["samples"], key=k_dmft)
+        t1 = time.perf_counter()
+        st.done()
+        sim = dj.simulate(problem, alg, init, dim=p["dim"], num_seeds=p["seeds"], key=k_sim)
+        t2 = time.perf_counter()
+        st.done()
+        fig = compare(dmft, sim, title=f"Wirtinger flow, phase retrieval: alpha={p['alpha']}, "
+                                       f"lam={p['lam']}, step={p['step']}, noise={p['noise']}")
+        st.done()
+    meta = _meta(ctx, p)
+    with _writing(outputs) as out:
+        out.png(fig, meta)
+        out.json(dict(meta, dmft=dmft.to_dict(), simulation=sim.to_dict(),
+                      seconds=dict(dmft=t1 - t0, simulation=t2 - t1)))
+        out.csv(*_trajectory_rows({"dmft": dmft, "sim": sim}), meta)
     click.echo(f"{'t':>5} {'DMFT error':>22} {'simulation error':>22}")
-    for t in sorted({0, 1, 5, 10, 20, 50, steps} & set(range(steps + 1))):
+    for t in sorted({0, 1, 5, 10, 20, 50, p["steps"]} & set(range(p["steps"] + 1))):
         click.echo(f"{t:>5} {float(dmft.error[t]):>12.5f} ± {float(dmft.error_se[t]):.5f}"
                    f" {float(sim.error[t]):>12.5f} ± {float(sim.error_se[t]):.5f}")
-    click.echo(f"DMFT {t1 - t0:.1f} s (M = {samples} x 4 replicas), simulation {t2 - t1:.1f} s "
-               f"(d = {dim}, {seeds} seeds), compile included")
-    click.echo(f"wrote {out / 'demo.png'}, {out / 'demo.json'}, {out / 'demo.csv'}")
+    click.echo(f"DMFT {t1 - t0:.1f} s (M = {p['samples']} x 4 replicas), simulation "
+               f"{t2 - t1:.1f} s (d = {p['dim']}, {p['seeds']} seeds), compile included")
+
+
+# --------------------------------------------------------------------------------------
+# predict
+
+
+@main.command()
+@CONFIG
+@OUTPUT
+@PROBLEM
+@ALPHA
+@LAM
+@ALGORITHM
+@INIT
+@DMFT
+@click.option("--kernels", is_flag=True, help="also store the DMFT kernels C, R, Gamma in the JSON")
+@click.pass_context
+def predict(ctx, **p):
+    """The DMFT (d = infinity) trajectory of gradient descent.
+
+    \b
+    Example:
+      dmftjax predict --alpha 3 --lam 0.05 --step 0.05 --steps 100 --out results/
+      dmftjax predict --config run.toml        # with run.toml:
+        alpha = 3.0
+        lam = 0.05
+        [predict]
+        steps = 200
+        samples = 4000
+    writes results/predict.png, predict.json (every curve, settings, version, seed),
+    predict.csv.
+    """
+    import jax
+
+    import dmftjax as dj
+    from dmftjax.plotting import compare
+
+    problem, alg, init = _problem(p), _algorithm(p), _init(p)
+    _check_dmft_sizes(p)
+    outputs = _Outputs(p["out"], "predict", ["png", "json", "csv"], p["overwrite"])
+    with _Stages(["DMFT (compile + solve)", "figure"], p["quiet"]) as st:
+        t0 = time.perf_counter()
+        try:
+            traj = dj.solve_dmft(problem, alg, init, num_samples=p["samples"],
+                                 num_replicas=p["replicas"], estimator=p["estimator"],
+                                 key=jax.random.key(p["seed"]))
+        except ValueError as err:
+            _fail(str(err))
+        seconds = time.perf_counter() - t0
+        st.done()
+        fig = compare(traj, None, title=f"DMFT: {p['model']}, {p['loss']} loss, "
+                                        f"alpha={p['alpha']}, lam={p['lam']}, step={p['step']}")
+        st.done()
+    meta = _meta(ctx, p)
+    data = traj.to_dict()
+    if p["kernels"] and traj.kernels is not None:
+        data["kernels"] = {k: v for k, v in traj.kernels.items()}
+    with _writing(outputs) as out:
+        out.png(fig, meta)
+        out.json(dict(meta, dmft=data, seconds=seconds))
+        out.csv(*_trajectory_rows({"dmft": traj}), meta)
+    _report_traj("DMFT", traj)
+    if traj.diverged:
+        click.echo(f"diverged at step {traj.diverged_at}")
+
+
+# --------------------------------------------------------------------------------------
+# simulate
+
+
+@main.command()
+@CONFIG
+@OUTPUT
+@PROBLEM
+@ALPHA
+@LAM
+@ALGORITHM
+@INIT
+@SIMULATION
+@click.option("--compare/--no-compare", "with_dmft", default=False, show_default=True,
+              help="also solve the DMFT and draw both")
+@DMFT
+@click.pass_context
+def simulate(ctx, **p):
+    """Run gradient descent at finite dimension on independent random draws.
+
+    \b
+    Example:
+      dmftjax simulate --alpha 3 --lam 0.05 --dim 1000 --seeds 6 --compare --out results/
+    writes results/simulate.png (with the DMFT when --compare), simulate.json, simulate.csv.
+    """
+    import jax
+
+    import dmftjax as dj
+    from dmftjax.plotting import compare
+
+    problem, alg, init = _problem(p), _algorithm(p), _init(p)
+    if p["with_dmft"]:
+        _check_dmft_sizes(p)
+    outputs = _Outputs(p["out"], "simulate", ["png", "json", "csv"], p["overwrite"])
+    k_dmft, k_sim = jax.random.split(jax.random.key(p["seed"]))
+    names = ["simulation (compile + run)"] + (["DMFT"] if p["with_dmft"] else []) + ["figure"]
+    dmft = None
+    with _Stages(names, p["quiet"]) as st:
+        try:
+            sim = dj.simulate(problem, alg, init, dim=p["dim"], num_seeds=p["seeds"], key=k_sim)
+            st.done()
+            if p["with_dmft"]:
+                dmft = dj.solve_dmft(problem, alg, init, num_samples=p["samples"],
+                                     num_replicas=p["replicas"], estimator=p["estimator"],
+                                     key=k_dmft)
+                st.done()
+        except ValueError as err:
+            _fail(str(err))
+        title = f"d = {p['dim']}: {p['model']}, alpha={p['alpha']}, lam={p['lam']}, step={p['step']}"
+        if dmft is not None:
+            fig = compare(dmft, sim, title=title)
+        else:
+            fig = _sim_figure(sim, title)
+        st.done()
+    meta = _meta(ctx, p)
+    trajs = {"sim": sim} if dmft is None else {"dmft": dmft, "sim": sim}
+    with _writing(outputs) as out:
+        out.png(fig, meta)
+        out.json(dict(meta, simulation=sim.to_dict(),
+                      dmft=None if dmft is None else dmft.to_dict()))
+        out.csv(*_trajectory_rows(trajs), meta)
+    _report_traj("simulation", sim)
+    if dmft is not None:
+        _report_traj("DMFT", dmft)
+
+
+def _sim_figure(sim, title):
+    import matplotlib.pyplot as plt
+
+    from dmftjax.plotting import plot_curve
+
+    names = ("error", "cosine", "train_loss", "wrong_well")
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4))
+    for ax, name in zip(axes, names):
+        plot_curve(ax, sim, name, label=f"simulation (d = {sim.info.get('dim')})")
+        if name in ("error", "train_loss"):
+            ax.set_yscale("log")
+        ax.set_title(name.replace("_", " "))
+        ax.set_xlabel("step t")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------------------
+# fixed point
+
+
+@main.command("fixed-point")
+@CONFIG
+@OUTPUT
+@PROBLEM
+@ALPHA
+@LAM
+@click.option("--start", type=click.Choice(["dmft", "default"]), default="dmft",
+              show_default=True,
+              help="start Newton from a DMFT run (picks the branch GD reaches) or from m = q = 1")
+@ALGORITHM
+@INIT
+@DMFT
+@click.option("--nodes", default=32, show_default=True, type=click.IntRange(min=4),
+              help="Gauss-Hermite nodes per dimension")
+@click.pass_context
+def fixed_point_cmd(ctx, **p):
+    """The long-time limit of gradient descent (stationary DMFT equations).
+
+    \b
+    Example:
+      dmftjax fixed-point --alpha 3 --lam 0.05 --step 0.05 --steps 200 --out results/
+    runs the DMFT for --steps steps, starts Newton's method from its last point, and
+    writes results/fixed-point.png (trajectory and its limit), fixed-point.json,
+    fixed-point.csv. With --start default no DMFT is run (and no figure drawn).
+    """
+    import jax
+    import numpy as np
+
+    import dmftjax as dj
+
+    fixed_point = _api("fixed_point")
+    problem = _problem(p)
+    traj = None
+    exts = ["json", "csv"]
+    if p["start"] == "dmft":
+        alg, init = _algorithm(p), _init(p)
+        _check_dmft_sizes(p)
+        exts = ["png"] + exts
+    outputs = _Outputs(p["out"], "fixed-point", exts, p["overwrite"])
+    names = (["DMFT (compile + solve)"] if traj is None and p["start"] == "dmft" else [])
+    names += ["fixed point (compile + Newton)"] + (["figure"] if p["start"] == "dmft" else [])
+    with _Stages(names, p["quiet"]) as st:
+        try:
+            if p["start"] == "dmft":
+                traj = dj.solve_dmft(problem, alg, init, num_samples=p["samples"],
+                                     num_replicas=p["replicas"], estimator=p["estimator"],
+                                     key=jax.random.key(p["seed"]))
+                st.done()
+                if traj.diverged:
+                    _fail(f"the DMFT diverged at step {traj.diverged_at}: lower --step")
+            fp = fixed_point(problem, start=traj, num_nodes=p["nodes"])
+        except ValueError as err:
+            _fail(str(err))
+        st.done()
+        fig = None
+        if traj is not None:
+            fig = _fixed_point_figure(traj, fp, p)
+            st.done()
+    meta = _meta(ctx, p)
+    values = fp.as_dict()
+    with _writing(outputs) as out:
+        if fig is not None:
+            out.png(fig, meta)
+        out.json(dict(meta, fixed_point=values, valid=bool(fp.valid),
+                      dmft=None if traj is None else traj.to_dict()))
+        keys = list(values)
+        out.csv(keys, [[np.asarray(values[k]).item() for k in keys]], meta)
+    click.echo("fixed point: " + ", ".join(
+        f"{k}={float(np.asarray(values[k])):.6g}" for k in ("error", "cosine", "m", "q", "kappa",
+                                                            "residual")))
+    if not bool(fp.valid):
+        click.echo("warning: the fixed point is not valid (not converged or unstable branch)",
+                   err=True)
+
+
+def _fixed_point_figure(traj, fp, p):
+    from dmftjax.plotting import compare
+
+    names = ("error", "cosine", "train_loss", "test_error")
+    fig = compare(traj, None, names=names,
+                  title=f"DMFT and its limit: alpha={p['alpha']}, lam={p['lam']}, step={p['step']}")
+    for ax, name in zip(fig.axes, names):
+        ax.axhline(float(getattr(fp, name)), color="k", ls="--", lw=1, label="fixed point")
+    fig.axes[0].legend(fontsize=8)
+    return fig
+
+
+# --------------------------------------------------------------------------------------
+# spectral
+
+
+@main.command()
+@CONFIG
+@OUTPUT
+@PROBLEM
+@ALPHA
+@PREPROCESSING
+@click.option("--alpha-max", default=None, type=POSITIVE,
+              help="right end of the curve over alpha in the figure (default 3 x threshold)")
+@click.option("--points", default=24, show_default=True, type=click.IntRange(min=2),
+              help="points of that curve")
+@click.option("--dim", default=0, show_default=True, type=click.IntRange(min=0),
+              help="also measure the spectral start at this dimension (0: no)")
+@click.option("--seeds", default=4, show_default=True, type=click.IntRange(min=2),
+              help="seeds of that measurement")
+@click.pass_context
+def spectral(ctx, **p):
+    """The spectral start: overlap of the top eigenvector and the weak-recovery threshold.
+
+    \b
+    Example:
+      dmftjax spectral --alpha 2 --noise 0 --preprocessing trimmed --tau 4 --out results/
+    prints the squared cosine, the top eigenvalue, the bulk edge and the threshold alpha_c,
+    and writes results/spectral.png (squared cosine against alpha), spectral.json,
+    spectral.csv. With --dim 1000 it also measures the start on random data.
+    """
+    import jax
+    import numpy as np
+
+    import dmftjax as dj
+
+    spectral_theory = _api("spectral_theory")
+    threshold_fn = _api("weak_recovery_threshold")
+    problem = _problem(p)
+    prep = _preprocessing(p)
+    outputs = _Outputs(p["out"], "spectral", ["png", "json", "csv"], p["overwrite"])
+    names = ["theory", "threshold", "curve over alpha"] + (["measurement"] if p["dim"] else [])
+    names.append("figure")
+    with warnings.catch_warnings(record=True) as caught, _Stages(names, p["quiet"]) as st:
+        warnings.simplefilter("always", RuntimeWarning)
+        try:
+            th = spectral_theory(problem, prep)
+            st.done()
+            alpha_c = float(threshold_fn(problem.model, prep))
+            st.done()
+            hi = p["alpha_max"] or (3 * alpha_c if math.isfinite(alpha_c) else 3 * p["alpha"])
+            hi = max(hi, p["alpha"] * 1.2)
+            grid = np.linspace(hi / p["points"], hi, p["points"])
+            curve = dj.sweep(problem, engine="spectral", preprocessing=prep, alpha=grid,
+                             threshold=False, progress=False, batch_size=p["points"])
+            st.done()
+            measured = None
+            if p["dim"]:
+                measured = _api("spectral_simulation")(problem, prep, dim=p["dim"],
+                                                       num_seeds=p["seeds"],
+                                                       key=jax.random.key(p["seed"]))
+                st.done()
+        except ValueError as err:
+            _fail(str(err))
+        fig = _spectral_figure(grid, curve.values["cosine2"], alpha_c, p, th, measured)
+        st.done()
+    for w in caught:
+        click.echo(f"warning: {_one_line(w.message)}", err=True)
+    meta = _meta(ctx, p)
+    theory = {k: np.asarray(getattr(th, k)).item() for k in
+              ("cosine2", "top_eigenvalue", "bulk_edge", "has_outlier", "lam_star", "lam_bar",
+               "tau", "alpha")}
+    meas = None
+    if measured is not None:
+        meas = dict(cosine2=measured.cosine2, cosine2_stderr=measured.cosine2_stderr,
+                    top_eigenvalue=measured.top_eigenvalue,
+                    top_eigenvalue_stderr=measured.top_eigenvalue_stderr,
+                    converged=measured.converged, info=measured.info)
+    with _writing(outputs) as out:
+        out.png(fig, meta)
+        out.json(dict(meta, theory=theory, threshold=alpha_c, explanation=th.explanation,
+                      measured=meas, curve=dict(alpha=grid, cosine2=curve.values["cosine2"],
+                                                top_eigenvalue=curve.values["top_eigenvalue"])))
+        out.csv(["alpha", "cosine2", "top_eigenvalue", "bulk_edge", "has_outlier"],
+                [[float(a), float(c), float(e), float(b), bool(h)] for a, c, e, b, h in zip(
+                    grid, curve.values["cosine2"], curve.values["top_eigenvalue"],
+                    curve.values["bulk_edge"], curve.values["has_outlier"])], meta)
+    click.echo(f"alpha = {p['alpha']}: squared cosine {theory['cosine2']:.6g}, top eigenvalue "
+               f"{theory['top_eigenvalue']:.6g}, bulk edge {theory['bulk_edge']:.6g}; "
+               f"weak-recovery threshold alpha_c = {alpha_c:.6g}")
+    if meas is not None:
+        click.echo(f"measured at d = {p['dim']}: squared cosine {meas['cosine2']:.4g} ± "
+                   f"{meas['cosine2_stderr']:.2g}")
+    if th.explanation:
+        click.echo(th.explanation)
+
+
+def _spectral_figure(grid, cos2, alpha_c, p, th, measured):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.6, 4.0))
+    ax.plot(grid, cos2, "-", color="C0", lw=1.8, label="theory (d = inf)")
+    ax.plot([p["alpha"]], [float(th.cosine2)], "o", color="C0")
+    if measured is not None:
+        ax.errorbar([p["alpha"]], [measured.cosine2], yerr=[2 * measured.cosine2_stderr],
+                    fmt="s", color="C3", capsize=3, label=f"measured (d = {p['dim']})")
+    if math.isfinite(alpha_c):
+        ax.axvline(alpha_c, color="k", ls="--", lw=1, label=rf"$\alpha_c = {alpha_c:.3g}$")
+    ax.set_xlabel(r"sample ratio $\alpha = n/d$")
+    ax.set_ylabel("squared cosine of the spectral start")
+    ax.set_title(f"{p['model']}, noise={p['noise']}, {p['preprocessing']} (tau={p['tau']})",
+                 fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------------------
+# sweep
+
+
+@main.command("sweep")
+@CONFIG
+@OUTPUT
+@PROBLEM
+@click.option("--alpha", "alpha_grid", default="1:5:5", show_default=True, type=GRID,
+              help="alpha grid: 1,2,3 or start:stop:num or log:start:stop:num")
+@click.option("--lam", "lam_grid", default="0,0.05,0.1", show_default=True, type=GRID,
+              help="ridge grid")
+@click.option("--step", "step_grid", default="0.05", show_default=True, type=GRID,
+              help="step-size grid (dmft engine)")
+@click.option("--tau", "tau_grid", default=None, type=GRID,
+              help="grid of the preprocessing parameter (spectral engine)")
+@click.option("--engine", type=click.Choice(["dmft", "fixed-point", "spectral"]),
+              default="dmft", show_default=True)
+@click.option("--steps", default=50, show_default=True, type=click.IntRange(min=1),
+              help="gradient steps (dmft engine)")
+@click.option("--overlap", default=0.5, show_default=True, type=float,
+              help="initial overlap (dmft engine, informed start)")
+@click.option("--norm", default=1.0, show_default=True, type=POSITIVE,
+              help="initial norm (dmft engine)")
+@click.option("--samples", default=1000, show_default=True, type=click.IntRange(min=2))
+@click.option("--replicas", default=2, show_default=True, type=click.IntRange(min=2))
+@click.option("--estimator", type=click.Choice(["tangent", "ibp"]), default="tangent",
+              show_default=True)
+@click.option("--preprocessing",
+              type=click.Choice(["none", "trimmed", "clipped", "luo-alghamdi-lu",
+                                 "mondelli-montanari"]),
+              default="none", show_default=True,
+              help="spectral preprocessing: the spectral engine's T, and whose weak-recovery "
+                   "threshold is drawn")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1),
+              help="grid points per device per chunk")
+@click.option("--metric", default=None,
+              help="quantity drawn (default: error; cosine2 for the spectral engine)")
+@click.pass_context
+def sweep_cmd(ctx, **p):
+    """A grid over alpha, lam, step size (and a preprocessing parameter): vmapped,
+    sharded over every device, resumable.
+
+    \b
+    Example:
+      dmftjax sweep --alpha 1:5:9 --lam 0,0.05,0.1 --steps 50 --out results/
+      dmftjax sweep --engine fixed-point --alpha log:0.5:8:12 --lam log:0.001:1:10
+      dmftjax sweep --engine spectral --noise 0 --preprocessing trimmed \\
+                    --alpha 0.5:4:15 --tau 2:10:9
+    Chunks go to results/sweep-<hash>/ as they finish; an interrupted sweep, run again
+    with the same command, computes only the missing points. Writes results/sweep.png
+    (phase diagram, threshold drawn when a preprocessing is given), sweep.json (every
+    point, the DMFT curves, settings, version, seed) and sweep.csv (one row per point).
+    """
+    import jax
+
+    import dmftjax as dj
+    from dmftjax.plotting import plot_phase_diagram
+
+    engine = p["engine"].replace("-", "_")
+    p_problem = dict(p, alpha=float(p["alpha_grid"][0]), lam=float(p["lam_grid"][0]))
+    problem = _problem(p_problem)
+    prep = None
+    if p["preprocessing"] != "none":
+        tau = None if p["tau_grid"] is None else float(p["tau_grid"][0])
+        prep = _preprocessing(dict(p, tau=tau))
+    alg = init = None
+    axes = dict(alpha=p["alpha_grid"], lam=p["lam_grid"])
+    if engine == "dmft":
+        alg = _algorithm(dict(p, step=float(p["step_grid"][0])))
+        init = _init(dict(p, init_kind="informed"))
+        if len(p["step_grid"]) > 1:
+            axes["step_size"] = p["step_grid"]
+        _check_dmft_sizes(p)
+    elif len(p["step_grid"]) > 1:
+        _fail(f"--step is a grid only for the dmft engine (not {p['engine']})")
+    if engine == "spectral":
+        axes.pop("lam")
+        if prep is None:
+            _fail("the spectral engine needs --preprocessing (e.g. trimmed)")
+    if p["tau_grid"] is not None:
+        if prep is None:
+            _fail("--tau needs --preprocessing")
+        if engine != "spectral":
+            _fail("--tau is a grid only for the spectral engine")
+        axes["prep"] = p["tau_grid"]
+    metric = p["metric"] or ("cosine2" if engine == "spectral" else "error")
+    outputs = _Outputs(p["out"], "sweep", ["png", "json", "csv"], p["overwrite"])
+    done = {"chunks": 0}
+    try:
+        result = dj.sweep(problem, alg, init, **axes, preprocessing=prep, engine=engine,
+                          num_samples=p["samples"], num_replicas=p["replicas"],
+                          estimator=p["estimator"], key=jax.random.key(p["seed"]),
+                          batch_size=p["batch_size"], out=outputs.folder,
+                          progress=not p["quiet"],
+                          after_chunk=lambda n, k: done.update(chunks=done["chunks"] + 1))
+    except ValueError as err:
+        _fail(str(err))
+    except KeyboardInterrupt:
+        raise click.ClickException(
+            f"interrupted after {done['chunks']} chunks; they are saved in "
+            f"{outputs.folder}/ (sweep-<hash>): run the same command again to resume"
+        ) from None
+    if metric not in result.values:
+        _fail(f"--metric {metric!r} is not stored; choose one of {sorted(result.values)}")
+    ax_names = list(result.axes)
+    y = next((n for n in ax_names[1:] if len(result.axes[n]) > 1), None)
+    fig = plot_phase_diagram(result, metric, x=ax_names[0], y=y,
+                             title=f"{p['engine']} sweep: {p['model']}, noise={p['noise']}, "
+                                   f"{p['loss']} loss")
+    meta = _meta(ctx, p)
+    meta["sweep_hash"] = result.hash
+    meta["sweep_folder"] = str(result.folder)
+    with _writing(outputs) as out:
+        out.png(fig, meta)
+        out.json(dict(meta, sweep=result.to_dict()))
+        out.csv(*result.rows(), meta)
+    skipped = result.info["num_points"] - result.computed
+    click.echo(f"{result.info['num_points']} points ({result.computed} computed, {skipped} read "
+               f"back from {result.folder}) on {len(result.info['devices'])} device(s)")
+
+
+# --------------------------------------------------------------------------------------
+# tune
+
+
+@main.command()
+@CONFIG
+@OUTPUT
+@PROBLEM
+@ALPHA
+@LAM
+@click.option("--param", type=click.Choice(["lam", "step"]), default="lam", show_default=True,
+              help="lam: asymptotic error over the ridge (implicit gradients through the "
+                   "fixed point); step: error after --steps steps over the step size "
+                   "(gradients through the DMFT)")
+@click.option("--start-value", default=None, type=POSITIVE,
+              help="starting value (default: --lam for lam, --step for step)")
+@click.option("--iterations", default=40, show_default=True, type=click.IntRange(min=1),
+              help="optimiser steps")
+@click.option("--learning-rate", default=None, type=POSITIVE,
+              help="Adam learning rate on the log of the parameter (default 0.1 / 0.05)")
+@click.option("--grid-points", default=16, show_default=True, type=click.IntRange(min=0),
+              help="points of the objective drawn for reference (0: none)")
+@ALGORITHM
+@click.option("--overlap", default=0.5, show_default=True, type=float)
+@click.option("--norm", default=1.0, show_default=True, type=POSITIVE)
+@click.option("--samples", default=1000, show_default=True, type=click.IntRange(min=2))
+@click.option("--replicas", default=1, show_default=True, type=click.IntRange(min=1))
+@click.pass_context
+def tune(ctx, **p):
+    """Tune the ridge strength or the step size by gradient descent on the theory (optax).
+
+    \b
+    Example:
+      dmftjax tune --param lam --alpha 3 --noise 0.1 --out results/
+      dmftjax tune --param step --alpha 3 --lam 0.05 --steps 30 --start-value 0.02
+    writes results/tune.png (objective, optimiser path, tuned value), tune.json (the
+    path, settings, version, seed) and tune.csv (the path).
+    """
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+
+    import dmftjax as dj
+
+    problem = _problem(p)
+    plot_tuning = _api("plot_tuning")
+    outputs = _Outputs(p["out"], "tune", ["png", "json", "csv"], p["overwrite"])
+    names = ["tune (compile + optimise)"] + (["objective on a grid"] if p["grid_points"] else [])
+    names.append("figure")
+    with _Stages(names, p["quiet"]) as st:
+        try:
+            if p["param"] == "lam":
+                x0 = p["start_value"] or (p["lam"] if p["lam"] > 0 else 0.1)
+                opt = optax.adam(p["learning_rate"] or 0.1)
+                res = _api("tune_ridge")(problem, lam0=x0, steps=p["iterations"],
+                                         optimizer=opt, progress=not p["quiet"])
+                label, ylabel = r"ridge $\lambda$", "asymptotic error"
+            else:
+                if p["samples"] <= p["steps"] + 3:
+                    _fail(f"--samples {p['samples']} must exceed --steps + 3")
+                init = _init(dict(p, init_kind="informed", preprocessing="trimmed", tau=None))
+                x0 = p["start_value"] or p["step"]
+                opt = optax.adam(p["learning_rate"] or 0.05)
+                res = _api("tune_step_size")(problem, init, horizon=p["steps"],
+                                             num_samples=p["samples"],
+                                             num_replicas=p["replicas"],
+                                             key=jax.random.key(p["seed"]), eta0=x0,
+                                             steps=p["iterations"], optimizer=opt,
+                                             progress=not p["quiet"])
+                label, ylabel = r"step size $\eta$", f"error after {p['steps']} steps"
+            st.done()
+            tuned = float(np.exp(np.asarray(res.params)))
+            path_x = np.exp(np.asarray(res.path_params, dtype=float).ravel())
+            grid = vals = None
+            if p["grid_points"]:
+                lo = min(path_x.min(), tuned) / 3
+                hi = max(path_x.max(), tuned) * 3
+                grid = np.geomspace(lo, hi, p["grid_points"])
+                vals = _tune_grid(p, problem, grid)
+                st.done()
+        except ValueError as err:
+            _fail(str(err))
+        if grid is None:
+            grid, vals = path_x, np.asarray(res.path_values)
+        fig = plot_tuning([dict(grid=grid, values=vals, result=res, name=label, ylabel=ylabel,
+                                title=f"alpha={p['alpha']}, noise={p['noise']}")])
+        st.done()
+    meta = _meta(ctx, p)
+    with _writing(outputs) as out:
+        out.png(fig, meta)
+        out.json(dict(meta, tuned=tuned, value=res.value, best=float(np.exp(res.best_params)),
+                      best_value=res.best_value, path=path_x, path_values=res.path_values,
+                      path_grad_norms=res.path_grads, grid=grid, grid_values=vals))
+        out.csv(["iteration", p["param"], "objective", "grad_norm"],
+                [[i, float(x), float(v), float(g)] for i, (x, v, g) in
+                 enumerate(zip(path_x, res.path_values, res.path_grads))], meta)
+    click.echo(f"tuned {p['param']} = {tuned:.6g} (objective {res.value:.6g}; best seen "
+               f"{float(jnp.exp(res.best_params)):.6g} at {res.best_value:.6g})")
+
+
+def _tune_grid(p, problem, grid):
+    import jax
+    import numpy as np
+
+    import dmftjax as dj
+
+    if p["param"] == "lam":
+        fps = _api("fixed_point_sweep")(problem, lam=grid)
+        vals = np.where(np.asarray(fps.valid), np.asarray(fps.error), np.nan)
+        return vals
+    res = dj.sweep(problem, dj.GradientDescent(float(grid[0]), p["steps"]),
+                   dj.InformedInit(p["overlap"], p["norm"]), step_size=grid,
+                   num_samples=p["samples"], num_replicas=max(2, p["replicas"]),
+                   key=jax.random.key(p["seed"]), threshold=False, progress=False,
+                   batch_size=len(grid))
+    return np.asarray(res.values["error"])
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

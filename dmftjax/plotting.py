@@ -55,3 +55,147 @@ def compare(dmft: Trajectory, sim: Trajectory | None = None,
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+_LABELS = {"alpha": r"sample ratio $\alpha = n/d$", "lam": r"ridge $\lambda$",
+           "step_size": r"step size $\eta$", "prep": "preprocessing parameter"}
+
+
+def _axis_label(result, name):
+    if name == "prep":
+        field = (getattr(result, "settings", None) or {}).get("prep_field")
+        prep = ((getattr(result, "settings", None) or {}).get("preprocessing") or {})
+        if field:
+            return f"{prep.get('type', 'preprocessing')} {field}"
+    return _LABELS.get(name, name)
+
+
+def _select(result, x: str, y: str | None, where: dict | None):
+    """Indices that fix every axis other than `x` (and `y`): `where[name]` (a value, the
+    nearest grid value is used) or the first grid value."""
+    where = dict(where or {})
+    index = []
+    for name, vals in result.axes.items():
+        if name in (x, y):
+            index.append(slice(None))
+        else:
+            target = where.get(name, vals[0])
+            index.append(int(np.argmin(np.abs(np.asarray(vals) - target))))
+    return tuple(index)
+
+
+def _threshold_for(result, y: str | None, index):
+    thr = getattr(result, "threshold", None)
+    if thr is None:
+        return None
+    thr = np.asarray(thr, dtype=float)
+    if thr.ndim == 0 or "prep" not in result.axes:
+        return float(thr)
+    if y == "prep":
+        return thr  # a boundary alpha_c(prep)
+    pos = list(result.axes).index("prep")
+    i = index[pos] if isinstance(index[pos], int) else 0
+    return float(thr[i])
+
+
+def plot_phase_diagram(result, name: str = "error", x: str = "alpha", y: str | None = "lam",
+                       *, where: dict | None = None, log: bool | None = None, ax=None,
+                       cmap: str = "viridis", threshold: bool = True, title: str | None = None):
+    r"""A phase diagram of a sweep: `name` (e.g. the final error) over the `x` and `y`
+    axes as a colour map (or over `x` alone as curves when `y` is `None` or not swept),
+    with the weak-recovery threshold `alpha_c` of the sweep's preprocessing drawn when
+    it is known and `x` is `alpha` (a vertical line, or the boundary `alpha_c(prep)`
+    when `y` is the preprocessing parameter).
+
+    **Arguments:**
+
+    - `result`: a `SweepResult` (anything with `axes`, `values` and `threshold`).
+    - `name`: a stored quantity (`result.values`).
+    - `x`, `y`: swept axes (`"alpha"`, `"lam"`, `"step_size"`, `"prep"`).
+    - `where`: values of the other swept axes (default: their first value).
+    - `log`: colour (or y) scale logarithmic; default for positive data with a spread
+      over two decades.
+    - `ax`: a matplotlib axis (default: a new figure).
+
+    **Returns:** the matplotlib `Figure`.
+    """
+    from matplotlib.colors import LogNorm
+
+    if name not in result.values:
+        raise ValueError(f"{name!r} is not in the sweep; it has {sorted(result.values)}")
+    if x not in result.axes:
+        raise ValueError(f"x = {x!r} is not a swept axis; swept: {list(result.axes)}")
+    if y is not None and (y not in result.axes or len(result.axes[y]) < 2 or y == x):
+        y = None
+    index = _select(result, x, y, where)
+    data = np.asarray(result.values[name], dtype=float)[index]
+    names = [n for n in result.axes if n in (x, y)]
+    if y is not None and names[0] != x:
+        data = data.T  # now [x, y]
+    xs = np.asarray(result.axes[x], dtype=float)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5.6, 4.2))
+    else:
+        fig = ax.figure
+    finite = data[np.isfinite(data)]
+    if log is None:
+        log = finite.size > 0 and finite.min() > 0 and finite.max() / finite.min() > 100
+    if y is None:
+        ax.plot(xs, data, "o-", color="C0", ms=4)
+        if log:
+            ax.set_yscale("log")
+        ax.set_ylabel(name.replace("_", " "))
+    else:
+        ys = np.asarray(result.axes[y], dtype=float)
+        norm = LogNorm(vmin=finite.min(), vmax=finite.max()) if log and finite.size else None
+        mesh = ax.pcolormesh(xs, ys, np.ma.masked_invalid(data.T), shading="nearest", cmap=cmap,
+                             norm=norm)
+        fig.colorbar(mesh, ax=ax, label=name.replace("_", " "))
+        ax.set_ylabel(_axis_label(result, y))
+    if threshold and x == "alpha":
+        thr = _threshold_for(result, y, index)
+        if thr is not None and np.ndim(thr) == 0 and np.isfinite(thr):
+            ax.axvline(thr, color="w" if y is not None else "k", ls="--", lw=1.5,
+                       label=rf"weak recovery $\alpha_c = {thr:.3g}$")
+            ax.legend(fontsize=8, loc="best")
+        elif thr is not None and np.ndim(thr) == 1:
+            ys = np.asarray(result.axes[y], dtype=float)
+            ok = np.isfinite(thr)
+            ax.plot(thr[ok], ys[ok], "w--", lw=1.5, label=r"weak recovery $\alpha_c$")
+            ax.set_xlim(xs.min() - 0.5 * np.ptp(xs) / max(len(xs) - 1, 1),
+                        xs.max() + 0.5 * np.ptp(xs) / max(len(xs) - 1, 1))
+            ax.legend(fontsize=8, loc="best")
+    ax.set_xlabel(_axis_label(result, x))
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_sweep_curves(result, name: str = "error", along: str = "alpha", *,
+                      where: dict | None = None, ax=None, logy: bool = True):
+    """The DMFT curves of a sweep against time, one line per value of `along` (the other
+    axes fixed by `where`, default their first value). Needs a `dmft` sweep."""
+    if name not in result.curves:
+        raise ValueError(f"no curves for {name!r} (only dmft sweeps store curves)")
+    index = _select(result, along, None, where)
+    curves = np.asarray(result.curves[name], dtype=float)[index]
+    ses = np.nan_to_num(np.asarray(result.curves[name + "_se"], dtype=float)[index])
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5.6, 4.2))
+    else:
+        fig = ax.figure
+    vals = np.asarray(result.axes[along], dtype=float)
+    colors = plt.cm.viridis(np.linspace(0, 0.9, len(vals)))
+    t = np.arange(curves.shape[-1])
+    for v, c, s, col in zip(vals, curves, ses, colors):
+        ax.plot(t, c, color=col, lw=1.5, label=f"{along} = {v:.3g}")
+        ax.fill_between(t, c - 2 * s, c + 2 * s, color=col, alpha=0.2, lw=0)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel("step t")
+    ax.set_ylabel(name.replace("_", " "))
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

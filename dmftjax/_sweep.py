@@ -1,0 +1,623 @@
+r"""Batched, sharded, resumable parameter sweeps.
+
+A sweep evaluates one engine on every point of a grid over `alpha`, `lam`,
+`step_size` and a preprocessing parameter `prep`. Points are evaluated in chunks: each
+chunk is one `jax.vmap` over its points (the engines accept array-valued problem
+fields), its batch axis laid across every available device with
+`jax.sharding.NamedSharding` (the batch is padded to a multiple of the device count),
+so the same call uses one CPU, one GPU or many.
+
+Every point draws its random numbers from `jax.random.fold_in(key, index)` (its flat
+index in the grid), so its value depends neither on the chunking nor on the devices.
+
+With `out=` a sweep is resumable. Its folder `out/sweep-<hash>` (the hash of every
+setting that changes a result) holds one `.npz` file per chunk, written to a temporary
+file and moved into place with `os.replace`, so a chunk is on disk whole or not at all,
+and a `manifest.json` (written the same way) that indexes them. Re-running the same
+sweep reads the chunks already there, computes only the missing points, and assembles
+the grid; every point is computed and stored exactly once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+import os
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from ._problem import AbstractInit, GradientDescent, InformedInit, Problem
+from ._trajectory import OBSERVABLES
+from ._validate import check_int, check_key
+
+AXES = ("alpha", "lam", "step_size", "prep")
+ENGINES = ("dmft", "fixed_point", "spectral")
+DIVERGENCE_NORM = 1e8
+FORMAT_VERSION = 1
+
+# Quantities each engine stores per point (besides the DMFT's curves).
+_FIXED_POINT_FIELDS = ("error", "cosine", "m", "q", "kappa", "train_loss", "test_error",
+                       "wrong_well", "residual", "unstable_mass", "converged")
+_SPECTRAL_FIELDS = ("cosine2", "top_eigenvalue", "bulk_edge", "has_outlier", "lam_star",
+                    "lam_bar")
+
+
+# --------------------------------------------------------------------------------------
+# describing settings (JSON, hash)
+
+
+def describe(obj):
+    """A JSON-able, exact description of a setting (Equinox modules field by field,
+    floats with full precision): what goes into the settings hash and the outputs."""
+    if isinstance(obj, eqx.Module):
+        out = {"type": type(obj).__name__}
+        for f in dataclasses.fields(obj):
+            out[f.name] = describe(getattr(obj, f.name))
+        return out
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj)
+    if isinstance(obj, (jax.Array, np.ndarray)):
+        if jax.dtypes.issubdtype(obj.dtype, jax.dtypes.prng_key):
+            return np.asarray(jax.random.key_data(obj)).tolist()
+        return np.asarray(obj).tolist()
+    if isinstance(obj, dict):
+        return {str(k): describe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [describe(v) for v in obj]
+    return repr(obj)
+
+
+def settings_hash(settings: dict) -> str:
+    text = json.dumps(settings, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------
+# the grid
+
+
+def preprocessing_parameter(preprocessing) -> str:
+    """The name of the (first) float field of a preprocessing: `tau` for `Trimmed` and
+    `Clipped`, `clip` for `LuoAlghamdiLu(clip=...)`, `alpha` for `MondelliMontanari(alpha)`."""
+    for f in dataclasses.fields(preprocessing):
+        v = getattr(preprocessing, f.name)
+        if f.metadata.get("static", False) or v is None or isinstance(v, (bool, str)):
+            continue
+        if isinstance(v, (int, float, np.floating, jax.Array, np.ndarray)) and np.ndim(v) == 0:
+            return f.name
+    raise ValueError(
+        f"{type(preprocessing).__name__} has no numeric parameter to sweep (for "
+        "LuoAlghamdiLu pass clip=..., for MondelliMontanari pass alpha=...)"
+    )
+
+
+def _axis_values(name: str, values) -> np.ndarray:
+    arr = np.asarray(values, dtype=float).ravel()
+    if arr.size == 0:
+        raise ValueError(f"the {name} axis is empty")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"the {name} axis has a non-finite value")
+    positive = {"alpha": True, "step_size": True, "lam": False}
+    if name in positive:
+        bad = arr <= 0 if positive[name] else arr < 0
+        if bad.any():
+            sign = "> 0" if positive[name] else ">= 0"
+            raise ValueError(f"every {name} must be {sign}, got {arr[bad][0]}")
+    return arr
+
+
+def _set(tree_tuple, name: str, value, prep_field: str | None):
+    problem, algorithm, init, prep = tree_tuple
+    if name == "alpha":
+        problem = eqx.tree_at(lambda p: p.alpha, problem, value)
+    elif name == "lam":
+        problem = eqx.tree_at(lambda p: p.regulariser.lam, problem, value)
+    elif name == "step_size":
+        algorithm = eqx.tree_at(lambda a: a.step_size, algorithm, value)
+    elif name == "prep":
+        prep = eqx.tree_at(lambda q: getattr(q, prep_field), prep, value)
+        if init is not None and hasattr(init, "preprocessing"):
+            init = eqx.tree_at(lambda i: i.preprocessing, init, prep)
+    return problem, algorithm, init, prep
+
+
+# --------------------------------------------------------------------------------------
+# one point of each engine
+
+
+def _dmft_point(problem, algorithm, init, prep, key, num_samples, num_replicas, estimator):
+    from ._dmft import _solve_one
+
+    del prep
+    keys = jax.random.split(key, num_replicas)
+    obs, _ = jax.vmap(lambda k: _solve_one(problem, algorithm, init, k, num_samples,
+                                           estimator))(keys)
+    norm = obs["norm"]
+    ok = jnp.all(jnp.isfinite(norm) & (jnp.abs(norm) <= DIVERGENCE_NORM), axis=-1)  # [R]
+    n_ok = jnp.sum(ok)
+    w = ok.astype(norm.dtype)[:, None]
+    out = {"num_diverged": num_replicas - n_ok, "diverged": n_ok == 0}
+    for name in OBSERVABLES:
+        c = jnp.where(ok[:, None], obs[name], 0.0)
+        mean = jnp.sum(w * c, axis=0) / jnp.maximum(n_ok, 1)
+        var = jnp.sum(w * (c - mean) ** 2, axis=0) / jnp.maximum(n_ok - 1, 1)
+        se = jnp.where(n_ok > 1, jnp.sqrt(var / jnp.maximum(n_ok, 1)), jnp.nan)
+        mean = jnp.where(n_ok > 0, mean, jnp.nan)
+        out["curve_" + name] = mean
+        out["curve_" + name + "_se"] = se
+        out[name] = mean[-1]
+        out[name + "_se"] = se[-1]
+    return out
+
+
+def _fixed_point_point(problem, algorithm, init, prep, key, num_samples, num_replicas,
+                       estimator):
+    from ._fixed_point import fixed_point
+
+    del algorithm, init, prep, key, num_samples, num_replicas, estimator
+    fp = fixed_point(problem, warn=False)
+    out = {k: getattr(fp, k) for k in _FIXED_POINT_FIELDS}
+    out["valid"] = fp.valid
+    return out
+
+
+def _spectral_point(problem, algorithm, init, prep, key, num_samples, num_replicas,
+                    estimator):
+    from ._spectral import spectral_theory
+
+    del algorithm, init, key, num_samples, num_replicas, estimator
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        th = spectral_theory(problem, prep)
+    return {k: getattr(th, k) for k in _SPECTRAL_FIELDS}
+
+
+_POINT_FNS: dict[str, Callable] = {
+    "dmft": _dmft_point,
+    "fixed_point": _fixed_point_point,
+    "spectral": _spectral_point,
+}
+
+TRACES = {"sweep": 0}
+
+
+@eqx.filter_jit
+def _run_local(engine: str, trees, indices, key, num_samples: int, num_replicas: int,
+               estimator: str):
+    """The points of one device: `jax.vmap` of one engine over them."""
+    TRACES["sweep"] += 1
+    fn = _POINT_FNS[engine]
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(indices)
+    # arrays (the swept fields) are mapped; Python numbers (the others) stay static, as
+    # some engines read them as constants (e.g. a noiseless model's quadrature)
+    return eqx.filter_vmap(lambda t, k: fn(*t, k, num_samples, num_replicas, estimator))(
+        trees, keys)
+
+
+def _run_chunk(engine: str, trees, indices, key, num_samples: int, num_replicas: int,
+               estimator: str, sharding: NamedSharding):
+    r"""One chunk, laid out over the devices by `sharding` (batch axis split evenly).
+
+    Each device runs the same single-device program (`_run_local`, compiled for the
+    `batch_size` points of its shard) on its own shard, dispatched asynchronously so that
+    the devices work at once; the outputs are assembled into global arrays with the same
+    sharding. Compared with one SPMD program over the whole chunk, this makes a point's
+    value bit-for-bit independent of the number of devices: the SPMD partitioner compiles
+    the per-device computation differently (other fusions, other reduction orders) from
+    the one-device program, which moves the last bits."""
+    dynamic, static = eqx.partition((trees, indices), eqx.is_array)
+    dynamic = jax.device_put(dynamic, sharding)
+    leaves, treedef = jax.tree.flatten(dynamic)
+    devices = list(sharding.mesh.devices.flat)
+    outs = []
+    for dev in devices:
+        local = []
+        for leaf in leaves:
+            (shard,) = [s for s in leaf.addressable_shards if s.device == dev]
+            local.append(shard.data)
+        local_trees, local_idx = eqx.combine(jax.tree.unflatten(treedef, local), static)
+        outs.append(_run_local(engine, local_trees, local_idx, jax.device_put(key, dev),
+                               num_samples, num_replicas, estimator))
+    n = indices.shape[0]
+
+    def assemble(*parts):
+        return jax.make_array_from_single_device_arrays((n,) + parts[0].shape[1:], sharding,
+                                                        list(parts))
+
+    return jax.tree.map(assemble, *outs)
+
+
+# --------------------------------------------------------------------------------------
+# result
+
+
+@dataclasses.dataclass
+class SweepResult:
+    r"""The outcome of `sweep`.
+
+    - `axes`: `{name: values}` for every swept axis, in grid order.
+    - `values[name]`: an array of the grid's shape per stored quantity (for the DMFT:
+      every observable at the final time and its standard error `name_se`,
+      `num_diverged`, `diverged`; for the fixed point and spectral engines, their
+      fields).
+    - `curves[name]`: the DMFT's whole curve of every observable (grid shape + `(T+1,)`),
+      with `name_se`; empty for the other engines.
+    - `threshold`: the weak-recovery threshold `alpha_c` of the preprocessing (a float,
+      or an array over the `prep` axis), or `None`.
+    - `settings`: everything that determines the result (hashed into `hash`).
+    - `folder`: where the chunks live (or `None`); `computed`: points computed by this
+      call (the others were read back from disk).
+    """
+
+    axes: dict
+    values: dict
+    curves: dict
+    settings: dict
+    hash: str
+    threshold: float | np.ndarray | None = None
+    folder: Path | None = None
+    computed: int = 0
+    info: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(v) for v in self.axes.values())
+
+    def rows(self) -> tuple[list[str], list[list]]:
+        """A flat table: one row per grid point, the axes then every scalar quantity."""
+        names = list(self.axes)
+        quantities = sorted(self.values)
+        header = names + quantities
+        rows = []
+        for idx in itertools.product(*(range(len(v)) for v in self.axes.values())):
+            row = [float(self.axes[n][i]) for n, i in zip(names, idx)]
+            row += [np.asarray(self.values[q][idx]).item() for q in quantities]
+            rows.append(row)
+        return header, rows
+
+    def to_dict(self) -> dict:
+        """Plain lists, for JSON."""
+        thr = self.threshold
+        return {
+            "axes": {k: np.asarray(v).tolist() for k, v in self.axes.items()},
+            "values": {k: np.asarray(v).tolist() for k, v in self.values.items()},
+            "curves": {k: np.asarray(v).tolist() for k, v in self.curves.items()},
+            "threshold": None if thr is None else np.asarray(thr).tolist(),
+            "settings": self.settings,
+            "hash": self.hash,
+            "info": self.info,
+        }
+
+
+# --------------------------------------------------------------------------------------
+# disk
+
+
+def _atomic_save_npz(path: Path, arrays: dict):
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _atomic_write_text(path: Path, text: str):
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _read_chunks(folder: Path, digest: str, num_points: int):
+    """Every complete chunk of this sweep in `folder`: `{file: (indices, arrays)}`."""
+    chunks = {}
+    seen = np.zeros(num_points, dtype=bool)
+    for path in sorted(folder.glob("chunk-*.npz")):
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if str(data["hash"]) != digest:
+                    continue
+                arrays = {k: data[k] for k in data.files if k != "hash"}
+        except (OSError, ValueError, KeyError, EOFError) as err:  # not one of ours
+            warnings.warn(f"sweep: skipping unreadable {path.name} ({err})", RuntimeWarning,
+                          stacklevel=3)
+            continue
+        idx = arrays.pop("indices").astype(np.int64)
+        if idx.size == 0 or idx.min() < 0 or idx.max() >= num_points or seen[idx].any():
+            warnings.warn(f"sweep: skipping {path.name} (indices out of range or repeated)",
+                          RuntimeWarning, stacklevel=3)
+            continue
+        seen[idx] = True
+        chunks[path.name] = (idx, arrays)
+    return chunks
+
+
+def _next_chunk_number(folder: Path) -> int:
+    numbers = [int(p.stem.split("-")[1]) for p in folder.glob("chunk-*.npz")
+               if p.stem.split("-")[1].isdigit()]
+    return max(numbers, default=-1) + 1
+
+
+def _write_manifest(folder: Path, digest: str, settings: dict, axes: dict, chunks: dict,
+                    num_points: int, devices: list[str]):
+    done = sum(len(idx) for idx, _ in chunks.values())
+    manifest = {
+        "format": FORMAT_VERSION,
+        "hash": digest,
+        "settings": settings,
+        "axes": {k: np.asarray(v).tolist() for k, v in axes.items()},
+        "num_points": num_points,
+        "done": done,
+        "complete": done == num_points,
+        "chunks": [{"file": name, "num_points": int(len(idx))}
+                   for name, (idx, _) in sorted(chunks.items())],
+        "devices": devices,
+        "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    _atomic_write_text(folder / "manifest.json", json.dumps(manifest, indent=1))
+
+
+# --------------------------------------------------------------------------------------
+# the sweep
+
+
+def sweep(
+    problem: Problem,
+    algorithm: GradientDescent | None = None,
+    init: AbstractInit | None = None,
+    *,
+    alpha=None,
+    lam=None,
+    step_size=None,
+    prep=None,
+    preprocessing=None,
+    engine: str = "dmft",
+    num_samples: int = 1000,
+    num_replicas: int = 2,
+    estimator: str = "tangent",
+    key=None,
+    batch_size: int = 8,
+    out: str | os.PathLike | None = None,
+    devices=None,
+    threshold: bool = True,
+    progress: bool = True,
+    after_chunk: Callable[[int, int], None] | None = None,
+) -> SweepResult:
+    r"""Evaluate an engine on a grid of settings, batched with `jax.vmap`, sharded over
+    devices, and (with `out`) stored chunk by chunk so that an interrupted sweep resumes.
+
+    **Arguments:**
+
+    - `problem`, `algorithm`, `init`: the base settings (`algorithm` and `init` are
+      needed by the DMFT engine only); every swept field replaces the base value.
+    - `alpha`, `lam`, `step_size`, `prep`: 1-d arrays of values for each swept axis
+      (`None`: not swept). The grid is their Cartesian product, in this order.
+      `prep` sets the numeric parameter of `preprocessing` (`tau` of `Trimmed`/`Clipped`,
+      `clip` of `LuoAlghamdiLu`, `alpha` of `MondelliMontanari`).
+    - `preprocessing`: a spectral preprocessing: the `spectral` engine's `T`; for the
+      other engines, the one whose weak-recovery threshold is recorded (default:
+      `init.preprocessing` when `init` has one).
+    - `engine`: `"dmft"` (the trajectory, `_solve_one` of `solve_dmft` with
+      `num_replicas` replicas of `num_samples` samples), `"fixed_point"` (the
+      long-time limit) or `"spectral"` (the closed-form spectral start).
+    - `estimator`: the DMFT's estimator (`"tangent"` or `"ibp"`).
+    - `key`: a `jax.random` key; point `i` (flat index in the grid) uses
+      `jax.random.fold_in(key, i)`, so its value does not depend on the chunking.
+    - `batch_size`: points per device per chunk (a chunk holds `batch_size` times the
+      device count); one compilation serves every chunk.
+    - `out`: a folder; the chunks go to `out/sweep-<hash>/`. `None`: nothing is written.
+    - `devices`: the devices to shard over (default: `jax.devices()`).
+    - `threshold`: compute the weak-recovery threshold when a preprocessing is known.
+    - `progress`: show a progress bar (tqdm) over points.
+    - `after_chunk`: called as `after_chunk(chunk_number, points_done)` after each chunk
+      is safely on disk (a hook for tests and monitoring).
+
+    **Returns:** a `SweepResult`.
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if not isinstance(problem, Problem):
+        raise ValueError("problem must be a dmftjax.Problem")
+    num_samples = check_int("num_samples", num_samples, 2)
+    num_replicas = check_int("num_replicas", num_replicas, 2)
+    batch_size = check_int("batch_size", batch_size, 1)
+    if key is None and engine == "dmft":
+        raise ValueError("pass an explicit random key: key=jax.random.key(0)")
+    if key is None:
+        key = jax.random.key(0)
+    check_key(key)
+    if engine == "dmft":
+        if not isinstance(algorithm, GradientDescent):
+            raise ValueError("the dmft engine needs algorithm=GradientDescent(step_size, steps)")
+        if not isinstance(init, InformedInit):
+            raise ValueError(
+                "the dmft sweep runs from an InformedInit (a vmappable DMFT of the "
+                f"spectral start is not available yet), got {type(init).__name__}"
+            )
+        if estimator not in ("tangent", "ibp"):
+            raise ValueError(f"estimator must be 'tangent' or 'ibp', got {estimator!r}")
+        if num_samples <= algorithm.steps + 3:
+            raise ValueError(f"num_samples = {num_samples} must exceed steps + 3 = "
+                             f"{algorithm.steps + 3}")
+    if preprocessing is None and init is not None and hasattr(init, "preprocessing"):
+        preprocessing = init.preprocessing
+    if engine == "spectral" and preprocessing is None:
+        raise ValueError("the spectral engine needs preprocessing=... (e.g. Trimmed(4.0))")
+    if step_size is not None and engine != "dmft":
+        raise ValueError(f"the {engine} engine has no step size: drop the step_size axis")
+
+    given = {"alpha": alpha, "lam": lam, "step_size": step_size, "prep": prep}
+    axes = {k: _axis_values(k, v) for k, v in given.items() if v is not None}
+    if not axes:
+        raise ValueError("nothing to sweep: pass at least one of alpha, lam, step_size, prep")
+    prep_field = None
+    if "prep" in axes:
+        if preprocessing is None:
+            raise ValueError("the prep axis needs a preprocessing (preprocessing=... or a "
+                             "SpectralInit)")
+        prep_field = preprocessing_parameter(preprocessing)
+        if engine == "dmft":
+            raise ValueError("the prep axis changes the spectral start; the dmft sweep runs "
+                             "from an InformedInit (use engine='spectral')")
+        # construct each value once: the preprocessing's own checks (tau > 0, ...)
+        for v in axes["prep"]:
+            type(preprocessing)(**{**{f.name: getattr(preprocessing, f.name)
+                                      for f in dataclasses.fields(preprocessing)},
+                                   prep_field: float(v)})
+    shape = tuple(len(v) for v in axes.values())
+    num_points = int(np.prod(shape))
+
+    settings = {
+        "engine": engine,
+        "problem": describe(problem),
+        "algorithm": describe(algorithm) if engine == "dmft" else None,
+        "init": describe(init) if engine == "dmft" else None,
+        "preprocessing": describe(preprocessing),
+        "prep_field": prep_field,
+        "axes": {k: v.tolist() for k, v in axes.items()},
+        "num_samples": num_samples if engine == "dmft" else None,
+        "num_replicas": num_replicas if engine == "dmft" else None,
+        "estimator": estimator if engine == "dmft" else None,
+        "key": describe(key) if engine == "dmft" else None,
+        "x64": bool(jax.config.jax_enable_x64),
+        "format": FORMAT_VERSION,
+    }
+    digest = settings_hash(settings)
+
+    devices = list(jax.devices() if devices is None else devices)
+    n_dev = len(devices)
+    # every device vmaps over exactly `batch_size` points, whatever the device count: the
+    # per-device program is then the same on 1 or many devices, and so are the bits.
+    chunk_len = batch_size * n_dev
+    mesh = Mesh(np.array(devices), ("points",))
+    sharding = NamedSharding(mesh, PartitionSpec("points"))
+    device_names = [str(d) for d in devices]
+
+    folder = None
+    chunks: dict = {}
+    if out is not None:
+        folder = Path(out) / f"sweep-{digest}"
+        folder.mkdir(parents=True, exist_ok=True)
+        chunks = _read_chunks(folder, digest, num_points)
+        _write_manifest(folder, digest, settings, axes, chunks, num_points, device_names)
+
+    done = np.zeros(num_points, dtype=bool)
+    for idx, _ in chunks.values():
+        done[idx] = True
+    todo = np.flatnonzero(~done)
+
+    base = (problem, algorithm if engine == "dmft" else None,
+            init if engine == "dmft" else None, preprocessing)
+    if prep_field is not None:
+        base = _set(base, "prep", float(axes["prep"][0]), prep_field)
+    grid_values = {k: jnp.asarray(v) for k, v in axes.items()}
+
+    def chunk_inputs(indices: np.ndarray):
+        padded = np.concatenate([indices, np.full(chunk_len - len(indices), indices[-1])])
+        multi = np.unravel_index(padded, shape)
+        # array fields are mapped over the batch: broadcast the unswept ones
+        trees = jax.tree.map(lambda x: jnp.broadcast_to(x, (chunk_len,) + jnp.shape(x))
+                             if eqx.is_array(x) else x, base)
+        for (name, vals), m in zip(grid_values.items(), multi):
+            trees = _set(trees, name, vals[m], prep_field)
+        return trees, jnp.asarray(padded)
+
+    from tqdm.auto import tqdm
+
+    computed = 0
+    bar = tqdm(total=num_points, initial=num_points - len(todo), desc=f"sweep ({engine})",
+               unit="pt", disable=not progress, leave=False)
+    number = _next_chunk_number(folder) if folder is not None else 0
+    t0 = time.perf_counter()
+    try:
+        for start in range(0, len(todo), chunk_len):
+            indices = todo[start:start + chunk_len]
+            trees, padded = chunk_inputs(indices)
+            res = _run_chunk(engine, trees, padded, key, num_samples, num_replicas, estimator,
+                             sharding)
+            arrays = {k: np.asarray(v)[: len(indices)] for k, v in res.items()}
+            name = f"chunk-{number:05d}.npz"
+            if folder is not None:
+                _atomic_save_npz(folder / name, dict(arrays, indices=indices,
+                                                     hash=np.asarray(digest)))
+            chunks[name] = (indices, arrays)
+            if folder is not None:
+                _write_manifest(folder, digest, settings, axes, chunks, num_points,
+                                device_names)
+            computed += len(indices)
+            bar.update(len(indices))
+            if after_chunk is not None:
+                after_chunk(number, num_points - len(todo) + computed)
+            number += 1
+    finally:
+        bar.close()
+    elapsed = time.perf_counter() - t0
+
+    # assemble: every point exactly once
+    count = np.zeros(num_points, dtype=np.int64)
+    names = next(iter(chunks.values()))[1].keys()
+    flat = {}
+    for idx, arrays in chunks.values():
+        count[idx] += 1
+        for k in names:
+            if k not in flat:
+                v = arrays[k]
+                fill = np.nan if np.issubdtype(v.dtype, np.floating) else 0
+                flat[k] = np.full((num_points,) + v.shape[1:], fill, dtype=v.dtype)
+            flat[k][idx] = arrays[k]
+    if not np.all(count == 1):
+        raise RuntimeError(f"sweep: {int((count != 1).sum())} points are missing or repeated")
+    values, curves = {}, {}
+    for k, v in flat.items():
+        v = v.reshape(shape + v.shape[1:])
+        (curves if k.startswith("curve_") else values)[k.removeprefix("curve_")] = v
+
+    thr = None
+    if threshold and preprocessing is not None:
+        thr = _thresholds(problem, preprocessing, axes.get("prep"), prep_field)
+    info = dict(num_points=num_points, computed=computed, devices=device_names,
+                chunk_len=chunk_len, seconds=elapsed)
+    return SweepResult(axes=axes, values=values, curves=curves, settings=settings,
+                       hash=digest, threshold=thr, folder=folder, computed=computed, info=info)
+
+
+def _thresholds(problem, preprocessing, prep_values, prep_field):
+    try:
+        from ._spectral import weak_recovery_threshold
+    except ImportError:  # spectral theory not available in this build
+        return None
+
+    def one(prep):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            try:
+                return float(weak_recovery_threshold(problem.model, prep))
+            except (ValueError, TypeError):
+                return math.nan
+
+    if prep_values is None:
+        return one(preprocessing)
+    fields = {f.name: getattr(preprocessing, f.name) for f in dataclasses.fields(preprocessing)}
+    return np.asarray([one(type(preprocessing)(**{**fields, prep_field: float(v)}))
+                       for v in prep_values])
+
+
+__all__ = ["sweep", "SweepResult", "describe", "settings_hash", "preprocessing_parameter"]
