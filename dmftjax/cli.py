@@ -752,7 +752,8 @@ def simulate(ctx, **p):
                 st.done()
         except ValueError as err:
             _fail(str(err))
-        title = f"d = {p['dim']}: {p['model']}, alpha={p['alpha']}, lam={p['lam']}, step={p['step']}"
+        title = (f"d = {p['dim']}: {p['model']}, alpha={p['alpha']}, lam={p['lam']}, "
+                 f"step={p['step']}")
         if dmft is not None:
             fig = compare(dmft, sim, title=title)
         else:
@@ -1161,8 +1162,6 @@ def tune(ctx, **p):
     import jax.numpy as jnp
     import numpy as np
     import optax
-
-    import dmftjax as dj
 
     problem = _problem(p)
     plot_tuning = _api("plot_tuning")

@@ -1,0 +1,187 @@
+"""The command line: one-line errors and a non-zero exit for bad input to every
+subcommand, outputs that carry their settings and never overwrite earlier results."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import dmftjax
+from dmftjax.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMANDS = ["demo", "predict", "simulate", "fixed-point", "spectral", "sweep", "tune"]
+# tiny sizes for the runs that succeed
+TINY = ["--steps", "6", "--samples", "64", "-q"]
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def assert_one_line_error(result, code=None):
+    assert result.exit_code != 0, result.output
+    if code is not None:
+        assert result.exit_code == code
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error"), lines[0]
+    assert "Traceback" not in result.output
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+    return lines[0]
+
+
+@pytest.fixture
+def unwritable(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    return blocker / "results"  # a folder can't be made under a file (even as root)
+
+
+def _bad_cases(tmp_path, unwritable):
+    missing = tmp_path / "nope.toml"
+    malformed = tmp_path / "bad.toml"
+    malformed.write_text("alpha = = 3\n[predict\n")
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text("alfa = 3.0\n")
+    return {
+        "unknown option": ["--no-such-option", "1"],
+        "negative alpha": ["--alpha", "-1"],
+        "missing config": ["--config", missing],
+        "malformed TOML": ["--config", malformed],
+        "unknown setting": ["--config", unknown],
+        "unwritable output": ["--out", unwritable],
+    }
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_bad_input_is_one_line(command, tmp_path, unwritable):
+    for case, args in _bad_cases(tmp_path, unwritable).items():
+        if command == "sweep" and case == "negative alpha":
+            args = ["--alpha", "-1,2"]
+        if command == "sweep" and case == "unwritable output":
+            args = ["--engine", "spectral", "--preprocessing", "trimmed", "--out", unwritable]
+        result = run(command, *args)
+        line = assert_one_line_error(result)
+        assert result.exit_code in (1, 2), (case, result.exit_code)
+        if case == "negative alpha":
+            assert "alpha" in line
+        if case == "malformed TOML":
+            assert "TOML" in line
+        if case == "unwritable output":
+            assert "cannot write" in line
+    assert not list(tmp_path.rglob("*.json"))
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["predict", "--steps", "0"], "steps"),
+        (["predict", "--steps", "50", "--samples", "20"], "samples"),
+        (["predict", "--overlap", "2.0"], "overlap"),
+        (["predict", "--lam", "nan"], "lam"),
+        (["predict", "--noise", "-0.1"], "noise"),
+        (["predict", "--model", "cubic"], "model"),
+        (["simulate", "--dim", "1"], "dim"),
+        (["simulate", "--seeds", "x"], "seeds"),
+        (["sweep", "--lam", "a,b"], "grid"),
+        (["sweep", "--alpha", "1:3"], "grid"),
+        (["sweep", "--tau", "1,2"], "preprocessing"),
+        (["sweep", "--engine", "spectral"], "preprocessing"),
+        (["sweep", "--engine", "fixed-point", "--step", "0.1,0.2"], "step"),
+        (["sweep", "--alpha", "log:-1:2:3"], "positive"),
+        (["spectral", "--preprocessing", "trimmed", "--tau", "-1"], "tau"),
+        (["tune", "--param", "gamma"], "param"),
+        (["tune", "--start-value", "-1"], "start-value"),
+        (["fixed-point", "--nodes", "2"], "nodes"),
+        (["nonsense"], "nonsense"),
+    ],
+)
+def test_more_bad_input(args, needle, tmp_path):
+    result = run(*args, "--out", tmp_path / "o")
+    line = assert_one_line_error(result)
+    assert needle in line.lower()
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_help_shows_a_worked_example():
+    for command in COMMANDS:
+        result = run(command, "--help")
+        assert result.exit_code == 0
+        assert "Example" in result.output and f"dmftjax {command}" in result.output
+    top = run("--help")
+    assert top.exit_code == 0 and "dmftjax sweep" in top.output
+    assert run().exit_code == 0  # no arguments: the help
+
+
+def test_predict_from_config_writes_settings_and_never_overwrites(tmp_path):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text("alpha = 2.5\nnoise = 0.0\ndim = 50\n[predict]\nsteps = 6\nsamples = 64\n"
+                   "lam = 0.1\n")
+    out = tmp_path / "res"
+    first = run("predict", "--config", cfg, "--out", out, "--seed", 3, "-q")
+    assert first.exit_code == 0, first.output
+    data = json.loads((out / "predict.json").read_text())
+    assert data["dmftjax_version"] == dmftjax.__version__ and data["seed"] == 3
+    s = data["settings"]
+    assert (s["alpha"], s["lam"], s["steps"], s["samples"], s["noise"]) == (2.5, 0.1, 6, 64, 0.0)
+    assert data["config_file"] == str(cfg)
+    assert len(data["dmft"]["values"]["error"]) == 7 and len(data["dmft"]["stderr"]["error"]) == 7
+    csv_text = (out / "predict.csv").read_text().splitlines()
+    assert csv_text[0].startswith(f"# dmftjax {dmftjax.__version__}") and "seed=3" in csv_text[0]
+    assert '"alpha": 2.5' in csv_text[1] and csv_text[2].startswith("t,dmft_overlap")
+    assert len(csv_text) == 3 + 7
+    png = (out / "predict.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and b"dmftjax" in png and b'"seed": 3' in png
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    # a flag wins over the file; the earlier results stay, the new ones get a new name
+    second = run("predict", "--config", cfg, "--out", out, "--alpha", 3.5, "-q")
+    assert second.exit_code == 0, second.output
+    assert "earlier results kept" in second.output
+    for name, content in before.items():
+        assert (out / name).read_bytes() == content
+    assert json.loads((out / "predict-1.json").read_text())["settings"]["alpha"] == 3.5
+
+    third = run("predict", "--config", cfg, "--out", out, "--overwrite", "-q")
+    assert third.exit_code == 0
+    assert (out / "predict.json").read_bytes() != before["predict.json"]
+    assert not list(out.glob(".*"))  # no temporary files left
+
+
+def test_failed_run_leaves_earlier_results(tmp_path):
+    out = tmp_path / "res"
+    out.mkdir()
+    (out / "predict.json").write_text("earlier")
+    result = run("predict", "--steps", 40, "--samples", 30, "--out", out)
+    assert_one_line_error(result)
+    assert (out / "predict.json").read_text() == "earlier"
+    assert sorted(p.name for p in out.iterdir()) == ["predict.json"]
+
+
+def test_sweep_command_resumes(tmp_path):
+    args = ["sweep", "--engine", "spectral", "--noise", "0", "--preprocessing", "trimmed",
+            "--alpha", "1,3", "--tau", "3,6", "--out", tmp_path, "-q"]
+    first = run(*args)
+    assert first.exit_code == 0, first.output
+    assert "4 points (4 computed" in first.output
+    data = json.loads((tmp_path / "sweep.json").read_text())
+    assert data["sweep"]["axes"] == {"alpha": [1.0, 3.0], "prep": [3.0, 6.0]}
+    assert len(data["sweep"]["threshold"]) == 2 and data["seed"] == 0
+    again = run(*args)
+    assert again.exit_code == 0 and "(0 computed, 4 read back" in again.output
+    assert (tmp_path / "sweep-1.png").exists()
+
+
+def test_real_subprocess():
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-m", "dmftjax", "predict", "--alpha", "-2"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "alpha" in lines[0] and "Traceback" not in proc.stderr
+    assert proc.stdout == ""
