@@ -3,6 +3,15 @@
 import importlib.metadata
 
 from ._dmft import solve_dmft as solve_dmft
+from ._fixed_point import FixedPoint as FixedPoint
+from ._fixed_point import HessianCheck as HessianCheck
+from ._fixed_point import RatePrediction as RatePrediction
+from ._fixed_point import fixed_point as fixed_point
+from ._fixed_point import fixed_point_sweep as fixed_point_sweep
+from ._fixed_point import hessian_check as hessian_check
+from ._fixed_point import hessian_edges as hessian_edges
+from ._fixed_point import measured_rate as measured_rate
+from ._fixed_point import predicted_rate as predicted_rate
 from ._losses import AbstractLoss as AbstractLoss
 from ._losses import LogisticLoss as LogisticLoss
 from ._losses import Ridge as Ridge
@@ -24,6 +33,12 @@ from ._sweep import SweepResult as SweepResult
 from ._sweep import sweep as sweep
 from ._trajectory import OBSERVABLES as OBSERVABLES
 from ._trajectory import Trajectory as Trajectory
+from ._tune import TuneResult as TuneResult
+from ._tune import grid_search as grid_search
+from ._tune import plot_tuning as plot_tuning
+from ._tune import tune as tune
+from ._tune import tune_ridge as tune_ridge
+from ._tune import tune_step_size as tune_step_size
 
 try:
     __version__ = importlib.metadata.version("dmftjax")

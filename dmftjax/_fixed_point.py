@@ -55,15 +55,15 @@ import optimistix as optx
 from jax.scipy.special import ndtr
 from jaxtyping import Array, Bool, Float, Int
 
-from ._losses import AbstractLoss, SquareLoss, WirtingerLoss
-from ._models import ProbitModel
+from ._losses import AbstractLoss, WirtingerLoss
+from ._models import GaussianPrior, ProbitModel
 from ._problem import GradientDescent, Problem
 from ._quadrature import _hermite_nodes, gauss_nodes
 from ._trajectory import OBSERVABLES, Trajectory
 from ._validate import check_int, check_key, check_positive, check_real
 
 Branch = Literal["global", "signal"]
-_PROX_ITERS = 48
+_PROX_ITERS = 32
 
 
 # --------------------------------------------------------------------------------------
@@ -356,26 +356,39 @@ def _floatify(tree):
     """Python floats in a problem become float arrays, so one compilation serves every
     value (and `jax.grad` / `jax.vmap` can reach them)."""
     return jax.tree.map(
-        lambda x: jnp.asarray(x, dtype=float) if isinstance(x, (float, int)) and not isinstance(x, bool) else x,
+        lambda x: (jnp.asarray(x, dtype=float)
+                   if isinstance(x, (float, int)) and not isinstance(x, bool) else x),
         tree,
     )
 
 
-@eqx.filter_jit
-def _solve(problem: Problem, x0, kappa_known, num_nodes: int, branch: str, picard: int,
+def _solve(problem: Problem, x0, kappa_known, num_nodes: int, branch: str, picard,
            max_steps: int, rtol: float, atol: float) -> FixedPoint:
+    """The jitted solve. The prior is replaced by a fixed one (the limit depends on it
+    only through `E theta*^2 = 1`) and `kappa_known`, `picard` are passed as arrays, so
+    one compilation serves every start, value and prior of one problem structure."""
+    problem = eqx.tree_at(lambda p: p.prior, problem, GaussianPrior())
+    return _solve_jit(problem, x0, jnp.asarray(kappa_known), jnp.asarray(picard), num_nodes,
+                      branch, max_steps, rtol, atol)
+
+
+@eqx.filter_jit
+def _solve_jit(problem: Problem, x0, kappa_known, picard, num_nodes: int, branch: str,
+               max_steps: int, rtol: float, atol: float) -> FixedPoint:
     nodes, weights = _nodes(problem, num_nodes)
     x0 = jax.lax.stop_gradient(x0)
     problem_c = jax.lax.stop_gradient(problem)
-    # a start with unknown kappa: solve the kappa equation at the given (m, q) first
-    k_solved = _kappa_given(problem_c, x0[1], x0[2], x0[0], nodes, weights, branch)
-    x0 = x0.at[0].set(jnp.where(kappa_known, x0[0], k_solved))
-    if picard:
-        def body(_, x):
-            new = _picard_map(x, problem_c, nodes, weights, branch)
-            return jnp.where(jnp.all(jnp.isfinite(new)), 0.5 * x + 0.5 * new, x)
 
-        x0 = jax.lax.fori_loop(0, picard, body, x0)
+    def with_kappa(x):  # solve the kappa equation at the given (m, q) first
+        return x.at[0].set(_kappa_given(problem_c, x[1], x[2], x[0], nodes, weights, branch))
+
+    x0 = jax.lax.cond(kappa_known, lambda x: x, with_kappa, x0)
+
+    def body(_, x):
+        new = _picard_map(x, problem_c, nodes, weights, branch)
+        return jnp.where(jnp.all(jnp.isfinite(new)), 0.5 * x + 0.5 * new, x)
+
+    x0 = jax.lax.fori_loop(0, picard, body, x0)
     fn = lambda x, args: _residual(x, args, branch)  # noqa: E731
     sol = optx.root_find(
         fn, optx.Newton(rtol=rtol, atol=atol), x0, args=(problem, nodes, weights),
@@ -398,7 +411,7 @@ def _solve(problem: Problem, x0, kappa_known, num_nodes: int, branch: str, picar
     )
 
 
-def start_from(start, problem: Problem | None = None):
+def start_from(start):
     r"""`(kappa, m, q, kappa_known)` from a start: a `Trajectory` (late-time values;
     `kappa = -sum_s R(T, s)` when the DMFT kernels carry `R`), a `FixedPoint`, a tuple
     `(kappa, m, q)` or `(m, q)` (kappa then solved from its own equation)."""
@@ -483,18 +496,8 @@ def fixed_point(
             "tensor quadrature, which converges slowly across the jump", RuntimeWarning,
             stacklevel=2,
         )
-    if start is None:
-        kappa0, m0, q0, known = 1.0, 1.0, 1.0, False
-        picard = 40 if picard is None else picard
-    else:
-        kappa0, m0, q0, known = start_from(start, problem)
-        picard = 0 if picard is None else picard
-    picard = check_int("picard", picard, 0)
-    if q0 <= 0:
-        raise ValueError(f"start norm q must be > 0, got {q0}")
-    s0 = math.sqrt(max(q0 - m0**2, 1e-6 * q0))
-    x0 = jnp.array([kappa0, m0, s0], dtype=float)
-    out = _solve(_floatify(problem), x0, jnp.asarray(known), num_nodes, branch, picard,
+    x0, known, picard = _start_vector(start, picard)
+    out = _solve(_floatify(problem), x0, known, num_nodes, branch, picard,
                  max_steps, float(rtol), float(atol))
     if warn and all(not isinstance(v, jax.core.Tracer) for v in jax.tree.leaves(out)):
         if not bool(out.converged):
@@ -510,6 +513,67 @@ def fixed_point(
                 RuntimeWarning, stacklevel=2,
             )
     return out
+
+
+def _start_vector(start, picard):
+    if start is None:  # the Picard sweeps set kappa from its own equation first
+        kappa0, m0, q0, known = 1.0, 1.0, 1.0, True
+        picard = 40 if picard is None else picard
+    else:
+        kappa0, m0, q0, known = start_from(start)
+        picard = 0 if picard is None else picard
+    picard = check_int("picard", picard, 0)
+    if q0 <= 0:
+        raise ValueError(f"start norm q must be > 0, got {q0}")
+    s0 = math.sqrt(max(q0 - m0**2, 1e-6 * q0))
+    return jnp.array([kappa0, m0, s0], dtype=float), bool(known), picard
+
+
+def fixed_point_sweep(
+    problem: Problem,
+    *,
+    lam=None,
+    alpha=None,
+    start=None,
+    branch: Branch = "global",
+    num_nodes: int = 32,
+    picard: int | None = None,
+    max_steps: int = 64,
+) -> FixedPoint:
+    r"""`fixed_point` over a grid of ridge strengths and/or sample ratios, in one
+    vmapped, jitted call (one compilation per grid shape).
+
+    **Arguments:** `problem` (its other fields are kept); `lam`, `alpha`: arrays
+    (broadcast against each other; `None` keeps the problem's value); `start`, `branch`,
+    `num_nodes`, `picard`, `max_steps` as for `fixed_point` (one start for every point:
+    by default 40 Picard sweeps from `m = q = 1`).
+
+    **Returns:** a `FixedPoint` whose fields have the broadcast grid shape. Check
+    `converged` and `unstable_mass` point by point.
+    """
+    if not isinstance(problem, Problem):
+        raise ValueError("problem must be a dmftjax.Problem")
+    if branch not in ("global", "signal"):
+        raise ValueError(f"branch must be 'global' or 'signal', got {branch!r}")
+    num_nodes = check_int("num_nodes", num_nodes, 4)
+    max_steps = check_int("max_steps", max_steps, 1)
+    base = _floatify(problem)
+    lam = base.lam if lam is None else lam
+    alpha = base.alpha if alpha is None else alpha
+    lam, alpha = jnp.broadcast_arrays(jnp.asarray(lam, dtype=float),
+                                      jnp.asarray(alpha, dtype=float))
+    if not (np.all(np.isfinite(np.asarray(lam))) and np.all(np.asarray(lam) >= 0)):
+        raise ValueError("lam must be finite and >= 0")
+    if not (np.all(np.isfinite(np.asarray(alpha))) and np.all(np.asarray(alpha) > 0)):
+        raise ValueError("alpha must be finite and > 0")
+    x0, known, picard = _start_vector(start, picard)
+
+    def one(lam_, alpha_):
+        p = eqx.tree_at(lambda p: (p.regulariser.lam, p.alpha), base, (lam_, alpha_))
+        return _solve(p, x0, known, num_nodes, branch, picard, max_steps, 1e-11, 1e-12)
+
+    out = jax.vmap(one)(lam.ravel(), alpha.ravel())
+    return jax.tree.map(lambda v: jnp.reshape(v, lam.shape), out)
 
 
 # --------------------------------------------------------------------------------------
@@ -529,6 +593,11 @@ class RatePrediction(eqx.Module):
     - `upper_unbounded`: whether `loss''` has unbounded support at the fixed point.
     - `upper_edge_quadrature`: the upper edge of the law with `D` discretised on the
       quadrature nodes (a proxy for a finite-`n` top edge when `upper_unbounded`).
+    - `critical_curvature`: `D_c = 1 / G(2 / eta)`: a row with `loss''(y_i, r_i) > D_c`
+      pushes an outlier eigenvalue of `H` above `2 / eta` (the per-row instability);
+      `0` when the bulk itself reaches `2 / eta`.
+    - `unstable_row_mass`: `P(loss''(y, r) > D_c)` at the fixed point
+      (`expected_unstable_rows(n)` multiplies by a number of rows).
     """
 
     rate: Float[Array, ""]
@@ -536,7 +605,16 @@ class RatePrediction(eqx.Module):
     upper_edge: Float[Array, ""]
     upper_edge_quadrature: Float[Array, ""]
     step_size: Float[Array, ""]
+    critical_curvature: Float[Array, ""]
+    unstable_row_mass: Float[Array, ""]
     upper_unbounded: bool = eqx.field(static=True, default=False)
+
+    def expected_unstable_rows(self, rows):
+        """Expected number of rows with `loss'' > critical_curvature` among `rows` rows
+        (`n = alpha d` for the simulator, `M` per replica for the DMFT). Each such row
+        puts an eigenvalue of `H` above `2 / eta`: GD then ends in a period-2 orbit
+        around the fixed point instead of converging to it."""
+        return rows * self.unstable_row_mass
 
     @property
     def log_rate(self):
@@ -548,9 +626,16 @@ class RatePrediction(eqx.Module):
         return -1.0 / jnp.log(self.rate)
 
 
-def _edge(d, wts, alpha, lam, upper: bool, iters: int = 200):
+def _edge(d, wts, alpha, lam, upper: bool, tail: float = 1e-12, iters: int = 200):
     """Bisection for `alpha G^2 E[D^2/(1 - D G)^2] = 1` on the side of 0 that belongs
-    to the edge, then `x(G) = lam + 1/G + alpha E[D/(1 - D G)]`."""
+    to the edge, then `x(G) = lam + 1/G + alpha E[D/(1 - D G)]`.
+
+    Quadrature atoms of weight below `tail` are dropped: each atom `D_k` puts a pole at
+    `G = 1/D_k`, and the extreme Gauss-Hermite nodes (weights down to 1e-30) would pin the
+    edge to their poles. Rows that rare never occur at any feasible `n`; in the strict
+    limit they add isolated eigenvalues of vanishing mass outside the bulk."""
+    wts = jnp.where(wts >= tail, wts, 0.0)
+    wts = wts / jnp.sum(wts)
     E = lambda v: jnp.sum(wts * v)  # noqa: E731
     big = 1e12
     if upper:
@@ -586,19 +671,70 @@ def _upper_unbounded(loss: AbstractLoss) -> bool:
 
 
 def hessian_edges(problem: Problem, fp: FixedPoint, *, num_nodes: int = 32,
-                  branch: Branch = "global"):
-    """`(lower, upper_quadrature)` edges of the Hessian's limiting spectral law at `fp`."""
-    problem = _floatify(problem)
-    nodes, weights = _nodes(problem, num_nodes)
-    s = jnp.sqrt(jnp.maximum(fp.q - fp.m**2, 0.0))
-    mo = _moments(problem, fp.kappa, fp.m, s, nodes, weights, branch)
-    lower = _edge(mo.d_values, mo.d_weights, problem.alpha, problem.lam, upper=False)
-    upper = _edge(mo.d_values, mo.d_weights, problem.alpha, problem.lam, upper=True)
+                  branch: Branch = "global", tail: float = 1e-12):
+    """`(lower, upper_quadrature)` edges of the Hessian's limiting spectral law at `fp`
+    (quadrature atoms of `D` with weight below `tail` are ignored; see `predicted_rate`)."""
+    lower, upper, _, _ = _rate_core(_floatify(problem), fp, jnp.asarray(1.0), num_nodes,
+                                    branch, float(tail))
     return lower, upper
 
 
+def _curvature_law(problem, fp, num_nodes, branch):
+    """Atoms and weights of the law of `D = loss''(y, r)` at the fixed point."""
+    nodes, weights = _nodes(problem, num_nodes)
+    s = jnp.sqrt(jnp.maximum(fp.q - fp.m**2, 0.0))
+    mo = _moments(problem, fp.kappa, fp.m, s, nodes, weights, branch)
+    return mo.d_values, mo.d_weights
+
+
+@eqx.filter_jit
+def _rate_core(problem, fixed, eta, num_nodes: int, branch: str, tail: float):
+    d, w = _curvature_law(problem, fixed, num_nodes, branch)
+    lower = _edge(d, w, problem.alpha, problem.lam, False, tail)
+    upper_q = _edge(d, w, problem.alpha, problem.lam, True, tail)
+    d_crit, mass = _row_threshold(d, w, problem.alpha, problem.lam, eta, tail)
+    return lower, upper_q, d_crit, mass
+
+
+def _row_threshold(d, wts, alpha, lam, eta, tail: float = 1e-12, grid: int = 256):
+    r"""The curvature `D_c` above which a single row makes the limit point unstable.
+
+    A row `i` adds `D_i a_i a_i^T` to the rest of the Hessian and, when `D_i` is large,
+    an outlier eigenvalue `x` with `1 = D_i G(x)` (`G` the Stieltjes transform of the
+    rest). GD's limit is unstable once that outlier passes `2 / eta`, i.e. for
+    `D_i > D_c = 1 / G(2 / eta)`, where `G` is computed from the law of `D` below `D_c`
+    (rows above it are the rare outliers): solve
+    `x_c(D_c) = lam + D_c + alpha E[D 1{D < D_c} / (1 - D / D_c)] = 2 / eta`.
+    Returns `(D_c, mass of D > D_c)`; `D_c = 0` when even the bulk is unstable."""
+    target = 2.0 / eta
+    keep = jnp.where(wts >= tail, wts, 0.0)
+
+    def x_of(dc):
+        inside = d < dc * (1.0 - 1e-9)
+        safe_dc = jnp.where(inside, dc, 2 * d + 1)  # no division by zero outside
+        return lam + dc + alpha * jnp.sum(jnp.where(inside, keep * d / (1.0 - d / safe_dc), 0.0))
+
+    cands = target * jnp.linspace(0.01, 1.0, grid)
+    below = jax.vmap(x_of)(cands) < target
+    # the largest candidate still below the target, then bisection up to the next one
+    idx = jnp.max(jnp.where(below, jnp.arange(grid), -1))
+    lo = jnp.where(idx >= 0, cands[jnp.maximum(idx, 0)], 0.0)
+    hi = jnp.where(idx >= 0, cands[jnp.minimum(idx + 1, grid - 1)], 0.0)
+
+    def body(_, lohi):
+        lo, hi = lohi
+        mid = 0.5 * (lo + hi)
+        ok = x_of(mid) < target
+        return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid)
+
+    lo, hi = jax.lax.fori_loop(0, 60, body, (lo, hi))
+    dc = jnp.where(idx >= 0, 0.5 * (lo + hi), 0.0)
+    return dc, jnp.sum(jnp.where(d >= dc, wts, 0.0))
+
+
 def predicted_rate(problem: Problem, step_size, *, fixed: FixedPoint | None = None,
-                   start=None, num_nodes: int = 32, branch: Branch = "global") -> RatePrediction:
+                   start=None, num_nodes: int = 32, branch: Branch = "global",
+                   tail: float = 1e-12) -> RatePrediction:
     r"""Predicted exponential rate at which gradient descent approaches its fixed point.
 
     Linearising GD at the limit, `theta^{t+1} - theta^inf = (I - eta H)(theta^t - theta^inf)`
@@ -608,11 +744,16 @@ def predicted_rate(problem: Problem, step_size, *, fixed: FixedPoint | None = No
     point, and its edges are where `x'(G) = 0` on the inverse function
     `x(G) = lam + 1/G + alpha E[D / (1 - D G)]`. The distance to the limit then decays as
     `rate^t` times a power of `t` (`t^{-3/2}` for a square-root edge seen by a generic
-    vector).
+    vector). When `loss''` is unbounded (Wirtinger), the top of the spectrum consists of
+    single-row outliers; `critical_curvature` and `unstable_row_mass` say how likely a
+    row is to make the limit unstable for this step size.
 
     **Arguments:** `problem`; `step_size` `eta`; `fixed` a solved `FixedPoint` (else
     `fixed_point(problem, start=start)` is solved); `num_nodes`, `branch` as for
-    `fixed_point`.
+    `fixed_point`; `tail`: quadrature atoms of `D` with less mass than this are ignored
+    (the law of `loss''` of a non-convex loss reaches down towards `-1/kappa` with
+    astronomically small mass; such rows would add isolated eigenvalues below the bulk
+    at sizes `n ~ 1/mass`, never seen in practice).
 
     **Returns:** a `RatePrediction`.
 
@@ -626,7 +767,10 @@ def predicted_rate(problem: Problem, step_size, *, fixed: FixedPoint | None = No
         fixed = fixed_point(problem, start=start, num_nodes=num_nodes, branch=branch)
     elif not isinstance(fixed, FixedPoint):
         raise ValueError("fixed must be a FixedPoint")
-    lower, upper_q = hessian_edges(problem, fixed, num_nodes=num_nodes, branch=branch)
+    check_positive("tail", tail)
+    lower, upper_q, d_crit, mass = _rate_core(_floatify(problem), fixed,
+                                              jnp.asarray(step_size, dtype=float), num_nodes,
+                                              branch, float(tail))
     unbounded = _upper_unbounded(problem.loss)
     upper = jnp.inf if unbounded else upper_q
     eta = jnp.asarray(step_size, dtype=float)
@@ -635,48 +779,81 @@ def predicted_rate(problem: Problem, step_size, *, fixed: FixedPoint | None = No
         rate = jnp.maximum(rate, jnp.abs(1.0 - eta * upper))
     return RatePrediction(rate=rate, lower_edge=lower, upper_edge=jnp.asarray(upper),
                           upper_edge_quadrature=upper_q, step_size=eta,
+                          critical_curvature=d_crit, unstable_row_mass=mass,
                           upper_unbounded=unbounded)
 
 
-def measured_rate(values, *, limit, window: tuple[int, int] | None = None,
-                  edge_exponent: float = 0.0, floor: float = 1e-11):
-    r"""Fit `log |x(t) - limit| = c + t log(rate) - edge_exponent log t` by least squares.
+def measured_rate(values, *, limit=None, window: tuple[int, int] | None = None,
+                  edge_exponent: float = 1.5, floor: float = 1e-13):
+    r"""Fit the exponential rate at which a curve approaches its limit, with the model
+    `|x(t) - limit| = C rate^t t^(-edge_exponent)`.
 
     **Arguments:**
 
     - `values`: a curve over `t = 0, 1, ...` (e.g. `trajectory.error`), or a
       `Trajectory` (then its `error`).
-    - `limit`: the limit `x(inf)` (e.g. `FixedPoint.error`, or a long run's last value).
-    - `window`: `(t0, t1)` range of the fit; default: from a quarter of the curve to the
+    - `limit`: the limit `x(inf)` (e.g. a long run's polished value); the model is then
+      linear in `(log C, log rate)`. `None` fits the successive differences
+      `|x(t) - x(t+1)| = C rate^t t^(-b) (1 - rate (t / (t+1))^b)` instead (profiled over
+      `rate`), which needs no limit: use it for Monte Carlo curves, whose own limit is
+      not the fixed point's.
+    - `window`: `(t0, t1)` range of the fit; default: from a third of the curve to the
       last point above `floor`.
-    - `edge_exponent`: the power-law prefactor to remove (`1.5` for a square-root band
-      edge seen by a generic vector, `0` for an isolated slowest mode).
+    - `edge_exponent`: `b`, the power-law prefactor: `1.5` for a square-root band edge
+      of the Hessian seen by a generic vector (the default, what gradient descent shows),
+      `0` for an isolated slowest mode.
 
-    **Returns:** `(rate, stderr)`: the fitted per-step factor and the standard error of
-    the fitted `log(rate)` times `rate`.
+    **Returns:** `(rate, stderr)`: the fitted per-step factor, and the standard error
+    of the fit from its residuals (not a model error).
     """
     if isinstance(values, Trajectory):
         values = values.values["error"]
     x = np.asarray(values, dtype=float)
-    if x.ndim != 1 or x.size < 4:
-        raise ValueError("values must be a 1-d curve with at least 4 points")
-    gap = np.abs(x - float(limit))
-    t = np.arange(x.size, dtype=float)
+    if x.ndim != 1 or x.size < 5:
+        raise ValueError("values must be a 1-d curve with at least 5 points")
+    check_real("edge_exponent", edge_exponent)
+    if limit is None:
+        gap = np.abs(x[:-1] - x[1:])
+    else:
+        check_real("limit", limit)
+        gap = np.abs(x - float(limit))
+    t = np.arange(gap.size, dtype=float)
     if window is None:
         above = np.nonzero(gap > floor)[0]
-        t1 = int(above[-1]) + 1 if above.size else x.size
-        window = (max(1, t1 // 4), t1)
-    t0, t1 = window
-    if not (0 <= t0 < t1 <= x.size) or t1 - t0 < 3:
-        raise ValueError(f"window {window} must satisfy 0 <= t0 < t1 <= {x.size}, t1 - t0 >= 3")
-    sel = slice(t0, t1)
-    tt, yy = t[sel], np.log(np.maximum(gap[sel], 1e-300)) + edge_exponent * np.log(np.maximum(t[sel], 1.0))
+        t1 = int(above[-1]) + 1 if above.size else gap.size
+        window = (max(1, t1 // 3), t1)
+    t0, t1 = (int(v) for v in window)
+    if not (1 <= t0 < t1 <= gap.size) or t1 - t0 < 4:
+        raise ValueError(f"window {window} must satisfy 1 <= t0 < t1 <= {gap.size}, t1 - t0 >= 4")
+    tt = t[t0:t1]
+    b = float(edge_exponent)
+    yy = np.log(np.maximum(gap[t0:t1], 1e-300)) + b * np.log(tt)
     design = np.stack([np.ones_like(tt), tt], axis=1)
-    coef, res, *_ = np.linalg.lstsq(design, yy, rcond=None)
-    resid = yy - design @ coef
+
+    def fit(log_rate):
+        """Residual sum of squares with `log C` profiled out, for a given rate."""
+        target = yy - tt * log_rate
+        if limit is None:
+            shrink = 1.0 - np.exp(log_rate) * (tt / (tt + 1)) ** b
+            target = target - np.log(np.maximum(shrink, 1e-300))
+        c = target.mean()
+        return float(np.sum((target - c) ** 2))
+
+    coef, *_ = np.linalg.lstsq(design, yy, rcond=None)
+    log_rate = float(coef[1])
+    if limit is None:  # golden-section search on the profiled residual
+        lo, hi = log_rate - 0.5, min(log_rate + 0.5, -1e-9)
+        g = (math.sqrt(5) - 1) / 2
+        for _ in range(200):
+            a, c_ = hi - g * (hi - lo), lo + g * (hi - lo)
+            if fit(a) < fit(c_):
+                hi = c_
+            else:
+                lo = a
+        log_rate = 0.5 * (lo + hi)
     dof = max(tt.size - 2, 1)
-    cov = np.linalg.inv(design.T @ design) * (resid @ resid / dof)
-    rate = float(np.exp(coef[1]))
+    cov = np.linalg.inv(design.T @ design) * (fit(log_rate) / dof)
+    rate = float(np.exp(log_rate))
     return rate, float(rate * np.sqrt(cov[1, 1]))
 
 
@@ -693,7 +870,11 @@ class HessianCheck(eqx.Module):
       `kappa_trace` up to finite-size error when the stationary theory holds.
     - `grad_norm`: `|A^T loss'(y, r) + lam theta| / sqrt(d)` (how stationary `theta` is).
     - `eig_min`, `eig_max`: extreme eigenvalues of `H`.
-    - `m`, `q`, `error`: the instance's overlap, norm and error.
+    - `m`, `q`, `error`: the instance's overlap, norm and error at the limit point.
+    - `errors`: the GD error curve over `t < steps`; `gd_grad_norm`: the gradient norm
+      where GD stopped (before polishing): small when GD itself converged.
+    - `max_row_curvature`: `max_i loss''(y_i, r_i) |a_i|^2`, to compare with
+      `RatePrediction.critical_curvature` (the per-row instability).
     """
 
     kappa_trace: Float[Array, ""]
@@ -705,10 +886,18 @@ class HessianCheck(eqx.Module):
     q: Float[Array, ""]
     error: Float[Array, ""]
     errors: Float[Array, " T"]
+    gd_grad_norm: Float[Array, ""]
+    step_size: Float[Array, ""]
+    max_row_curvature: Float[Array, ""]
+
+    @property
+    def gd_stable(self):
+        """`eta lambda_max(H) < 2`: the limit point is linearly stable for GD (otherwise
+        GD ends in a period-2 orbit around it, the per-row instability)."""
+        return self.step_size * self.eig_max < 2.0
 
 
-def _draw(problem: Problem, dim: int, key):
-    n = max(1, int(round(float(problem.alpha) * dim)))
+def _draw(problem: Problem, dim: int, n: int, key):
     k_theta, k_a, k_eps, k_init = jax.random.split(key, 4)
     theta_star = problem.prior.sample((dim,), key=k_theta)
     a = jax.random.normal(k_a, (n, dim)) / jnp.sqrt(dim)
@@ -718,9 +907,9 @@ def _draw(problem: Problem, dim: int, key):
 
 
 @eqx.filter_jit
-def _hessian_check(problem, algorithm, init, dim: int, key, polish: int):
+def _hessian_check(problem, algorithm, init, dim: int, rows: int, key, polish: int):
     loss, lam, eta = problem.loss, problem.lam, algorithm.step_size
-    theta_star, a, y, k_init = _draw(problem, dim, key)
+    theta_star, a, y, k_init = _draw(problem, dim, rows, key)
     theta0 = init.simulator_start(problem, theta_star, a, y, key=k_init)
     even = problem.model.even
 
@@ -734,6 +923,8 @@ def _hessian_check(problem, algorithm, init, dim: int, key, polish: int):
         return theta - eta * grad, err(theta)
 
     theta, errors = jax.lax.scan(gd, theta0, None, length=algorithm.steps)
+    gd_grad = a.T @ jax.vmap(loss.grad)(y, a @ theta) + lam * theta
+    gd_grad_norm = jnp.linalg.norm(gd_grad) / jnp.sqrt(dim)
 
     def hess(theta):
         d_ = jax.vmap(loss.hess)(y, a @ theta)
@@ -755,8 +946,16 @@ def _hessian_check(problem, algorithm, init, dim: int, key, polish: int):
     return HessianCheck(
         kappa_trace=kappa_tr, kappa_equation=kappa_eq,
         grad_norm=jnp.linalg.norm(grad) / jnp.sqrt(dim), eig_min=eig[0], eig_max=eig[-1],
-        m=m, q=q, error=err(theta), errors=errors,
+        m=m, q=q, error=err(theta), errors=errors, gd_grad_norm=gd_grad_norm,
+        step_size=jnp.asarray(eta, dtype=float),
+        max_row_curvature=jnp.max(d_ * jnp.sum(a**2, axis=1)),
     )
+
+
+@eqx.filter_jit
+def _hessian_check_many(problem, algorithm, init, dim: int, rows: int, keys, polish: int):
+    return jax.lax.map(lambda k: _hessian_check(problem, algorithm, init, dim, rows, k, polish),
+                       keys)
 
 
 def hessian_check(problem: Problem, algorithm: GradientDescent, init, *, dim: int, key,
@@ -780,11 +979,13 @@ def hessian_check(problem: Problem, algorithm: GradientDescent, init, *, dim: in
     num_seeds = check_int("num_seeds", num_seeds, 1)
     polish = check_int("polish", polish, 0)
     check_key(key)
+    rows = max(1, int(round(float(problem.alpha) * dim)))
+    problem, algorithm, init = _floatify((problem, algorithm, init))
     if num_seeds == 1:
-        return _hessian_check(problem, algorithm, init, dim, key, polish)
-    keys = jax.random.split(key, num_seeds)
-    return jax.lax.map(lambda k: _hessian_check(problem, algorithm, init, dim, k, polish), keys)
+        return _hessian_check(problem, algorithm, init, dim, rows, key, polish)
+    return _hessian_check_many(problem, algorithm, init, dim, rows,
+                               jax.random.split(key, num_seeds), polish)
 
 
-__all__ = ["fixed_point", "FixedPoint", "predicted_rate", "RatePrediction", "measured_rate",
-           "hessian_check", "HessianCheck", "hessian_edges"]
+__all__ = ["fixed_point", "fixed_point_sweep", "FixedPoint", "predicted_rate", "RatePrediction",
+           "measured_rate", "hessian_check", "HessianCheck", "hessian_edges"]

@@ -1,0 +1,385 @@
+r"""Tuning hyperparameters by gradient descent on the theory (optax).
+
+`tune` is a plain optax loop with a progress bar and a record of the path. Its two
+wrappers differentiate through the two engines:
+
+- `tune_ridge`: the asymptotic error over the ridge strength, differentiated
+  implicitly through the fixed point (one linear solve per gradient);
+- `tune_step_size`: the error after `T` steps over the step size, differentiated
+  through the DMFT's forward-in-time scan, with common random numbers (one key for
+  every evaluation), so the Monte Carlo objective is a smooth deterministic function.
+
+Both optimise the logarithm of the (positive) hyperparameter.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from typing import Any, Literal
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.flatten_util import ravel_pytree
+from tqdm.auto import tqdm
+
+from ._fixed_point import FixedPoint, _floatify, _solve, _start_vector
+from ._problem import GradientDescent, Problem
+from ._validate import check_int, check_key, check_positive
+
+Mode = Literal["reverse", "forward"]
+
+
+class TuneResult(eqx.Module):
+    r"""The outcome of `tune`.
+
+    - `params`: the final parameters; `value` the objective there.
+    - `best_params`, `best_value`: the best point seen on the path.
+    - `path_params`: parameters at every evaluation (leading axis = iteration; the last
+      entry is the final point), `path_values`: the objective there, `path_grads`:
+      the gradient norm there (NaN for the final point).
+    - `aux`: the objective's last carry (e.g. the last `FixedPoint` start).
+    """
+
+    params: Any
+    value: float
+    best_params: Any
+    best_value: float
+    path_params: Any
+    path_values: np.ndarray
+    path_grads: np.ndarray
+    aux: Any = None
+
+
+def _forward_value_and_grad(f):
+    """Value and gradient by forward mode (`jax.jvp` along each coordinate): works
+    through loops with traced trip counts, which reverse mode cannot differentiate;
+    cheap for a few parameters."""
+
+    def vg(params, carry):
+        flat, unravel = ravel_pytree(params)
+
+        def g(x):
+            return f(unravel(x), carry)
+
+        def along(v):
+            (val, aux), (dval, _) = jax.jvp(g, (flat,), (v,))
+            return val, aux, dval
+
+        vals, auxs, dvals = jax.vmap(along)(jnp.eye(flat.size, dtype=flat.dtype))
+        aux = jax.tree.map(lambda a: a[0], auxs)
+        return (vals[0], aux), unravel(dvals)
+
+    return vg
+
+
+def tune(
+    objective: Callable,
+    init_params,
+    *,
+    optimizer: optax.GradientTransformation | None = None,
+    steps: int = 100,
+    carry=None,
+    mode: Mode = "reverse",
+    progress: bool = True,
+    desc: str = "tune",
+) -> TuneResult:
+    r"""Minimise `objective(params)` with an optax optimiser, recording the path.
+
+    **Arguments:**
+
+    - `objective`: a JAX-traceable function of the parameters (a pytree) returning a
+      scalar; with `carry` given, `objective(params, carry)` returning
+      `(value, new_carry)` (e.g. a warm start passed from one step to the next).
+    - `init_params`: the starting parameters.
+    - `optimizer`: an optax transformation (default `optax.adam(0.05)`).
+    - `steps`: optimiser steps.
+    - `carry`: the initial carry (see `objective`), or `None`.
+    - `mode`: `"reverse"` (`jax.value_and_grad`) or `"forward"` (one `jax.jvp` per
+      parameter: for objectives with loops reverse mode cannot differentiate, and cheap
+      for a scalar parameter).
+    - `progress`: show a tqdm bar with the current objective.
+
+    **Returns:** a `TuneResult`. A non-finite objective or gradient stops the loop with
+    a warning (the last finite point is kept).
+    """
+    if not callable(objective):
+        raise ValueError("objective must be callable")
+    steps = check_int("steps", steps, 1)
+    if mode not in ("reverse", "forward"):
+        raise ValueError(f"mode must be 'reverse' or 'forward', got {mode!r}")
+    if optimizer is None:
+        optimizer = optax.adam(0.05)
+    if not isinstance(optimizer, optax.GradientTransformation):
+        raise ValueError("optimizer must be an optax.GradientTransformation")
+    leaves = jax.tree.leaves(init_params)
+    if not leaves:
+        raise ValueError("init_params has no array leaves")
+    params = jax.tree.map(lambda x: jnp.asarray(x, dtype=float), init_params)
+    if not all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(params)):
+        raise ValueError("init_params must be finite")
+
+    with_carry = carry is not None
+    f = objective if with_carry else (lambda p, c: (objective(p), c))
+    if mode == "reverse":
+        vg = jax.value_and_grad(f, has_aux=True)
+    else:
+        vg = _forward_value_and_grad(f)
+
+    @eqx.filter_jit
+    def step(params, opt_state, carry):
+        (value, new_carry), grads = vg(params, carry)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        gnorm = optax.tree.norm(grads)
+        return optax.apply_updates(params, updates), opt_state, value, new_carry, gnorm
+
+    @eqx.filter_jit
+    def evaluate(params, carry):
+        return f(params, carry)
+
+    opt_state = optimizer.init(params)
+    path, values, gnorms = [], [], []
+    bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False)
+    for _ in bar:
+        new_params, new_state, value, new_carry, gnorm = step(params, opt_state, carry)
+        value, gnorm = float(value), float(gnorm)
+        if not (math.isfinite(value) and math.isfinite(gnorm)):
+            warnings.warn(f"{desc}: non-finite objective or gradient; stopping early",
+                          RuntimeWarning, stacklevel=2)
+            break
+        path.append(params)
+        values.append(value)
+        gnorms.append(gnorm)
+        params, opt_state, carry = new_params, new_state, new_carry
+        bar.set_postfix(value=f"{value:.4g}")
+    value, carry = evaluate(params, carry)
+    value = float(value)
+    if math.isfinite(value):
+        path.append(params)
+        values.append(value)
+        gnorms.append(float("nan"))
+    elif path:  # fall back to the last finite point
+        params = path[-1]
+        value = values[-1]
+    values_arr = np.asarray(values)
+    best = int(np.nanargmin(values_arr)) if values_arr.size else 0
+    stacked = (jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *path)
+               if path else None)
+    return TuneResult(
+        params=params, value=value,
+        best_params=path[best] if path else params,
+        best_value=float(values_arr[best]) if values_arr.size else value,
+        path_params=stacked, path_values=values_arr, path_grads=np.asarray(gnorms),
+        aux=carry if with_carry else None,
+    )
+
+
+def grid_search(objective: Callable, grid, *, batched: bool = False):
+    r"""Evaluate a scalar `objective` on a 1-d `grid`; returns `(grid, values, argmin)`.
+    `batched=True` means `objective` takes the whole grid at once (e.g. a vmapped
+    engine); otherwise it is called point by point."""
+    grid = np.asarray(grid, dtype=float)
+    if grid.ndim != 1 or grid.size < 2:
+        raise ValueError("grid must be a 1-d array with at least 2 points")
+    if batched:
+        values = np.asarray(objective(jnp.asarray(grid)), dtype=float)
+    else:
+        values = np.asarray([float(objective(g)) for g in grid])
+    finite = np.where(np.isfinite(values), values, np.inf)
+    return grid, values, int(np.argmin(finite))
+
+
+# --------------------------------------------------------------------------------------
+# ridge strength: asymptotic error through the fixed point
+
+
+def _metric(fp: FixedPoint, metric: str):
+    return getattr(fp, metric)
+
+
+def ridge_objective(problem: Problem, *, metric: str = "error", num_nodes: int = 32,
+                    branch: str = "global"):
+    r"""`objective(log_lam, x) -> (metric, x_new)` for `tune`: the fixed point of
+    `problem` with ridge `exp(log_lam)`, warm-started from `x = (kappa, m, s)` (the
+    previous solution, carried). Differentiable (implicitly) in `log_lam`."""
+    if metric not in ("error", "test_error", "train_loss"):
+        raise ValueError(f"metric must be 'error', 'test_error' or 'train_loss', got {metric!r}")
+    base = _floatify(problem)
+
+    def objective(log_lam, x):
+        p = eqx.tree_at(lambda p: p.regulariser.lam, base, jnp.exp(log_lam))
+        fp = _solve(p, x, True, num_nodes, branch, 0, 64, 1e-11, 1e-12)
+        x_new = jax.lax.stop_gradient(jnp.stack([fp.kappa, fp.m, fp.s]))
+        ok = fp.converged & (fp.unstable_mass == 0)
+        return _metric(fp, metric), jnp.where(ok, x_new, x)
+
+    return objective
+
+
+def tune_ridge(
+    problem: Problem,
+    *,
+    lam0: float = 0.1,
+    steps: int = 60,
+    optimizer: optax.GradientTransformation | None = None,
+    start=None,
+    metric: str = "error",
+    num_nodes: int = 32,
+    progress: bool = True,
+) -> TuneResult:
+    r"""Minimise the asymptotic (fixed-point) `metric` over the ridge strength `lam`,
+    optimising `log lam` with gradients from implicit differentiation.
+
+    **Arguments:** `problem` (its own `lam` is ignored); `lam0` the starting ridge;
+    `steps`; `optimizer` (default `optax.rprop(0.1)` on `log lam`: sign-based steps that
+    grow while the sign holds and halve when it flips, which suits a smooth,
+    deterministic 1-d objective whose gradient shrinks by decades near a flat optimum,
+    where Adam's memory of early large gradients stalls it); `start` the fixed
+    point's start at `lam0` (as for `fixed_point`); `metric` `"error"`, `"test_error"`
+    or `"train_loss"`; `num_nodes`; `progress`.
+
+    **Returns:** a `TuneResult` whose params are `log lam` (`jnp.exp(result.params)` is
+    the tuned ridge); `aux` is the last `(kappa, m, s)`.
+    """
+    if not isinstance(problem, Problem):
+        raise ValueError("problem must be a dmftjax.Problem")
+    check_positive("lam0", lam0)
+    if metric not in ("error", "test_error", "train_loss"):
+        raise ValueError(f"metric must be 'error', 'test_error' or 'train_loss', got {metric!r}")
+    p0 = eqx.tree_at(lambda p: p.regulariser.lam, _floatify(problem), jnp.asarray(float(lam0)))
+    x0, known, picard = _start_vector(start, None)
+    first = _solve(p0, x0, known, num_nodes, "global", picard, 64, 1e-11, 1e-12)
+    if not bool(first.converged):
+        raise ValueError(
+            f"the fixed point at lam0 = {lam0} did not converge; pass a start (e.g. a "
+            "late-time DMFT trajectory) or another lam0"
+        )
+    x = jnp.stack([first.kappa, first.m, first.s])
+    optimizer = optax.rprop(0.1) if optimizer is None else optimizer
+    return tune(ridge_objective(problem, metric=metric, num_nodes=num_nodes),
+                jnp.log(jnp.asarray(float(lam0))), optimizer=optimizer, steps=steps,
+                carry=x, progress=progress, desc="tune_ridge")
+
+
+# --------------------------------------------------------------------------------------
+# step size: error after T steps through the DMFT scan
+
+
+def step_size_objective(problem: Problem, init, *, horizon: int, num_samples: int, key,
+                        num_replicas: int = 1, estimator: str = "tangent",
+                        metric: str = "error"):
+    r"""`objective(log_eta) -> metric after `horizon` steps` from the DMFT with a fixed
+    key (common random numbers), averaged over `num_replicas` replicas. Calls
+    `dmftjax._dmft._solve_one`."""
+    from ._dmft import _solve_one  # the engine; imported late to keep import order simple
+
+    keys = jax.random.split(key, num_replicas)
+
+    def objective(log_eta):
+        alg = GradientDescent(step_size=jnp.exp(log_eta), steps=horizon)
+        def one(k):
+            return _solve_one(problem, alg, init, k, num_samples, estimator)[0][metric][-1]
+
+        return jnp.mean(jax.vmap(one)(keys))
+
+    return objective
+
+
+def tune_step_size(
+    problem: Problem,
+    init,
+    *,
+    horizon: int,
+    num_samples: int,
+    key,
+    eta0: float = 0.02,
+    steps: int = 40,
+    num_replicas: int = 1,
+    optimizer: optax.GradientTransformation | None = None,
+    estimator: str = "tangent",
+    mode: Mode = "forward",
+    metric: str = "error",
+    progress: bool = True,
+) -> TuneResult:
+    r"""Minimise the DMFT `metric` after `horizon` GD steps over the step size,
+    optimising `log eta` by differentiating through the DMFT scan.
+
+    **Arguments:** `problem`, `init` (e.g. `InformedInit`); `horizon` the number of GD
+    steps `T`; `num_samples`, `num_replicas`, `key` of the DMFT (the same key at every
+    evaluation: common random numbers); `eta0`; `steps` optimiser steps; `optimizer`
+    (default `optax.rprop(0.1)`, see `tune_ridge`); `estimator` of the DMFT; `mode`
+    `"forward"` (default: forward-mode differentiation through the scan, which also
+    works through the DMFT's inner adjoint loop, whose traced trip count reverse mode
+    cannot differentiate) or `"reverse"`; `metric` an observable name.
+
+    **Returns:** a `TuneResult` whose params are `log eta`.
+    """
+    if not isinstance(problem, Problem):
+        raise ValueError("problem must be a dmftjax.Problem")
+    horizon = check_int("horizon", horizon, 1)
+    num_samples = check_int("num_samples", num_samples, 2)
+    num_replicas = check_int("num_replicas", num_replicas, 1)
+    check_key(key)
+    check_positive("eta0", eta0)
+    if num_samples <= horizon + 3:
+        raise ValueError(f"num_samples = {num_samples} must exceed horizon + 3 = {horizon + 3}")
+    optimizer = optax.rprop(0.1) if optimizer is None else optimizer
+    obj = step_size_objective(problem, init, horizon=horizon, num_samples=num_samples,
+                              key=key, num_replicas=num_replicas, estimator=estimator,
+                              metric=metric)
+    return tune(obj, jnp.log(jnp.asarray(float(eta0))), optimizer=optimizer, steps=steps,
+                mode=mode, progress=progress, desc="tune_step_size")
+
+
+# --------------------------------------------------------------------------------------
+# figure
+
+
+def plot_tuning(panels: list[dict]):
+    r"""One figure with a panel per tuned hyperparameter.
+
+    Each panel is a dict with `grid` (hyperparameter values), `values` (objective on
+    the grid), `result` (a `TuneResult` whose params are the log of the
+    hyperparameter), and optionally `name` (axis label), `ylabel`, `title`, `exact`
+    (a known optimum to mark). Draws the grid curve, its argmin, the optimiser's path
+    (coloured by iteration) and the tuned value.
+
+    **Returns:** a matplotlib `Figure`.
+    """
+    from matplotlib.figure import Figure  # no pyplot: no global state, any backend
+
+    if not panels:
+        raise ValueError("pass at least one panel")
+    fig = Figure(figsize=(5.2 * len(panels), 4.0))
+    axes = fig.subplots(1, len(panels), squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        grid = np.asarray(panel["grid"], dtype=float)
+        vals = np.asarray(panel["values"], dtype=float)
+        res: TuneResult = panel["result"]
+        ax.plot(grid, vals, "-", color="0.3", lw=1.5, label="grid")
+        ig = int(np.nanargmin(vals))
+        ax.axvline(grid[ig], color="0.5", ls=":", label=f"grid argmin {grid[ig]:.4g}")
+        path_x = np.exp(np.asarray(res.path_params, dtype=float).ravel())
+        sc = ax.scatter(path_x, res.path_values, c=np.arange(path_x.size), cmap="viridis",
+                        s=14, zorder=3, label="optimiser path")
+        tuned = float(np.exp(np.asarray(res.params)))
+        ax.plot([tuned], [res.value], "r*", ms=14, zorder=4, label=f"tuned {tuned:.4g}")
+        if panel.get("exact") is not None:
+            ax.axvline(panel["exact"], color="tab:red", ls="--", lw=1,
+                       label=f"exact {panel['exact']:.4g}")
+        ax.set_xscale("log")
+        ax.set_xlabel(panel.get("name", "hyperparameter"))
+        ax.set_ylabel(panel.get("ylabel", "objective"))
+        ax.set_title(panel.get("title", ""))
+        ax.legend(fontsize=8)
+        fig.colorbar(sc, ax=ax, label="iteration")
+    fig.tight_layout()
+    return fig
+
+
+__all__ = ["tune", "TuneResult", "grid_search", "tune_ridge", "ridge_objective",
+           "tune_step_size", "step_size_objective", "plot_tuning"]
