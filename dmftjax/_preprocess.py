@@ -1,0 +1,236 @@
+r"""Spectral preprocessings `T(y)`: the spectral start uses the top eigenvector of
+`D = sum_i T(y_i) a_i a_i^T`.
+
+Every preprocessing is an Equinox module with an elementwise `__call__(y)`. Besides the
+function itself, the closed-form theory (`spectral_theory`) needs three facts about `T`,
+each a method with a default so that a user's subclass implementing only `__call__`
+works:
+
+- `sup()`: `tau = sup_y T(y)`, possibly `inf` (then there is no outlier at any `alpha`).
+  The default evaluates `T` on a fixed grid of `y` in `{0} U +-[1e-8, 1e8]` and reports
+  `inf` when the largest value exceeds `1e6` or is not finite.
+- `mass_at_sup()`: whether the law of `T(Y)` puts an atom or a positive density at `tau`
+  (trimming, clipping). Then `lam_bar > tau` strictly, and quadrature near `tau` needs
+  care. `None` (the default) means "unknown": the theory then decides from the data of
+  the quadrature itself.
+- `breakpoints()`: the `y` values where `T` jumps, has a kink or is singular. The
+  quadrature puts panel ends there and grades the panels geometrically towards them,
+  which is what makes the closed form accurate near `tau`. Default: none (fine for a
+  smooth `T`; a jump or a kink then costs accuracy, about 1e-4 on the squared cosine).
+- `specialise(alpha)`: the preprocessing used at sample ratio `alpha` (only
+  `MondelliMontanari(alpha=None)` depends on it).
+
+References: Lu and Li (2017), "Phase transitions of spectral initialization for
+high-dimensional nonconvex estimation"; Mondelli and Montanari (2018), "Fundamental
+limits of weak recovery with applications to phase retrieval"; Luo, Alghamdi and Lu
+(2019), "Optimal spectral initialization for signal recovery with applications to phase
+retrieval".
+"""
+
+from __future__ import annotations
+
+import abc
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from ._validate import check_positive, check_real, is_concrete
+
+# Grid for the default `sup()` of a user-defined preprocessing.
+_POS = np.logspace(-8, 8, 1601)
+_SUP_GRID = np.concatenate([-_POS[::-1], [0.0], _POS])
+# A supremum above this is reported as unbounded.
+_SUP_CAP = 1e6
+# `1 - 1/y` is evaluated at `max(y, Y_FLOOR)`: T >= 1 - 1e8, a finite stand-in for
+# -inf that keeps the simulator's matrices finite (see `LuoAlghamdiLu`).
+Y_FLOOR = 1e-8
+
+
+class AbstractPreprocessing(eqx.Module):
+    """A spectral preprocessing `T(y)`; subclasses implement the elementwise `__call__`.
+
+    See the module docstring for `sup`, `mass_at_sup`, `breakpoints`, `specialise`.
+    """
+
+    @abc.abstractmethod
+    def __call__(self, y: Float[Array, "..."]) -> Float[Array, "..."]:
+        """`T(y)`, elementwise."""
+
+    def sup(self) -> Float[Array, ""]:
+        """`tau = sup_y T(y)` (`inf` when unbounded). The default is numerical (see the
+        module docstring): override it when `T` approaches its supremum somewhere the
+        grid does not see."""
+        values = self(jnp.asarray(_SUP_GRID))
+        top = jnp.max(jnp.where(jnp.isnan(values), -jnp.inf, values))
+        return jnp.where(jnp.isfinite(top) & (top <= _SUP_CAP), top, jnp.inf)
+
+    def mass_at_sup(self) -> bool | None:
+        """Whether `T(Y)` has an atom or a positive density at `tau`; `None` if unknown."""
+        return None
+
+    def breakpoints(self) -> tuple:
+        """`y` values where `T` jumps, kinks or is singular (used by the quadrature)."""
+        return ()
+
+    def specialise(self, alpha) -> AbstractPreprocessing:
+        """The preprocessing used at sample ratio `alpha` (default: `self`)."""
+        del alpha
+        return self
+
+
+class Identity(AbstractPreprocessing):
+    r"""`T(y) = y`. Its support is unbounded above (for phase retrieval), so the top
+    eigenvector localises on the largest `y_i` and carries no overlap at any fixed
+    `alpha`: `spectral_theory` reports `has_outlier = False` with an explanation."""
+
+    def __call__(self, y):
+        return jnp.asarray(y)
+
+    def sup(self):
+        return jnp.asarray(jnp.inf)
+
+    def mass_at_sup(self):
+        return False
+
+
+def _check_tau(tau):
+    check_real("tau", tau)
+    check_positive("tau (the preprocessing's threshold)", tau)
+
+
+class Trimmed(AbstractPreprocessing):
+    r"""Trimming `T(y) = y 1{y <= tau}` (`tau > 0`). The law of `T(Y)` has a positive
+    density at its supremum `tau`, so `lam_bar > tau` strictly."""
+
+    tau: float
+
+    def __check_init__(self):
+        _check_tau(self.tau)
+
+    def __call__(self, y):
+        y = jnp.asarray(y)
+        return jnp.where(y <= self.tau, y, 0.0)
+
+    def sup(self):
+        return jnp.asarray(self.tau, dtype=float)
+
+    def mass_at_sup(self):
+        return True
+
+    def breakpoints(self):
+        return (self.tau,)
+
+
+class Clipped(AbstractPreprocessing):
+    r"""Clipping `T(y) = min(y, tau)` (`tau > 0`): an atom at the supremum `tau`."""
+
+    tau: float
+
+    def __check_init__(self):
+        _check_tau(self.tau)
+
+    def __call__(self, y):
+        return jnp.minimum(jnp.asarray(y), self.tau)
+
+    def sup(self):
+        return jnp.asarray(self.tau, dtype=float)
+
+    def mass_at_sup(self):
+        return True
+
+    def breakpoints(self):
+        return (self.tau,)
+
+
+class LuoAlghamdiLu(AbstractPreprocessing):
+    r"""`T(y) = 1 - 1/y`, optionally clipped from below: `max(1 - 1/y, clip)`.
+
+    Optimal for noiseless real phase retrieval (weak-recovery threshold `alpha = 1/2`).
+    `T` is bounded above by `tau = 1` (approached as `y -> inf`, no mass there) and
+    unbounded below as `y -> 0`. Without `clip`, `y` is floored at `1e-8` (so
+    `T >= 1 - 1e8`, a finite stand-in for `-inf` that forces the eigenvector
+    orthogonal to `a_i` to 1e-8 and keeps the simulator's matrices finite); `y <= 0`
+    (possible with noise) is treated the same way. With a noisy model, or with the
+    iterative eigensolver, pass `clip` (e.g. `-5`): the very negative part of the
+    spectrum it removes slows Lanczos down badly and changes the overlap little.
+
+    **Arguments:**
+
+    - `clip`: lower clip value (`< 1`), or `None`.
+    """
+
+    clip: float | None = None
+
+    def __check_init__(self):
+        if self.clip is not None:
+            check_real("clip", self.clip)
+            if is_concrete(self.clip) and float(self.clip) >= 1:
+                raise ValueError(f"clip must be < 1 (T = 1 - 1/y < 1), got {self.clip}")
+
+    def __call__(self, y):
+        t = 1.0 - 1.0 / jnp.maximum(jnp.asarray(y), Y_FLOOR)
+        return t if self.clip is None else jnp.maximum(t, self.clip)
+
+    def sup(self):
+        return jnp.asarray(1.0)
+
+    def mass_at_sup(self):
+        return False
+
+    def breakpoints(self):
+        if self.clip is None:
+            return (Y_FLOOR,)
+        return (1.0 / (1.0 - self.clip),)
+
+
+class MondelliMontanari(AbstractPreprocessing):
+    r"""Mondelli-Montanari preprocessing for real phase retrieval,
+    `T(y) = (y_+ - 1) / (y_+ + sqrt(2 alpha) - 1)` with `y_+ = max(y, 0)`.
+
+    This is the real-case form (the complex case uses `sqrt(alpha)`). Weak-recovery
+    threshold `alpha = 1/2`. For `alpha > 1/2` it is bounded (`-1/(sqrt(2 alpha) - 1) <=
+    T < 1 = tau`); at `alpha = 1/2` it is `1 - 1/y` (floored as in `LuoAlghamdiLu`);
+    for `alpha < 1/2` the denominator vanishes at `y = 1 - sqrt(2 alpha) > 0`, `T` is
+    unbounded and there is no outlier.
+
+    **Arguments:**
+
+    - `alpha`: the sample ratio the preprocessing is tuned to; `None` (default) means
+      "the problem's alpha" (so a threshold search varies both together).
+    """
+
+    alpha: float | None = None
+
+    def __check_init__(self):
+        if self.alpha is not None:
+            check_positive("MondelliMontanari alpha", self.alpha)
+
+    def specialise(self, alpha):
+        return MondelliMontanari(alpha) if self.alpha is None else self
+
+    def _c(self):
+        if self.alpha is None:
+            raise ValueError(
+                "MondelliMontanari(alpha=None) takes alpha from the problem: call "
+                "specialise(alpha) first (spectral_theory and SpectralInit do it for you)"
+            )
+        return jnp.sqrt(2.0 * jnp.asarray(self.alpha, dtype=float))
+
+    def __call__(self, y):
+        c = self._c()
+        yp = jnp.maximum(jnp.asarray(y), 0.0)
+        den = yp + c - 1.0
+        den = jnp.where(c >= 1.0, jnp.maximum(den, Y_FLOOR), den)
+        return (yp - 1.0) / den
+
+    def sup(self):
+        return jnp.where(self._c() >= 1.0, 1.0, jnp.inf)
+
+    def mass_at_sup(self):
+        return False
+
+    def breakpoints(self):
+        # y = 0 is a kink for noisy data (y_+); the floor matters only at alpha = 1/2.
+        return (0.0,)
