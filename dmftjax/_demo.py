@@ -3,11 +3,7 @@ retrieval, DMFT against simulation for several sample ratios."""
 
 from __future__ import annotations
 
-import csv
-import json
-import os
 import time
-from pathlib import Path
 
 import jax
 
@@ -21,22 +17,14 @@ from ._spectral import spectral_theory
 from ._spectral_init import SpectralInit
 
 
-def _atomic(path: Path, write):
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
-def run_demo(out: Path, *, alphas=(1.5, 2.0, 3.0, 5.0), lam=0.05, step=0.01, steps=80,
-             noise=0.0, dim=1000, seeds=6, samples=4000, replicas=4, seed=0, progress=None):
-    """Run the demo and write `spectral_demo.png`, `.json` and `.csv` into `out`.
-    Returns the table rows (one per alpha)."""
+def run_demo(*, alphas=(1.5, 2.0, 3.0, 5.0), lam=0.05, step=0.01, steps=80, noise=0.0,
+             dim=1000, seeds=6, samples=4000, replicas=4, seed=0, progress=None):
+    """Run the worked example. Returns `(figure, results, rows)`: the figure (error and
+    cosine against t), every curve per alpha, and one table row per alpha."""
     import matplotlib.pyplot as plt
 
-    from . import __version__
     from .plotting import plot_curve
 
-    out = Path(out)
     key = jax.random.key(seed)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     results, rows = {}, []
@@ -74,22 +62,7 @@ def run_demo(out: Path, *, alphas=(1.5, 2.0, 3.0, 5.0), lam=0.05, step=0.01, ste
     fig.suptitle(f"Spectral (Mondelli-Montanari) start + regularised Wirtinger flow: lam={lam}, "
                  f"step={step}, noise={noise}; lines DMFT (2 s.e. band), points simulation", fontsize=9)
     fig.tight_layout()
-    settings = dict(alphas=list(alphas), lam=lam, step=step, steps=steps, noise=noise, dim=dim,
-                    seeds=seeds, samples=samples, replicas=replicas, seed=seed, version=__version__)
-    _atomic(out / "spectral_demo.png", lambda p: fig.savefig(p, dpi=130, format="png"))
-    plt.close(fig)
-    _atomic(out / "spectral_demo.json",
-            lambda p: p.write_text(json.dumps({"settings": settings, "results": results,
-                                               "table": rows}, indent=1)))
-
-    def write_csv(p):
-        with open(p, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
-
-    _atomic(out / "spectral_demo.csv", write_csv)
-    return rows
+    return fig, results, rows
 
 
 def format_table(rows) -> str:
