@@ -16,7 +16,7 @@ Two eigensolvers:
   `LuoAlghamdiLu` (spectrum reaching -1e8 once `y_i` is tiny) converges slowly; clip
   it, or use the dense solver.
 
-`"auto"` picks dense for `d <= dense_max_dim` (default 2000) and Lanczos above. Both
+`"auto"` picks dense for `d <= dense_max_dim` (default 300; Lanczos is 9-19x faster from d = 1000 on, see benchmarks/results/eigensolver.json) and Lanczos above. Both
 run inside `jit`, `vmap` and `lax.map` (fixed shapes, a `while_loop` for restarts).
 """
 
@@ -213,7 +213,7 @@ def top_eigenpair(
     *,
     key,
     method: str = "auto",
-    dense_max_dim: int = 2000,
+    dense_max_dim: int = 300,
     steps: int = 160,
     chunk: int = 10,
     max_restarts: int = 20,
@@ -257,7 +257,7 @@ class SpectralInit(AbstractInit):
     preprocessing: AbstractPreprocessing
     scale: float | None = None
     method: str = eqx.field(static=True, default="auto")
-    dense_max_dim: int = eqx.field(static=True, default=2000)
+    dense_max_dim: int = eqx.field(static=True, default=300)
     lanczos_steps: int = eqx.field(static=True, default=160)
     max_restarts: int = eqx.field(static=True, default=20)
     tol: float = eqx.field(static=True, default=1e-10)
