@@ -41,7 +41,7 @@ class TuneResult(eqx.Module):
     - `best_params`, `best_value`: the best point seen on the path.
     - `path_params`: parameters at every evaluation (leading axis = iteration; the last
       entry is the final point), `path_values`: the objective there, `path_grads`:
-      the gradient norm there (NaN for the final point).
+      the gradient norm there.
     - `aux`: the objective's last carry (e.g. the last `FixedPoint` start).
     """
 
@@ -137,10 +137,6 @@ def tune(
         gnorm = optax.tree.norm(grads)
         return optax.apply_updates(params, updates), opt_state, value, new_carry, gnorm
 
-    @eqx.filter_jit
-    def evaluate(params, carry):
-        return f(params, carry)
-
     opt_state = optimizer.init(params)
     path, values, gnorms = [], [], []
     bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False)
@@ -156,12 +152,14 @@ def tune(
         gnorms.append(gnorm)
         params, opt_state, carry = new_params, new_state, new_carry
         bar.set_postfix(value=f"{value:.4g}")
-    value, carry = evaluate(params, carry)
+    # the final point, through the compiled step (its update is discarded): no new trace
+    _, _, value, new_carry, gnorm = step(params, opt_state, carry)
     value = float(value)
     if math.isfinite(value):
+        carry = new_carry
         path.append(params)
         values.append(value)
-        gnorms.append(float("nan"))
+        gnorms.append(float(gnorm))
     elif path:  # fall back to the last finite point
         params = path[-1]
         value = values[-1]
@@ -201,7 +199,7 @@ def _metric(fp: FixedPoint, metric: str):
     return getattr(fp, metric)
 
 
-def ridge_objective(problem: Problem, *, metric: str = "error", num_nodes: int = 32,
+def ridge_objective(problem: Problem, *, metric: str = "error", num_nodes: int = 48,
                     branch: str = "global"):
     r"""`objective(log_lam, x) -> (metric, x_new)` for `tune`: the fixed point of
     `problem` with ridge `exp(log_lam)`, warm-started from `x = (kappa, m, s)` (the
@@ -228,7 +226,7 @@ def tune_ridge(
     optimizer: optax.GradientTransformation | None = None,
     start=None,
     metric: str = "error",
-    num_nodes: int = 32,
+    num_nodes: int = 48,
     progress: bool = True,
 ) -> TuneResult:
     r"""Minimise the asymptotic (fixed-point) `metric` over the ridge strength `lam`,
@@ -345,12 +343,13 @@ def plot_tuning(panels: list[dict]):
     Each panel is a dict with `grid` (hyperparameter values), `values` (objective on
     the grid), `result` (a `TuneResult` whose params are the log of the
     hyperparameter), and optionally `name` (axis label), `ylabel`, `title`, `exact`
-    (a known optimum to mark). Draws the grid curve, its argmin, the optimiser's path
-    (coloured by iteration) and the tuned value.
+    (a known optimum to mark), `logy` (log scale for the objective). Draws the grid
+    curve, its argmin, the optimiser's path (coloured by iteration) and the tuned value.
 
     **Returns:** a matplotlib `Figure`.
     """
     from matplotlib.figure import Figure  # no pyplot: no global state, any backend
+    from matplotlib.ticker import NullFormatter
 
     if not panels:
         raise ValueError("pass at least one panel")
@@ -372,6 +371,9 @@ def plot_tuning(panels: list[dict]):
             ax.axvline(panel["exact"], color="tab:red", ls="--", lw=1,
                        label=f"exact {panel['exact']:.4g}")
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        if panel.get("logy"):
+            ax.set_yscale("log")
         ax.set_xlabel(panel.get("name", "hyperparameter"))
         ax.set_ylabel(panel.get("ylabel", "objective"))
         ax.set_title(panel.get("title", ""))

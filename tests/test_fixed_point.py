@@ -119,7 +119,7 @@ def dmft_runs():
     for lam in (0.05, 0.2):
         problem = wirtinger(lam)
         traj = dj.solve_dmft(problem, dj.GradientDescent(0.05, 150), dj.InformedInit(0.5, 1.0),
-                             num_samples=1000, key=jax.random.key(11), num_replicas=6)
+                             num_samples=800, key=jax.random.key(11), num_replicas=6)
         out[lam] = (problem, traj)
     return out
 
@@ -135,10 +135,13 @@ def test_matches_late_time_dmft(dmft_runs, lam):
     for name in ("error", "overlap", "norm"):
         x = np.asarray(traj.values[name])
         se = float(np.asarray(traj.stderr[name])[-1])
-        # the DMFT at T is not yet at t = inf: remove the geometric tail
-        # sum_{t>T} (x_{t+1} - x_t) ~ (x_T - x_{T-1}) rho / (1 - rho + 1.5 rho / T)
-        tail = (x[-1] - x[-2]) * rate / (1 - rate + 1.5 * rate / T)
-        value = x[-1] + tail
+        # the DMFT at T is not yet at t = inf: add the remaining geometric tail
+        # sum_{t>T} (x_{t+1} - x_t) ~ step rho / (1 - rho + 1.5 rho / T), with the step
+        # and the level averaged over two steps (a sample past the per-row instability
+        # threshold would add a period-2 oscillation)
+        step = 0.5 * (x[-1] - x[-3])
+        tail = step * rate / (1 - rate + 1.5 * rate / T)
+        value = 0.5 * (x[-1] + x[-2]) + 0.5 * step + tail
         target = float(getattr(fp, {"overlap": "m", "norm": "q"}.get(name, name)))
         z = (value - target) / math.sqrt(se**2 + (0.3 * tail) ** 2)
         assert abs(z) < crit(n), (name, value, target, se, tail)
@@ -176,8 +179,8 @@ def test_matches_long_run_simulation(long_runs, lam):
 @pytest.fixture(scope="module")
 def instances():
     problem = wirtinger(0.05, prior=dj.RademacherPrior())
-    hc = hessian_check(problem, dj.GradientDescent(0.05, 450), dj.InformedInit(0.5, 1.0),
-                       dim=300, key=jax.random.key(7), num_seeds=8, polish=4)
+    hc = hessian_check(problem, dj.GradientDescent(0.05, 360), dj.InformedInit(0.5, 1.0),
+                       dim=200, key=jax.random.key(7), num_seeds=8, polish=8)
     return problem, fixed_point(problem), hc
 
 
@@ -186,10 +189,10 @@ def test_hessian_kappa_per_instance(instances):
     assert float(np.max(hc.grad_norm)) < 1e-9  # polished to the limit point
     k_tr, k_eq = np.asarray(hc.kappa_trace), np.asarray(hc.kappa_equation)
     # the kappa equation holds instance by instance, up to O(1/d)
-    assert np.all(np.abs(k_tr - k_eq) < 3.0 / 300 * k_tr)
+    assert np.all(np.abs(k_tr - k_eq) < 3.0 / 200 * k_tr)
     # and tr(H^-1)/d is the fixed point's kappa within finite-size error
     se = k_tr.std(ddof=1) / np.sqrt(k_tr.size)
-    assert abs(k_tr.mean() - float(fp.kappa)) < crit(k_tr.size) * se + 1.0 / 300
+    assert abs(k_tr.mean() - float(fp.kappa)) < crit(k_tr.size) * se + 1.0 / 200
 
 
 def test_rate_predicted_vs_measured(instances):
@@ -201,7 +204,7 @@ def test_rate_predicted_vs_measured(instances):
     # ~ d^(-2/3) around it)
     eig = np.asarray(hc.eig_min)
     se = eig.std(ddof=1) / np.sqrt(eig.size)
-    assert abs(eig.mean() - float(pred.lower_edge)) < crit(eig.size) * se + 0.5 * 300 ** (-2 / 3)
+    assert abs(eig.mean() - float(pred.lower_edge)) < crit(eig.size) * se + 0.5 * 200 ** (-2 / 3)
     # GD's error approaches its (polished) limit at the predicted rate, seed by seed
     stable = np.asarray(hc.gd_stable)
     assert stable.sum() >= 4

@@ -11,7 +11,7 @@ import optax
 import pytest
 
 import dmftjax as dj
-from dmftjax._fixed_point import fixed_point, fixed_point_sweep
+from dmftjax._fixed_point import fixed_point_sweep
 from dmftjax._tune import (
     TuneResult,
     grid_search,
@@ -97,12 +97,10 @@ def test_tune_ridge_least_squares_closed_form():
 
 def test_tune_ridge_phase_retrieval_matches_grid():
     problem = dj.Problem(dj.PhaseRetrieval(0.1), dj.WirtingerLoss(), alpha=3.0)
-    start = fixed_point(dj.Problem(problem.model, problem.loss, 3.0, dj.Ridge(0.05)),
-                        num_nodes=16)
-    res = tune_ridge(problem, lam0=0.1, steps=40, start=start, num_nodes=16, progress=False)
+    res = tune_ridge(problem, lam0=0.1, steps=40, num_nodes=16, progress=False)
     lam = float(jnp.exp(res.params))
     grid = np.logspace(-3, -1, 21)
-    sweep = fixed_point_sweep(problem, lam=grid, start=start, num_nodes=16)
+    sweep = fixed_point_sweep(problem, lam=grid, num_nodes=16)
     assert bool(sweep.converged.all())
     values = np.asarray(sweep.error)
     _log_grid_check(grid, values, lam)
@@ -119,7 +117,7 @@ def step_size_setup():
     init = dj.InformedInit(0.5, 1.0)
     key = jax.random.key(3)
     objective = step_size_objective(problem, init, horizon=20, num_samples=300, key=key)
-    return problem, init, key, objective
+    return problem, init, key, jax.jit(objective)
 
 
 def test_step_size_objective_forward_derivative(step_size_setup):
@@ -128,15 +126,14 @@ def test_step_size_objective_forward_derivative(step_size_setup):
     x = float(np.log(0.05))
     g = float(jax.jit(jax.jacfwd(objective))(x))
     h = 1e-5
-    f = jax.jit(objective)
-    fd = (float(f(x + h)) - float(f(x - h))) / (2 * h)
+    fd = (float(objective(x + h)) - float(objective(x - h))) / (2 * h)
     assert abs(g / fd - 1) < 1e-5
 
 
 def test_tune_step_size_matches_grid(step_size_setup):
     problem, init, key, objective = step_size_setup
     grid = np.exp(np.linspace(np.log(0.02), np.log(0.2), 17))
-    _, values, i = grid_search(jax.jit(objective), np.log(grid))
+    _, values, i = grid_search(objective, np.log(grid))
     assert 0 < i < grid.size - 1  # an interior optimum
     res = tune_step_size(problem, init, horizon=20, num_samples=300, key=key, eta0=0.02,
                          steps=30, progress=False)
