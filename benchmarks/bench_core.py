@@ -45,7 +45,7 @@ def sim_fn(steps, dim):
     return lambda: f(jax.random.key(0))
 
 
-def main(quick: bool):
+def main(quick: bool, only_reference: bool = False):
     out = {"machine": f"{jax.devices()[0].platform}, {jax.device_count()} device(s)", "dtype": "float64"}
     rep = 2 if quick else 3
 
@@ -65,6 +65,9 @@ def main(quick: bool):
     print(f"  dmftjax tangent (jit)      {fmt(jt)}   speed-up {nt[0] / jt[0]:.1f}x")
     print(f"  dmftjax ibp (jit)          {fmt(ibp)}   speed-up {nt[0] / ibp[0]:.1f}x")
     out["reference"] = dict(steps=steps, samples=num, numpy=nt, tangent=jt, ibp=ibp)
+    if only_reference:
+        write("core_reference.json", out)
+        return
 
     # 2. DMFT scaling in T and M
     print("\nDMFT scaling (one replica)")
@@ -122,4 +125,7 @@ def main(quick: bool):
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    main(ap.parse_args().quick)
+    ap.add_argument("--reference-only", action="store_true",
+                    help="only the numpy-against-jit comparison (to re-measure on a quiet machine)")
+    args = ap.parse_args()
+    main(args.quick, args.reference_only)

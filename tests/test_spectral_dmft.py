@@ -50,7 +50,7 @@ def test_prehistory_agrees_with_slot(slot):
 
 
 def test_slot_matches_simulation(slot):
-    sim = dj.simulate(PROBLEM, GD, INIT, dim=1000, num_seeds=16, key=jax.random.key(12))
+    sim = dj.simulate(PROBLEM, GD, INIT, dim=2000, num_seeds=12, key=jax.random.key(12))
     assert_agree(sim, slot, ("error", "overlap", "norm", "cosine"))
 
 
