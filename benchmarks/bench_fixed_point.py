@@ -57,7 +57,7 @@ def timings(out, repeats):
         return fixed_point(wirtinger(float(next(lams))), start=start, warn=False).error
 
     t = timeit(solve, repeats)
-    print(f"fixed point solve (32^3 nodes)   {fmt(t)}")
+    print(f"fixed point solve (48x24x12)     {fmt(t)}")
     out["solve_s"] = t
 
     grad = jax.jit(jax.grad(
@@ -68,12 +68,16 @@ def timings(out, repeats):
     out["grad_s"] = t
 
     alphas, lamg = np.meshgrid(np.linspace(2.5, 4.0, 8), np.logspace(-2, -0.5, 8), indexing="ij")
-    sweep = lambda: fixed_point_sweep(wirtinger(0.05), lam=lamg, alpha=alphas, start=base).error  # noqa: E731
-    t = timeit(sweep, repeats)
-    res = fixed_point_sweep(wirtinger(0.05), lam=lamg, alpha=alphas, start=base)
-    print(f"vmapped 8x8 (alpha, lam) grid    {fmt(t)}  ({t[0] / 64 * 1e3:.1f} ms per point, "
-          f"{int(np.asarray(res.converged).sum())}/64 converged)")
-    out["grid_8x8_s"] = t
+    for batch in ("vmap", "map"):
+        def sweep(batch=batch):
+            return fixed_point_sweep(wirtinger(0.05), lam=lamg, alpha=alphas, start=base,
+                                     batch=batch).error
+
+        t = timeit(sweep, max(2, repeats // 4))
+        res = fixed_point_sweep(wirtinger(0.05), lam=lamg, alpha=alphas, start=base, batch=batch)
+        print(f"8x8 (alpha, lam) grid, {batch:4s}     {fmt(t)}  ({t[0] / 64 * 1e3:.1f} ms per "
+              f"point, {int(np.asarray(res.converged).sum())}/64 converged)")
+        out[f"grid_8x8_{batch}_s"] = t
     out["grid"] = {"alpha": alphas.tolist(), "lam": lamg.tolist(),
                    "error": np.asarray(res.error).tolist(),
                    "converged": np.asarray(res.converged).tolist()}

@@ -1018,7 +1018,7 @@ def _hessian_check_many(problem, algorithm, init, dim: int, rows: int, keys, pol
 
 
 def hessian_check(problem: Problem, algorithm: GradientDescent, init, *, dim: int, key,
-                  num_seeds: int = 1, polish: int = 3) -> HessianCheck:
+                  num_seeds: int = 1, polish: int = 8) -> HessianCheck:
     r"""Run gradient descent at finite `d` to its limit point and test the kappa equation
     on the instance: `kappa = tr(H^-1)/d` against
     `1 / (lam + (1/d) sum_i D_i / (1 + kappa D_i))`, `H = A^T diag(D) A + lam I`.
