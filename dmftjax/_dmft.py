@@ -384,11 +384,16 @@ def solve_dmft(
     keys = jax.random.split(key, num_replicas)
     problem, algorithm, init = as_arrays((problem, algorithm, init))
     obs, kernels = _solve_batch(problem, algorithm, init, keys, num_samples, estimator)
+    info = dict(num_samples=num_samples, num_replicas=num_replicas, estimator=estimator)
+    return _assemble(obs, kernels, info)
+
+
+def _assemble(obs, kernels, info) -> Trajectory:
+    """Replica means and standard errors of the observables; replica-mean kernels."""
     obs = jax.tree.map(np.asarray, obs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         kernels = {k: jnp.asarray(np.nanmean(np.asarray(v), axis=0)) for k, v in kernels.items()}
-    info = dict(num_samples=num_samples, num_replicas=num_replicas, estimator=estimator)
     traj = _finish(obs, "dmft", info)
     return eqx.tree_at(lambda t: t.kernels, traj, kernels, is_leaf=lambda x: x is None)
 
@@ -420,10 +425,6 @@ def _solve_spectral(problem, algorithm, init, num_samples, key, num_replicas, es
                                                estimator, method, theory_arr,
                                                schedule and (schedule[0], schedule[1], None),
                                                eps0)
-    obs = jax.tree.map(np.asarray, obs)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        kernels = {k: jnp.asarray(np.nanmean(np.asarray(v), axis=0)) for k, v in kernels.items()}
     info = dict(num_samples=num_samples, num_replicas=num_replicas, estimator=estimator,
                 spectral_method=method, cosine2_theory=float(theory.cosine2),
                 top_eigenvalue=float(theory.top_eigenvalue), R_vv=float(theory.R_vv))
@@ -432,5 +433,4 @@ def _solve_spectral(problem, algorithm, init, num_samples, key, num_replicas, es
                     power_cosine=np.asarray(extra["power_cosine"]).mean(0))
     else:
         info.update(norm_v=np.asarray(extra["norm_v"]).mean())
-    traj = _finish(obs, "dmft", info)
-    return eqx.tree_at(lambda t: t.kernels, traj, kernels, is_leaf=lambda x: x is None)
+    return _assemble(obs, kernels, info)
