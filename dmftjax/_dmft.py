@@ -32,8 +32,8 @@ import numpy as np
 from ._problem import GradientDescent, InformedInit, Problem
 from ._quadrature import population_loss
 from ._simulate import _finish
-from ._trajectory import Trajectory
-from ._validate import as_arrays, check_int, check_key
+from ._trajectory import Trajectory, first_divergence
+from ._validate import as_arrays, check_int, check_key, check_real
 
 Estimator = Literal["tangent", "ibp"]
 ADJOINT_BLOCK = 8
@@ -369,6 +369,12 @@ def solve_dmft(
     check_key(key)
     if estimator not in ("tangent", "ibp"):
         raise ValueError(f"estimator must be 'tangent' or 'ibp', got {estimator!r}")
+    if spectral_method not in ("slot", "prehistory"):
+        raise ValueError(f"spectral_method must be 'slot' or 'prehistory', got {spectral_method!r}")
+    check_real("eps0", eps0)
+    eps0 = float(eps0)
+    if not 0 < eps0 < 1:
+        raise ValueError(f"eps0 must be in (0, 1), got {eps0}")
     if num_samples <= algorithm.steps + 3:
         raise ValueError(
             f"num_samples = {num_samples} must exceed steps + 3 = {algorithm.steps + 3}: "
@@ -391,9 +397,12 @@ def solve_dmft(
 def _assemble(obs, kernels, info) -> Trajectory:
     """Replica means and standard errors of the observables; replica-mean kernels."""
     obs = jax.tree.map(np.asarray, obs)
+    ok = first_divergence(obs["norm"]) < 0
+    keep = ok if ok.any() else np.ones_like(ok)  # the same replicas as the observables
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        kernels = {k: jnp.asarray(np.nanmean(np.asarray(v), axis=0)) for k, v in kernels.items()}
+        kernels = {k: jnp.asarray(np.nanmean(np.asarray(v)[keep], axis=0))
+                   for k, v in kernels.items()}
     traj = _finish(obs, "dmft", info)
     return eqx.tree_at(lambda t: t.kernels, traj, kernels, is_leaf=lambda x: x is None)
 
@@ -402,23 +411,20 @@ def _solve_spectral(problem, algorithm, init, num_samples, key, num_replicas, es
                     method, eps0):
     from ._dmft_spectral import check_outlier, power_schedule, solve_spectral_batch
 
-    if method not in ("slot", "prehistory"):
-        raise ValueError(f"spectral_method must be 'slot' or 'prehistory', got {method!r}")
-    if not 0 < eps0 < 1:
-        raise ValueError(f"eps0 must be in (0, 1), got {eps0}")
     theory = check_outlier(problem, init)
     schedule = None
     extra_slots = 1
     if method == "prehistory":
         schedule = power_schedule(problem, init, eps0)
         extra_slots = schedule[1]
-    if num_samples <= algorithm.steps + extra_slots + 3:
-        raise ValueError(
-            f"num_samples = {num_samples} must exceed steps + {extra_slots + 3}: the sample "
-            "side whitens one Gaussian seed per slot"
-        )
     if num_samples % 2:
         raise ValueError("a spectral start uses antithetic pairs: num_samples must be even")
+    if num_samples // 2 <= algorithm.steps + extra_slots + 3:
+        raise ValueError(
+            f"num_samples = {num_samples} is too small: a spectral start whitens one Gaussian "
+            f"seed per slot on each half of the antithetic pairs, so num_samples / 2 must "
+            f"exceed steps + {extra_slots + 3} = {algorithm.steps + extra_slots + 3}"
+        )
     keys = jax.random.split(key, num_replicas)
     problem, algorithm, init, theory_arr = as_arrays((problem, algorithm, init, theory))
     obs, kernels, extra = solve_spectral_batch(problem, algorithm, init, keys, num_samples,

@@ -25,6 +25,9 @@ from ._preprocess import AbstractPreprocessing
 from ._spectral import spectral_theory, weak_recovery_threshold
 
 
+MAX_POWER_STEPS = 2000
+
+
 class _Negated(AbstractPreprocessing):
     """`-T`: its top bulk edge is minus the bottom edge of the spectrum of `D`."""
 
@@ -70,7 +73,17 @@ def power_schedule(problem, init, eps0: float, tol: float = 1e-2):
         )
     shift = -(lam2 + lam_min) / 2
     rho = (lam2 - lam_min) / 2 / (lam1 + shift)
+    if not 0 < rho < 1:
+        raise ValueError(
+            f"the shifted power method does not contract here (rate {rho:.4g}); use "
+            "spectral_method='slot'"
+        )
     steps = int(math.ceil(math.log(tol * eps0) / math.log(rho)))
+    if steps > MAX_POWER_STEPS:
+        raise ValueError(
+            f"the prehistory would need {steps} power steps (spectral gap too small: rate "
+            f"{rho:.4g}, close to the weak-recovery threshold); use spectral_method='slot'"
+        )
     return shift, steps, rho
 
 

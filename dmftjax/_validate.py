@@ -15,6 +15,8 @@ def is_concrete(x) -> bool:
 def _as_float(name: str, value) -> float | None:
     if not is_concrete(value):
         return None  # traced (inside vmap/grad): checked by the caller's concrete value
+    if isinstance(value, (str, bytes)):
+        raise ValueError(f"{name} must be a real number, got the string {value!r}")
     try:
         arr = np.asarray(value, dtype=float)
     except (TypeError, ValueError) as err:

@@ -70,3 +70,15 @@ def test_spectral_bad_arguments():
     with pytest.raises(ValueError):
         dj.solve_dmft(PROBLEM, GD, INIT, num_samples=1000, key=jax.random.key(0),
                       spectral_method="power")
+    # antithetic pairs: each half must whiten steps + 4 seeds (slot), else NaN
+    with pytest.raises(ValueError, match="num_samples / 2"):
+        dj.solve_dmft(PROBLEM, GD, INIT, num_samples=28, key=jax.random.key(0))
+    traj = dj.solve_dmft(PROBLEM, GD, INIT, num_samples=32, key=jax.random.key(0))
+    assert np.all(np.isfinite(np.asarray(traj.error)))
+    for eps0 in ("0.1", 0.0, 1.5, float("nan")):
+        with pytest.raises(ValueError):
+            dj.solve_dmft(PROBLEM, GD, dj.InformedInit(0.5, 1.0), num_samples=100,
+                          key=jax.random.key(0), eps0=eps0)
+    with pytest.raises(ValueError):
+        dj.solve_dmft(PROBLEM, GD, dj.InformedInit(0.5, 1.0), num_samples=100,
+                      key=jax.random.key(0), spectral_method="power")
