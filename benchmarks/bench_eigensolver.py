@@ -22,7 +22,6 @@ import jax
 jax.config.update("jax_enable_x64", True)
 sys.path.insert(0, os.path.dirname(__file__))
 
-import jax.numpy as jnp  # noqa: E402
 from _common import fmt, peak_rss_mb, timeit, write  # noqa: E402
 
 import dmftjax as dj  # noqa: E402

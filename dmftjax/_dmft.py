@@ -30,9 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._problem import GradientDescent, InformedInit, Problem
-from ._quadrature import population_loss
-from ._simulate import _finish
-from ._trajectory import Trajectory, first_divergence
+from ._trajectory import Trajectory, finish, first_divergence, sample_observables
 from ._validate import as_arrays, check_int, check_key, check_real
 
 Estimator = Literal["tangent", "ibp"]
@@ -135,21 +133,6 @@ def _gd_plan(problem, algorithm, *, slot: bool = False, power_slots: int = 0, sh
     if not slot and power_slots == 0:
         rescale = jnp.zeros(n, bool)
     return _Plan(a=a, b=b, power=is_power, normalise=is_power, rescale=rescale)
-
-
-def _observables(problem, y, z, r, m, q):
-    model, loss = problem.model, problem.loss
-    m_eff = jnp.abs(m) if model.even else m
-    sign = jnp.where(m >= 0, 1.0, -1.0) if model.even else 1.0
-    return {
-        "overlap": m,
-        "norm": q,
-        "error": q - 2 * m_eff + 1.0,
-        "cosine": m_eff / jnp.sqrt(q),
-        "train_loss": jnp.mean(jax.vmap(loss)(y, r)),
-        "test_error": population_loss(model, loss, 1.0, m, q),
-        "wrong_well": jnp.mean(jax.vmap(loss.wrong_well)(y, r, sign * z).astype(r.dtype)),
-    }
 
 
 def _solve_general(problem: Problem, plan: _Plan, key, num_samples: int, estimator: str, *,
@@ -270,7 +253,7 @@ def _solve_general(problem: Problem, plan: _Plan, key, num_samples: int, estimat
     def step(c, k):
         r, g, h, dgz = sample_side(c, k)
         q = c["A"][k] ** 2 + c["B"][k] ** 2 + c["Rt"][k] @ c["Rt"][k]
-        obs = _observables(problem, y, z, r, c["A"][k], q)
+        obs = sample_observables(problem, y, z, r, m=c["A"][k], q=q)
         return update(c, k, r, g, h, dgz), obs
 
     first = 0
@@ -403,7 +386,7 @@ def _assemble(obs, kernels, info) -> Trajectory:
         warnings.simplefilter("ignore", RuntimeWarning)
         kernels = {k: jnp.asarray(np.nanmean(np.asarray(v)[keep], axis=0))
                    for k, v in kernels.items()}
-    traj = _finish(obs, "dmft", info)
+    traj = finish(obs, "dmft", info)
     return eqx.tree_at(lambda t: t.kernels, traj, kernels, is_leaf=lambda x: x is None)
 
 

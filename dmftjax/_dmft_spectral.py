@@ -24,7 +24,6 @@ from ._dmft import _gd_plan, _solve_general
 from ._preprocess import AbstractPreprocessing
 from ._spectral import spectral_theory, weak_recovery_threshold
 
-
 MAX_POWER_STEPS = 2000
 
 

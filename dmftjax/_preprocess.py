@@ -55,7 +55,7 @@ class AbstractPreprocessing(eqx.Module):
     """
 
     @abc.abstractmethod
-    def __call__(self, y: Float[Array, "..."]) -> Float[Array, "..."]:
+    def __call__(self, y: Float[Array, ...]) -> Float[Array, ...]:
         """`T(y)`, elementwise."""
 
     def sup(self) -> Float[Array, ""]:

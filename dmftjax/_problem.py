@@ -57,7 +57,7 @@ class AbstractInit(eqx.Module):
     engines dispatch on the concrete class."""
 
     @abc.abstractmethod
-    def simulator_start(self, problem: "Problem", theta_star, a, y, *, key):
+    def simulator_start(self, problem: Problem, theta_star, a, y, *, key):
         """`theta^0` (shape `[d]`) for one seed, from `theta*`, the design `a` (`[n, d]`)
         and the labels `y`."""
 

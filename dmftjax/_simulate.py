@@ -3,38 +3,21 @@ seeds batched with `jax.vmap` (through `lax.map` in memory-sized batches)."""
 
 from __future__ import annotations
 
-import warnings
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ._problem import AbstractInit, GradientDescent, InformedInit, Problem
-from ._quadrature import population_loss
-from ._trajectory import OBSERVABLES, Trajectory, first_divergence, summarise
+from ._trajectory import OBSERVABLES, Trajectory, finish, sample_observables
 from ._validate import as_arrays, check_int, check_key
 
 
 def observables(problem: Problem, theta_star, theta, z, y, r):
-    """The observables of one estimate `theta` (finite d), as in `Trajectory`."""
+    """The observables of one estimate `theta` at finite d (see `Trajectory`)."""
     d = theta.shape[0]
-    p = theta_star @ theta_star / d
-    m = theta_star @ theta / d
-    q = theta @ theta / d
-    even = problem.model.even
-    m_eff = jnp.abs(m) if even else m
-    sign = jnp.where(m >= 0, 1.0, -1.0) if even else 1.0
-    loss = problem.loss
-    return {
-        "overlap": m,
-        "norm": q,
-        "error": q - 2 * m_eff + p,
-        "cosine": m_eff / jnp.sqrt(q * p),
-        "train_loss": jnp.mean(jax.vmap(loss)(y, r)),
-        "test_error": population_loss(problem.model, loss, p, m, q),
-        "wrong_well": jnp.mean(jax.vmap(loss.wrong_well)(y, r, sign * z).astype(r.dtype)),
-    }
+    return sample_observables(problem, y, z, r, m=theta_star @ theta / d, q=theta @ theta / d,
+                              p=theta_star @ theta_star / d)
 
 
 def draw_data(problem: Problem, dim: int, n: int, key):
@@ -64,7 +47,7 @@ def _run_gd(problem: Problem, algorithm: GradientDescent, theta_star, a, z, y, t
 
     theta_T, obs = jax.lax.scan(step, theta0, None, length=algorithm.steps)
     last = observables(problem, theta_star, theta_T, z, y, a @ theta_T)
-    obs = jax.tree.map(lambda c, l: jnp.concatenate([c, l[None]]), obs, last)
+    obs = jax.tree.map(lambda c, end: jnp.concatenate([c, end[None]]), obs, last)
     return theta_T, obs
 
 
@@ -130,29 +113,12 @@ def simulate(
     problem, algorithm, init = as_arrays((problem, algorithm, init))
     curves = _simulate_batch(problem, algorithm, init, keys, dim, n, batch_size)
     curves = jax.tree.map(np.asarray, curves)
-    return _finish(curves, "simulation", dict(dim=dim, rows=n, num_seeds=num_seeds))
+    return finish(curves, "simulation", dict(dim=dim, rows=n, num_seeds=num_seeds))
 
 
 def check_init_supported(init):
     if not isinstance(init, AbstractInit):
         raise ValueError(f"init must be InformedInit or SpectralInit, got {type(init).__name__}")
-
-
-def _finish(curves: dict, source: str, info: dict) -> Trajectory:
-    first = first_divergence(curves["norm"])
-    ok = first < 0
-    info = dict(info)
-    info["num_diverged"] = int((~ok).sum())
-    if not ok.all():
-        msg = (
-            f"{source}: {int((~ok).sum())} of {ok.size} runs diverged (first at step "
-            f"{int(first[~ok].min())}); the step size is too large for this problem "
-            "(see the per-row instability in the docs)"
-        )
-        warnings.warn(msg, RuntimeWarning, stacklevel=3)
-    if ok.any():
-        return summarise(curves, source, finite_mask=ok, info=info)
-    return summarise(curves, source, info=info, diverged=True, diverged_at=int(first.min()))
 
 
 __all__ = ["simulate", "OBSERVABLES"]

@@ -235,6 +235,15 @@ def top_eigenpair(
     """
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    check_key(key)
+    check_int("dense_max_dim", dense_max_dim, 1)
+    check_int("steps", steps, 2)
+    check_int("chunk", chunk, 1)
+    check_int("max_restarts", max_restarts, 1)
+    check_positive("tol", tol)
+    if jnp.ndim(a) != 2 or jnp.ndim(t) != 1 or jnp.shape(t)[0] != jnp.shape(a)[0]:
+        raise ValueError(
+            f"a must be [n, d] and t [n]; got shapes {jnp.shape(a)} and {jnp.shape(t)}")
     return _top_eigenpair(a, t, key, method, dense_max_dim, steps, chunk, max_restarts, tol)
 
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
+
+from ._quadrature import population_loss
 
 OBSERVABLES = ("overlap", "norm", "error", "cosine", "train_loss", "test_error", "wrong_well")
 
@@ -59,7 +64,8 @@ class Trajectory(eqx.Module):
             "diverged_at": self.diverged_at,
             "values": {k: np.asarray(v).tolist() for k, v in self.values.items()},
             "stderr": {k: np.asarray(v).tolist() for k, v in self.stderr.items()},
-            "info": {k: (np.asarray(v).tolist() if hasattr(v, "shape") else v) for k, v in self.info.items()},
+            "info": {k: (np.asarray(v).tolist() if hasattr(v, "shape") else v)
+                     for k, v in self.info.items()},
         }
         return out
 
@@ -67,14 +73,17 @@ class Trajectory(eqx.Module):
 def summarise(curves: dict, source: str, finite_mask=None, **kwargs) -> Trajectory:
     """Mean and standard error over the leading (replica or seed) axis of each curve."""
     values, stderr = {}, {}
-    n = None
     for name in OBSERVABLES:
         c = np.asarray(curves[name])
         if finite_mask is not None and finite_mask.any():
             c = c[finite_mask]
         n = c.shape[0]
         values[name] = jnp.asarray(c.mean(axis=0))
-        stderr[name] = jnp.asarray(c.std(axis=0, ddof=1) / np.sqrt(n) if n > 1 else np.full(c.shape[1:], np.nan))
+        se = c.std(axis=0, ddof=1) / np.sqrt(n) if n > 1 else np.full(c.shape[1:], np.nan)
+        stderr[name] = jnp.asarray(se)
+    if n < 2:
+        warnings.warn(f"{source}: a single run is left, so there is no standard error (NaN)",
+                      RuntimeWarning, stacklevel=3)
     times = jnp.arange(values["error"].shape[0])
     return Trajectory(times=times, values=values, stderr=stderr, source=source, **kwargs)
 
@@ -84,3 +93,39 @@ def first_divergence(norm_curves: np.ndarray, threshold: float = 1e8):
     bad = ~np.isfinite(norm_curves) | (np.abs(norm_curves) > threshold)
     first = np.where(bad.any(axis=-1), bad.argmax(axis=-1), -1)
     return first
+
+
+def sample_observables(problem, y, z, r, *, m, q, p=1.0):
+    """Every observable of `Trajectory` from the overlap `m`, norm `q`, `p = |theta*|^2/d`
+    and the per-sample `(y, z, r)` (rows of the simulator, samples of the DMFT)."""
+    model, loss = problem.model, problem.loss
+    m_eff = jnp.abs(m) if model.even else m
+    sign = jnp.where(m >= 0, 1.0, -1.0) if model.even else 1.0
+    return {
+        "overlap": m,
+        "norm": q,
+        "error": q - 2 * m_eff + p,
+        "cosine": m_eff / jnp.sqrt(q * p),
+        "train_loss": jnp.mean(jax.vmap(loss)(y, r)),
+        "test_error": population_loss(model, loss, p, m, q),
+        "wrong_well": jnp.mean(jax.vmap(loss.wrong_well)(y, r, sign * z).astype(r.dtype)),
+    }
+
+
+def finish(curves: dict, source: str, info: dict) -> Trajectory:
+    first = first_divergence(curves["norm"])
+    ok = first < 0
+    info = dict(info)
+    info["num_diverged"] = int((~ok).sum())
+    if not ok.all():
+        msg = (
+            f"{source}: {int((~ok).sum())} of {ok.size} runs diverged (first at step "
+            f"{int(first[~ok].min())}); the step size is too large for this problem "
+            "(see the per-row instability in the docs)"
+        )
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+    if ok.any():
+        return summarise(curves, source, finite_mask=ok, info=info)
+    return summarise(curves, source, info=info, diverged=True, diverged_at=int(first.min()))
+
+

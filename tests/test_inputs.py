@@ -1,6 +1,8 @@
 """Bad input, divergence, retracing, and user-defined models and losses."""
 
 import math
+import pathlib
+import sys
 import warnings
 
 import jax
@@ -11,8 +13,6 @@ import pytest
 import dmftjax as dj
 from dmftjax import _dmft, _simulate
 
-import pathlib
-import sys
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
 

@@ -284,3 +284,19 @@ def test_bad_inputs():
         dj.spectral_simulation(p, dj.Trimmed(9.0), dim=10, num_seeds=2, key=None)
     with pytest.raises(ValueError, match="method"):
         dj.top_eigenpair(jnp.ones((4, 2)), jnp.ones(4), key=jax.random.key(0), method="qr")
+
+
+def test_top_eigenpair_bad_inputs():
+    import jax.numpy as jnp
+
+    from dmftjax._spectral_init import top_eigenpair
+
+    a, t = jnp.ones((6, 3)), jnp.ones(6)
+    for kwargs in (dict(key=None), dict(key=3), dict(chunk=0), dict(steps=1),
+                   dict(max_restarts=0), dict(tol=0.0), dict(method="qr")):
+        args = dict(key=jax.random.key(0))
+        args.update(kwargs)
+        with pytest.raises(ValueError):
+            top_eigenpair(a, t, **args)
+    with pytest.raises(ValueError):
+        top_eigenpair(a, jnp.ones(5), key=jax.random.key(0))
