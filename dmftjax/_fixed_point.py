@@ -59,8 +59,9 @@ from ._losses import AbstractLoss, WirtingerLoss
 from ._models import GaussianPrior, ProbitModel
 from ._problem import GradientDescent, Problem
 from ._quadrature import _hermite_nodes
+from ._simulate import num_rows
 from ._trajectory import OBSERVABLES, Trajectory
-from ._validate import check_int, check_key, check_positive, check_real
+from ._validate import as_arrays, check_int, check_key, check_positive, check_real
 
 Branch = Literal["global", "signal"]
 _PROX_ITERS = 60
@@ -370,16 +371,6 @@ class FixedPoint(eqx.Module):
         return out
 
 
-def _floatify(tree):
-    """Python floats in a problem become float arrays, so one compilation serves every
-    value (and `jax.grad` / `jax.vmap` can reach them)."""
-    return jax.tree.map(
-        lambda x: (jnp.asarray(x, dtype=float)
-                   if isinstance(x, (float, int)) and not isinstance(x, bool) else x),
-        tree,
-    )
-
-
 def _solve(problem: Problem, x0, kappa_known, num_nodes: int, branch: str, picard,
            max_steps: int, rtol: float, atol: float) -> FixedPoint:
     """The jitted solve. The prior is replaced by a fixed one (the limit depends on it
@@ -518,7 +509,7 @@ def fixed_point(
             stacklevel=2,
         )
     x0, known, picard = _start_vector(start, picard)
-    out = _solve(_floatify(problem), x0, known, num_nodes, branch, picard,
+    out = _solve(as_arrays(problem), x0, known, num_nodes, branch, picard,
                  max_steps, float(rtol), float(atol))
     if warn and all(not isinstance(v, jax.core.Tracer) for v in jax.tree.leaves(out)):
         if not bool(out.converged):
@@ -582,7 +573,7 @@ def fixed_point_sweep(
         raise ValueError(f"branch must be 'global' or 'signal', got {branch!r}")
     num_nodes = check_int("num_nodes", num_nodes, 4)
     max_steps = check_int("max_steps", max_steps, 1)
-    base = _floatify(problem)
+    base = as_arrays(problem)
     lam = base.lam if lam is None else lam
     alpha = base.alpha if alpha is None else alpha
     lam, alpha = jnp.broadcast_arrays(jnp.asarray(lam, dtype=float),
@@ -708,7 +699,7 @@ def hessian_edges(problem: Problem, fp: FixedPoint, *, num_nodes: int = 48,
                   branch: Branch = "global", tail: float = 1e-12):
     """`(lower, upper_quadrature)` edges of the Hessian's limiting spectral law at `fp`
     (quadrature atoms of `D` with weight below `tail` are ignored; see `predicted_rate`)."""
-    lower, upper, _, _ = _rate_core(_floatify(problem), fp, jnp.asarray(1.0), num_nodes,
+    lower, upper, _, _ = _rate_core(as_arrays(problem), fp, jnp.asarray(1.0), num_nodes,
                                     branch, float(tail))
     return lower, upper
 
@@ -827,7 +818,7 @@ def predicted_rate(problem: Problem, step_size, *, fixed: FixedPoint | None = No
     elif not isinstance(fixed, FixedPoint):
         raise ValueError("fixed must be a FixedPoint")
     check_positive("tail", tail)
-    lower, upper_q, d_crit, mass = _rate_core(_floatify(problem), fixed,
+    lower, upper_q, d_crit, mass = _rate_core(as_arrays(problem), fixed,
                                               jnp.asarray(step_size, dtype=float), num_nodes,
                                               branch, float(tail))
     unbounded = _upper_unbounded(problem.loss)
@@ -1038,8 +1029,8 @@ def hessian_check(problem: Problem, algorithm: GradientDescent, init, *, dim: in
     num_seeds = check_int("num_seeds", num_seeds, 1)
     polish = check_int("polish", polish, 0)
     check_key(key)
-    rows = max(1, int(round(float(problem.alpha) * dim)))
-    problem, algorithm, init = _floatify((problem, algorithm, init))
+    rows = num_rows(problem, dim)
+    problem, algorithm, init = as_arrays((problem, algorithm, init))
     if num_seeds == 1:
         return _hessian_check(problem, algorithm, init, dim, rows, key, polish)
     return _hessian_check_many(problem, algorithm, init, dim, rows,

@@ -60,7 +60,7 @@ from jaxtyping import Array, Bool, Float
 from ._models import AbstractModel, PhaseRetrieval
 from ._preprocess import AbstractPreprocessing
 from ._problem import Problem
-from ._validate import check_positive, is_concrete
+from ._validate import as_arrays, check_positive, is_concrete
 
 # Quadrature settings.
 _PANEL_NODES = 12
@@ -347,11 +347,6 @@ def _margin_core(model, prep, log_alpha, noiseless: bool):
     return jnp.where(bounded, _h(d, lam_bar), -d.inv_alpha)
 
 
-def _arrays(tree):
-    """Python floats to arrays, so that one compilation serves every value."""
-    return jax.tree.map(lambda x: jnp.asarray(x, dtype=float) if isinstance(x, float) else x, tree)
-
-
 _theory_jit = eqx.filter_jit(_theory_core)
 _margin_jit = eqx.filter_jit(_margin_core)
 
@@ -396,7 +391,7 @@ def spectral_theory(problem: Problem, preprocessing: AbstractPreprocessing) -> S
         )
     noiseless = _noiseless(problem.model)
     return _theory_jit(
-        _arrays(problem.model), _arrays(preprocessing), jnp.asarray(problem.alpha, dtype=float),
+        as_arrays(problem.model), as_arrays(preprocessing), jnp.asarray(problem.alpha, dtype=float),
         noiseless,
     )
 
@@ -433,7 +428,7 @@ def weak_recovery_threshold(
     if not lo < hi:
         raise ValueError(f"bracket must be increasing, got {bracket}")
     noiseless = _noiseless(model)
-    m, p = _arrays(model), _arrays(preprocessing)
+    m, p = as_arrays(model), as_arrays(preprocessing)
     x_lo, x_hi = jnp.log(jnp.asarray(lo, dtype=float)), jnp.log(jnp.asarray(hi, dtype=float))
     if not float(_margin_jit(m, p, x_hi, noiseless)) > 0:
         warnings.warn(f"no outlier for alpha <= {hi}: threshold reported as inf", RuntimeWarning,

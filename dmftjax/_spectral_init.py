@@ -32,8 +32,8 @@ from jaxtyping import Array, Float
 
 from ._preprocess import AbstractPreprocessing
 from ._problem import AbstractInit, Problem
-from ._spectral import _arrays
-from ._validate import check_int, check_key, check_positive
+from ._simulate import num_rows
+from ._validate import as_arrays, check_int, check_key, check_positive
 
 _METHODS = ("auto", "dense", "lanczos")
 
@@ -397,13 +397,13 @@ def spectral_simulation(
     dim = check_int("dim", dim, 2)
     num_seeds = check_int("num_seeds", num_seeds, 2)
     check_key(key)
-    n = max(1, int(round(float(problem.alpha) * dim)))
+    n = num_rows(problem, dim)
     dense = method == "dense" or (method == "auto" and dim <= init.dense_max_dim)
     per_seed = 8.0 * (n * dim + (dim * dim * 2 if dense else 0))
     chunk = int(max(1, min(num_seeds, memory_budget // per_seed)))
     keys = jax.random.split(key, num_seeds)
     # Floats as arrays: one compilation serves every alpha, noise and threshold value.
-    problem, prep = _arrays((problem, preprocessing.specialise(problem.alpha)))
+    problem, prep = as_arrays((problem, preprocessing.specialise(problem.alpha)))
     settings = (init.method, init.dense_max_dim, init.lanczos_steps, 10, init.max_restarts,
                 init.tol)
     parts = []

@@ -27,9 +27,9 @@ import optax
 from jax.flatten_util import ravel_pytree
 from tqdm.auto import tqdm
 
-from ._fixed_point import FixedPoint, _floatify, _solve, _start_vector
+from ._fixed_point import FixedPoint, _solve, _start_vector
 from ._problem import GradientDescent, Problem
-from ._validate import check_int, check_key, check_positive
+from ._validate import as_arrays, check_int, check_key, check_positive
 
 Mode = Literal["reverse", "forward"]
 
@@ -206,7 +206,7 @@ def ridge_objective(problem: Problem, *, metric: str = "error", num_nodes: int =
     previous solution, carried). Differentiable (implicitly) in `log_lam`."""
     if metric not in ("error", "test_error", "train_loss"):
         raise ValueError(f"metric must be 'error', 'test_error' or 'train_loss', got {metric!r}")
-    base = _floatify(problem)
+    base = as_arrays(problem)
 
     def objective(log_lam, x):
         p = eqx.tree_at(lambda p: p.regulariser.lam, base, jnp.exp(log_lam))
@@ -248,7 +248,7 @@ def tune_ridge(
     check_positive("lam0", lam0)
     if metric not in ("error", "test_error", "train_loss"):
         raise ValueError(f"metric must be 'error', 'test_error' or 'train_loss', got {metric!r}")
-    p0 = eqx.tree_at(lambda p: p.regulariser.lam, _floatify(problem), jnp.asarray(float(lam0)))
+    p0 = eqx.tree_at(lambda p: p.regulariser.lam, as_arrays(problem), jnp.asarray(float(lam0)))
     x0, known, picard = _start_vector(start, None)
     first = _solve(p0, x0, known, num_nodes, "global", picard, 64, 1e-11, 1e-12)
     if not bool(first.converged):
