@@ -120,8 +120,13 @@ def solve_spectral_batch(problem, algorithm, init, keys, num_samples, estimator,
     from ._dmft import TRACES
 
     TRACES["dmft"] += 1
-    return jax.vmap(lambda k: solve_spectral_one(problem, algorithm, init, k, num_samples,
-                                                 estimator, method, theory, schedule, eps0))(keys)
+    def one(k):
+        return solve_spectral_one(problem, algorithm, init, k, num_samples, estimator, method,
+                                  theory, schedule, eps0)
+
+    if estimator[0] == "windowed":  # long horizons: one replica's history at a time
+        return jax.lax.map(one, keys)
+    return jax.vmap(one)(keys)
 
 
 __all__ = ["solve_spectral_batch", "check_outlier", "power_schedule"]

@@ -1,0 +1,88 @@
+"""Long horizons: the windowed mode against the exact mode, the hand-off to the fixed
+point, and the long-horizon inputs (derivation, section 3c)."""
+
+import jax
+import numpy as np
+import pytest
+
+import dmftjax as dj
+
+# the derivation's section 3c reference problem
+PROBLEM = dj.Problem(dj.PhaseRetrieval(0.1), dj.WirtingerLoss(), alpha=3.0,
+                     regulariser=dj.Ridge(0.05))
+INIT = dj.InformedInit(0.5, 1.0)
+
+
+def solve(steps, estimator, num=2000, replicas=2, seed=3, **kw):
+    return dj.solve_dmft(PROBLEM, dj.GradientDescent(0.03, steps), INIT, num_samples=num,
+                         key=jax.random.key(seed), num_replicas=replicas,
+                         estimator=estimator, **kw)
+
+
+def test_windowed_is_the_exact_mode_while_the_window_holds_everything():
+    # Before t reaches the window nothing is cut: the forward-tangent contractions with
+    # theta*, theta^0 and the constant direction are the exact row contractions, so the
+    # two modes agree to rounding on the same seeds, kernels included.
+    exact, win = solve(30, "tangent"), solve(30, "windowed", window=40)
+    for name in ("overlap", "norm", "error", "train_loss"):
+        np.testing.assert_allclose(win.values[name], exact.values[name], rtol=1e-9, atol=1e-12)
+    for name in ("R", "Gamma", "C"):
+        np.testing.assert_allclose(win.kernels[name], exact.kernels[name], rtol=1e-7, atol=1e-10)
+    assert win.info["window_ratio"] == 0.0
+
+
+def test_windowed_matches_exact_beyond_the_window_within_monte_carlo_error():
+    # 150 steps with a window of 40 lags: the cut is active for 110 steps. On the same
+    # seeds the two modes share their Monte Carlo noise, so what is left is the
+    # truncation error; it must stay below the Monte Carlo standard error of the
+    # curve (which a user would otherwise read as exact).
+    # The standard error of 4 replicas is itself noisy (two replica curves can cross),
+    # so it is pooled over +-10 steps, where it varies smoothly.
+    steps = 150
+    exact = solve(steps, "tangent", replicas=4)
+    win = solve(steps, "windowed", replicas=4, window=40)
+    for name in ("error", "norm", "overlap", "test_error"):
+        gap = np.abs(np.asarray(win.values[name] - exact.values[name]))[1:]
+        var = np.asarray(exact.stderr[name])[1:] ** 2
+        se = np.sqrt(np.convolve(var, np.ones(21) / 21, mode="same"))
+        assert np.all(gap < se), (name, int(np.argmax(gap / se)), float(np.max(gap / se)))
+    assert 0 < win.info["window_ratio"] < 1e-2
+
+
+def test_too_small_a_window_warns():
+    with pytest.warns(RuntimeWarning, match="larger window"):
+        solve(40, "windowed", window=8, num=600)
+
+
+def test_handoff_flags_and_continues_the_curve_to_the_fixed_point():
+    steps = 400
+    full = solve(steps, "windowed", num=3000)
+    short = solve(steps, "windowed", num=3000, handoff=0.02)
+    info = short.info
+    assert info["handed_off"] and info["handoff_fixed_point_converged"]
+    at = np.asarray(info["handoff_at"])
+    assert np.all((at > 20) & (at < steps)), at
+    assert "handed_off" not in short.values
+    # Up to the hand-off the two runs are the same computation.
+    first = int(at.min())
+    np.testing.assert_allclose(short.error[: first + 1], full.error[: first + 1], rtol=1e-10)
+    # After it, the extrapolated curve must stay within the tolerance asked for (2% of
+    # the error) plus the Monte Carlo error of the integrated run.
+    tol = 0.02 * np.asarray(full.error) + 3 * np.asarray(full.error_se)
+    gap = np.abs(np.asarray(short.error - full.error))
+    assert np.all(gap[first:] < tol[first:]), float(np.max(gap[first:] / tol[first:]))
+    fixed = dj.fixed_point(PROBLEM, start=(float(full.overlap[-1]), float(full.norm[-1])))
+    assert abs(float(short.error[-1]) - float(fixed.error)) < 0.02 * float(fixed.error) + 3 * float(full.error_se[-1])
+
+
+def test_long_horizon_inputs_are_checked():
+    alg = dj.GradientDescent(0.03, 10)
+    with pytest.raises(ValueError, match="estimator"):
+        dj.solve_dmft(PROBLEM, alg, INIT, num_samples=100, key=jax.random.key(0),
+                      estimator="window")
+    with pytest.raises(ValueError, match="window"):
+        dj.solve_dmft(PROBLEM, alg, INIT, num_samples=100, key=jax.random.key(0),
+                      estimator="windowed", window=0)
+    with pytest.raises(ValueError, match="handoff"):
+        dj.solve_dmft(PROBLEM, alg, INIT, num_samples=100, key=jax.random.key(0),
+                      estimator="windowed", handoff=-1.0)
