@@ -38,12 +38,47 @@ DEFAULT_WINDOW = 40
 ADJOINT_BLOCK = 8
 
 
+def _stratified_normal(key, num_samples: int):
+    """Standard normals stratified on `num_samples` equal-probability bins, in random order."""
+    k1, k2 = jax.random.split(key)
+    u = (jax.random.permutation(k1, num_samples) + jax.random.uniform(k2, (num_samples,)))
+    return jax.scipy.special.ndtri(u / num_samples)
+
+
+def _features(z, eps):
+    """Low-order functions of `(z, eps)` with known means (Hermite polynomials and |z|):
+    the other seeds are made orthogonal to them on the sample."""
+    return jnp.stack([jnp.ones_like(z), z, eps, z**2 - 1, eps**2 - 1, z * eps,
+                      z**3 - 3 * z, eps**3 - 3 * eps, jnp.abs(z) - jnp.sqrt(2 / jnp.pi)], axis=1)
+
+
+NUM_FEATURES = 9
+
+
 def whitened_seeds(key, num_samples: int, width: int):
-    """`[M, width]` standard Gaussian seeds with empirical mean 0 and covariance I."""
-    x = jax.random.normal(key, (num_samples, width))
-    x = x - x.mean(axis=0)
-    chol = jnp.linalg.cholesky(x.T @ x / num_samples)
-    return jax.scipy.linalg.solve_triangular(chol, x.T, lower=True).T
+    """`[M, width]` standard Gaussian seeds with empirical mean 0 and covariance I.
+
+    Columns 0 and 1 (`z` and `eps`) are stratified (Latin hypercube); when there are
+    enough samples (`M >= width + 2 * NUM_FEATURES`) the other columns are also made
+    exactly orthogonal on the sample to the low-order features `_features(z, eps)`, so
+    that their leading Monte Carlo noise against the data cancels (section 3c)."""
+    kz, ke, kr = jax.random.split(key, 3)
+    z, eps = _stratified_normal(kz, num_samples), _stratified_normal(ke, num_samples)
+    z = (z - z.mean()) / z.std()
+    eps = eps - eps.mean()
+    eps = eps - (eps @ z) / (z @ z) * z
+    eps = eps / eps.std()
+    kx, kr = jax.random.split(kr)
+    rest = jax.random.normal(kr, (num_samples, width - 2))
+    rest = rest.at[:, 0].set(_stratified_normal(kx, num_samples))  # xi (theta^0) too
+    if num_samples >= width + 2 * NUM_FEATURES:
+        basis, _ = jnp.linalg.qr(_features(z, eps))
+    else:
+        basis, _ = jnp.linalg.qr(_features(z, eps)[:, :3])
+    rest = rest - basis @ (basis.T @ rest)
+    chol = jnp.linalg.cholesky(rest.T @ rest / num_samples)
+    rest = jax.scipy.linalg.solve_triangular(chol, rest.T, lower=True).T
+    return jnp.concatenate([z[:, None], eps[:, None], rest], axis=1)
 
 
 def _qr_append(q_basis, g, num_samples, rtol: float = 1e-10):
@@ -441,7 +476,7 @@ def _solve_one(problem: Problem, algorithm: GradientDescent, init: InformedInit,
     plan = _gd_plan(problem, algorithm)
     return _solve_general(problem, plan, key, num_samples, estimator,
                           a0=init.overlap, b0=jnp.sqrt(init.norm - init.overlap**2),
-                          z_tangent=problem.model.smooth)
+                          z_tangent=problem.model.smooth, antithetic=False)
 
 
 TRACES = {"dmft": 0}
@@ -494,6 +529,18 @@ def solve_dmft(
       met, the size of what the window cuts; above 1e-3 a warning asks for a larger
       window.
     - `window`: lags kept by `"windowed"` (rounded up to a multiple of 8).
+    - `handoff`: `None` (integrate every step) or a tolerance: once the predicted
+      remaining change of `(overlap, norm)` (from the block rate of the last 21 steps) is
+      below `handoff` times the error, a replica stops integrating and its remaining
+      steps are reported as the approach to `fixed_point` at `predicted_rate`,
+      `x_inf + (x(t_c) - x_inf) rate^(t - t_c) (t / t_c)^(-3/2)`. `info["handed_off"]`
+      and `info["handoff_at"]` (per replica, -1 for none) say so. The skipped steps
+      cost nothing with `"windowed"` (replicas run one after another there); the other
+      estimators are vmapped over replicas and still compute them.
+
+    Seeds: `z` and `eps` are stratified, and the other seeds are whitened (empirical mean
+    0, covariance I) and, when `num_samples >= steps + 21`, orthogonal on the sample to
+    low-order Hermite features of `(z, eps)`; spectral starts use antithetic pairs.
     - `spectral_method` (with `SpectralInit`): `"slot"` treats the top eigenvector as one
       stationary slot (section 3b, default); `"prehistory"` runs the normalised shifted
       power method from a start of overlap `eps0` with `K` chosen from the predicted

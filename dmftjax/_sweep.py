@@ -7,8 +7,11 @@ fields), its batch axis laid across every available device with
 `jax.sharding.NamedSharding` (the batch is padded to a multiple of the device count),
 so the same call uses one CPU, one GPU or many.
 
-Every point draws its random numbers from `jax.random.fold_in(key, index)` (its flat
-index in the grid), so its value depends neither on the chunking nor on the devices.
+By default every point uses the same key (common random numbers: neighbouring points
+share their Monte Carlo noise, so a curve across the grid is smooth and its argmin
+reliable); with `common_random_numbers=False` point `i` uses
+`jax.random.fold_in(key, i)`. Either way its value depends neither on the chunking nor
+on the devices.
 
 With `out=` a sweep is resumable. Its folder `out/sweep-<hash>` (the hash of every
 setting that changes a result) holds one `.npz` file per chunk, written to a temporary
@@ -198,11 +201,14 @@ TRACES = {"sweep": 0}
 
 @eqx.filter_jit
 def _run_local(engine: str, trees, indices, key, num_samples: int, num_replicas: int,
-               estimator: str):
+               estimator: str, common: bool):
     """The points of one device: `jax.vmap` of one engine over them."""
     TRACES["sweep"] += 1
     fn = _POINT_FNS[engine]
-    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(indices)
+    if common:  # common random numbers: every point sees the same seeds
+        keys = jax.vmap(lambda i: key)(indices)
+    else:
+        keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(indices)
     # arrays (the swept fields) are mapped; Python numbers (the others) stay static, as
     # some engines read them as constants (e.g. a noiseless model's quadrature)
     return eqx.filter_vmap(lambda t, k: fn(*t, k, num_samples, num_replicas, estimator))(
@@ -210,7 +216,7 @@ def _run_local(engine: str, trees, indices, key, num_samples: int, num_replicas:
 
 
 def _run_chunk(engine: str, trees, indices, key, num_samples: int, num_replicas: int,
-               estimator: str, sharding: NamedSharding):
+               estimator: str, sharding: NamedSharding, common: bool = True):
     r"""One chunk, laid out over the devices by `sharding` (batch axis split evenly).
 
     Each device runs the same single-device program (`_run_local`, compiled for the
@@ -232,7 +238,7 @@ def _run_chunk(engine: str, trees, indices, key, num_samples: int, num_replicas:
             local.append(shard.data)
         local_trees, local_idx = eqx.combine(jax.tree.unflatten(treedef, local), static)
         outs.append(_run_local(engine, local_trees, local_idx, jax.device_put(key, dev),
-                               num_samples, num_replicas, estimator))
+                               num_samples, num_replicas, estimator, common))
     n = indices.shape[0]
 
     def assemble(*parts):
@@ -394,6 +400,7 @@ def sweep(
     num_replicas: int = 2,
     estimator: str = "tangent",
     key=None,
+    common_random_numbers: bool = True,
     batch_size: int = 8,
     out: str | os.PathLike | None = None,
     devices=None,
@@ -419,8 +426,12 @@ def sweep(
       `num_replicas` replicas of `num_samples` samples), `"fixed_point"` (the
       long-time limit) or `"spectral"` (the closed-form spectral start).
     - `estimator`: the DMFT's estimator (`"tangent"` or `"ibp"`).
-    - `key`: a `jax.random` key; point `i` (flat index in the grid) uses
-      `jax.random.fold_in(key, i)`, so its value does not depend on the chunking.
+    - `key`: a `jax.random` key. With `common_random_numbers` (default) every point uses
+      `key` itself, so neighbouring points share their Monte Carlo noise and differences
+      across the grid (the shape of a curve, an argmin) are far less noisy than the
+      points; otherwise point `i` (flat index in the grid) uses
+      `jax.random.fold_in(key, i)`, independent draws. Either way a point's value does
+      not depend on the chunking.
     - `batch_size`: points per device per chunk (a chunk holds `batch_size` times the
       device count); one compilation serves every chunk.
     - `out`: a folder; the chunks go to `out/sweep-<hash>/`. `None`: nothing is written.
@@ -497,6 +508,7 @@ def sweep(
         "num_replicas": num_replicas if engine == "dmft" else None,
         "estimator": estimator if engine == "dmft" else None,
         "key": describe(key) if engine == "dmft" else None,
+        "common_random_numbers": bool(common_random_numbers) if engine == "dmft" else None,
         "x64": bool(jax.config.jax_enable_x64),
         "format": FORMAT_VERSION,
     }
@@ -552,7 +564,7 @@ def sweep(
             indices = todo[start:start + chunk_len]
             trees, padded = chunk_inputs(indices)
             res = _run_chunk(engine, trees, padded, key, num_samples, num_replicas, estimator,
-                             sharding)
+                             sharding, bool(common_random_numbers))
             arrays = {k: np.asarray(v)[: len(indices)] for k, v in res.items()}
             name = f"chunk-{number:05d}.npz"
             if folder is not None:

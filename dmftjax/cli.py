@@ -249,8 +249,15 @@ DMFT = _options(
                  help="Monte Carlo samples M of the DMFT, per replica"),
     click.option("--replicas", default=4, show_default=True, type=click.IntRange(min=2),
                  help="independent DMFT replicas (for the standard error)"),
-    click.option("--estimator", type=click.Choice(["tangent", "ibp"]), default="tangent",
-                 show_default=True),
+    click.option("--estimator", type=click.Choice(["tangent", "ibp", "windowed"]),
+                 default="tangent", show_default=True,
+                 help="exact responses (tangent), integration by parts (ibp) or the "
+                      "long-horizon mode (windowed)"),
+    click.option("--window", default=40, show_default=True, type=click.IntRange(min=2),
+                 help="memory window (lags) of --estimator windowed"),
+    click.option("--handoff", default=None, type=click.FloatRange(min=0, min_open=True),
+                 help="hand off to the fixed point once the remaining change is below "
+                      "this fraction of the error"),
 )
 SIMULATION = _options(
     click.option("--dim", default=1000, show_default=True, type=click.IntRange(min=2),
@@ -677,6 +684,7 @@ def predict(ctx, **p):
         try:
             traj = dj.solve_dmft(problem, alg, init, num_samples=p["samples"],
                                  num_replicas=p["replicas"], estimator=p["estimator"],
+                                 window=p["window"], handoff=p["handoff"],
                                  key=jax.random.key(p["seed"]))
         except ValueError as err:
             _fail(str(err))
@@ -742,6 +750,7 @@ def simulate(ctx, **p):
             if p["with_dmft"]:
                 dmft = dj.solve_dmft(problem, alg, init, num_samples=p["samples"],
                                      num_replicas=p["replicas"], estimator=p["estimator"],
+                                     window=p["window"], handoff=p["handoff"],
                                      key=k_dmft)
                 st.done()
         except ValueError as err:
@@ -835,6 +844,7 @@ def fixed_point_cmd(ctx, **p):
             if p["start"] == "dmft":
                 traj = dj.solve_dmft(problem, alg, init, num_samples=p["samples"],
                                      num_replicas=p["replicas"], estimator=p["estimator"],
+                                     window=p["window"], handoff=p["handoff"],
                                      key=jax.random.key(p["seed"]))
                 st.done()
                 if traj.diverged:

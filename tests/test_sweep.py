@@ -226,3 +226,17 @@ def test_phase_diagram_draws(tmp_path):
         plot_phase_diagram(res, "cosine")
     header, rows = res.rows()
     assert header == ["alpha", "lam", "error"] and len(rows) == 6 and rows[1] == [1.0, 0.1, 0.8]
+
+
+def test_common_random_numbers_share_the_noise_across_points():
+    # Two identical grid points: the same numbers with common random numbers (the
+    # default), different draws without; and the noise of a difference between two
+    # close points is far smaller than the noise of each point.
+    problem, alg, init = _tiny()
+    kw = dict(lam=[0.05, 0.05, 0.06], num_samples=64, num_replicas=2, batch_size=3,
+              progress=False, key=jax.random.key(5))
+    common = dj.sweep(problem, alg, init, **kw).values["error"]
+    independent = dj.sweep(problem, alg, init, common_random_numbers=False, **kw).values["error"]
+    assert common[0] == common[1]
+    assert independent[0] != independent[1]
+    assert abs(common[2] - common[0]) < abs(independent[1] - independent[0])
