@@ -15,7 +15,6 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 jax.config.update("jax_enable_x64", True)
@@ -27,7 +26,8 @@ from dmftjax._validate import as_arrays  # noqa: E402
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
 from _common import fmt, peak_rss_mb, timeit, write  # noqa: E402
 
-PROBLEM = dj.Problem(dj.PhaseRetrieval(0.1), dj.WirtingerLoss(), alpha=3.0, regulariser=dj.Ridge(0.05))
+PROBLEM = dj.Problem(dj.PhaseRetrieval(0.1), dj.WirtingerLoss(), alpha=3.0,
+                     regulariser=dj.Ridge(0.05))
 INIT = dj.InformedInit(0.5, 1.0)
 STEP = 0.03
 WINDOW = 40
@@ -42,7 +42,8 @@ def engine(name):
 def solver(steps, num, name, replicas=1):
     p, a, i = as_arrays((PROBLEM, dj.GradientDescent(STEP, steps), INIT))
     one = lambda k: _solve_one(p, a, i, k, num, engine(name))  # noqa: E731
-    return jax.jit(lambda keys: jax.lax.map(one, keys)), jax.random.split(jax.random.key(0), replicas)
+    keys = jax.random.split(jax.random.key(0), replicas)
+    return jax.jit(lambda keys: jax.lax.map(one, keys)), keys
 
 
 def history_mb(name, steps, num):
@@ -73,6 +74,21 @@ def scaling(quick):
         for r in ts:
             r["growth_exponent_last3"] = slope
     return rows
+
+
+def handoff_target():
+    """The same T = 1000, M = 1e5 run through `solve_dmft` with `handoff=0.01`."""
+    alg = dj.GradientDescent(STEP, 1000)
+    kw = dict(num_samples=25000, num_replicas=4, key=jax.random.key(0), estimator="windowed")
+    t0 = time.perf_counter()
+    traj = dj.solve_dmft(PROBLEM, alg, INIT, handoff=0.01, **kw)
+    seconds = time.perf_counter() - t0
+    print(f"\nT = 1000, M = 4 x 25000, handoff = 0.01: {seconds:.1f} s including compilation; "
+          f"handed off at {traj.info['handoff_at']}, error at T {float(traj.error[-1]):.6f} "
+          f"(fixed point {traj.info['handoff_fixed_point_error']:.6f})")
+    return dict(seconds_with_compile=seconds, handoff_at=traj.info["handoff_at"],
+                error_T=float(traj.error[-1]),
+                fixed_point_error=traj.info["handoff_fixed_point_error"])
 
 
 def agreement(quick):
@@ -120,6 +136,7 @@ def main():
            "dtype": "float64", "problem": "alpha 3, noise 0.1, ridge 0.05, step 0.03"}
     if not args.skip_target:
         out["target"] = target()
+        out["handoff"] = handoff_target()
     out["agreement"] = agreement(args.quick)
     out["scaling"] = scaling(args.quick)
     write("long_quick.json" if args.quick else "long.json", out)

@@ -1,5 +1,6 @@
 """Relative Monte Carlo error of the DMFT error curve at M = 1e5 on regularised Wirtinger
-flow (alpha = 3, noiseless, ridge 0.01), informed and spectral starts, long-horizon mode.
+flow (noiseless, ridge 0.01), informed (alpha = 3) and spectral (alpha = 5) starts,
+long-horizon mode.
 
     python benchmarks/variance.py [--quick]
 
@@ -24,10 +25,20 @@ import dmftjax as dj  # noqa: E402
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
 from _common import write  # noqa: E402
 
-PROBLEM = dj.Problem(dj.PhaseRetrieval(0.0), dj.WirtingerLoss(), alpha=3.0, regulariser=dj.Ridge(0.01))
+
+def wirtinger(alpha):
+    return dj.Problem(dj.PhaseRetrieval(0.0), dj.WirtingerLoss(), alpha=alpha,
+                      regulariser=dj.Ridge(0.01))
+
+
+# name: (problem, start, step size, steps). The spectral start runs at alpha = 5: at
+# alpha = 3 it stalls (error ~0.02-0.1 with 2-7% of the samples in the wrong well, per
+# replica at random: the per-row instability after the inflated spectral start), in
+# the DMFT and the simulator alike (see the README).
 STARTS = {
-    "informed": (dj.InformedInit(0.8, 1.0), 0.03),
-    "spectral": (dj.SpectralInit(dj.MondelliMontanari()), 0.03),
+    "informed": (wirtinger(3.0), dj.InformedInit(0.8, 1.0), 0.03, 600),
+    "spectral": (wirtinger(5.0), dj.SpectralInit(dj.MondelliMontanari()), 0.02, 200),
+    "spectral-alpha3": (wirtinger(3.0), dj.SpectralInit(dj.MondelliMontanari()), 0.02, 300),
 }
 
 
@@ -42,15 +53,18 @@ def band(err, rel, lo, hi):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", choices=list(STARTS), default=None)
     args = ap.parse_args()
-    steps, total, replicas = (150, 20000, 4) if args.quick else (400, 100000, 8)
-    fixed = dj.fixed_point(PROBLEM)
-    out = {"problem": "alpha 3, noiseless, ridge 0.01, step 0.03", "samples": total,
-           "replicas": replicas, "steps": steps, "fixed_point_error": float(fixed.error)}
-    print(f"fixed point error {float(fixed.error):.3e}")
-    for name, (init, step) in STARTS.items():
+    total, replicas = (20000, 4) if args.quick else (100000, 8)
+    out = {"samples": total, "replicas": replicas}
+    for name, (problem, init, step, steps) in STARTS.items():
+        if args.only and name != args.only:
+            continue
+        steps = min(steps, 150) if args.quick else steps
+        fixed = dj.fixed_point(problem)
+        print(f"\n{name}: alpha {problem.alpha}, fixed point error {float(fixed.error):.3e}")
         t0 = time.perf_counter()
-        traj = dj.solve_dmft(PROBLEM, dj.GradientDescent(step, steps), init,
+        traj = dj.solve_dmft(problem, dj.GradientDescent(step, steps), init,
                              num_samples=total // replicas, num_replicas=replicas,
                              key=jax.random.key(7), estimator="windowed")
         elapsed = time.perf_counter() - t0
@@ -65,10 +79,16 @@ def main():
         print(f"  relative s.e. where error <= 1e-4:        {floor}")
         print(f"  error at T {err[-1]:.3e} +- {se[-1]:.1e}; wrong well at T "
               f"{float(traj.wrong_well[-1]):.2e} +- {float(traj.wrong_well_se[-1]):.1e}")
+        per_replica = traj.info.get("final_error_runs")
+        if per_replica is not None:
+            runs = np.array2string(np.asarray(per_replica), precision=2)
+            print(f"  final error per replica: {runs}")
         for t in (0, 10, 50, 100, 200, 300, steps):
             if t <= steps:
                 print(f"  t = {t:4d}  error {err[t]:.3e} +- {se[t]:.1e} ({rel[t]:.3f})")
-        out[name] = dict(above_1e3=above, band_1e4_1e3=below, below_1e4=floor,
+        out[name] = dict(alpha=problem.alpha, lam=0.01, step_size=step, steps=steps,
+                         fixed_point_error=float(fixed.error), above_1e3=above,
+                         band_1e4_1e3=below, below_1e4=floor,
                          error=err.tolist(), stderr=se.tolist(),
                          wrong_well=np.asarray(traj.wrong_well).tolist(), seconds=elapsed)
     write("variance_quick.json" if args.quick else "variance.json", out)

@@ -117,6 +117,8 @@ def finish(curves: dict, source: str, info: dict) -> Trajectory:
     ok = first < 0
     info = dict(info)
     info["num_diverged"] = int((~ok).sum())
+    # per seed / replica: heavy tails (rows trapped in a wrong well) show up here first
+    info["final_error_runs"] = np.asarray(curves["error"])[:, -1].tolist()
     if not ok.all():
         msg = (
             f"{source}: {int((~ok).sum())} of {ok.size} runs diverged (first at step "

@@ -57,7 +57,7 @@ def test_too_small_a_window_warns():
 def test_handoff_flags_and_continues_the_curve_to_the_fixed_point():
     steps = 400
     full = solve(steps, "windowed", num=3000)
-    short = solve(steps, "windowed", num=3000, handoff=0.02)
+    short = solve(steps, "windowed", num=3000, handoff=0.05)
     info = short.info
     assert info["handed_off"] and info["handoff_fixed_point_converged"]
     at = np.asarray(info["handoff_at"])
@@ -66,13 +66,14 @@ def test_handoff_flags_and_continues_the_curve_to_the_fixed_point():
     # Up to the hand-off the two runs are the same computation.
     first = int(at.min())
     np.testing.assert_allclose(short.error[: first + 1], full.error[: first + 1], rtol=1e-10)
-    # After it, the extrapolated curve must stay within the tolerance asked for (2% of
+    # After it, the extrapolated curve must stay within the tolerance asked for (5% of
     # the error) plus the Monte Carlo error of the integrated run.
-    tol = 0.02 * np.asarray(full.error) + 3 * np.asarray(full.error_se)
+    tol = 0.05 * np.asarray(full.error) + 3 * np.asarray(full.error_se)
     gap = np.abs(np.asarray(short.error - full.error))
     assert np.all(gap[first:] < tol[first:]), float(np.max(gap[first:] / tol[first:]))
     fixed = dj.fixed_point(PROBLEM, start=(float(full.overlap[-1]), float(full.norm[-1])))
-    assert abs(float(short.error[-1]) - float(fixed.error)) < 0.02 * float(fixed.error) + 3 * float(full.error_se[-1])
+    gap_end = abs(float(short.error[-1]) - float(fixed.error))
+    assert gap_end < 0.05 * float(fixed.error) + 3 * float(full.error_se[-1])
 
 
 def test_long_horizon_inputs_are_checked():
@@ -86,3 +87,22 @@ def test_long_horizon_inputs_are_checked():
     with pytest.raises(ValueError, match="handoff"):
         dj.solve_dmft(PROBLEM, alg, INIT, num_samples=100, key=jax.random.key(0),
                       estimator="windowed", handoff=-1.0)
+
+
+def test_windowed_matches_the_simulator_down_to_small_errors():
+    # Noiseless, ridge 0.01, informed start: the error falls from 0.4 to ~3e-4 in 150
+    # steps. The long-horizon DMFT must agree with the simulation at every t.
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from helpers import assert_agree
+
+    problem = dj.Problem(dj.PhaseRetrieval(0.0), dj.WirtingerLoss(), alpha=3.0,
+                         regulariser=dj.Ridge(0.01))
+    alg, init = dj.GradientDescent(0.03, 150), dj.InformedInit(0.8, 1.0)
+    dmft = dj.solve_dmft(problem, alg, init, num_samples=5000, num_replicas=4,
+                         key=jax.random.key(11), estimator="windowed")
+    sim = dj.simulate(problem, alg, init, dim=1000, num_seeds=8, key=jax.random.key(12))
+    assert float(dmft.error[-1]) < 1e-3
+    assert_agree(dmft, sim, ["error", "overlap", "norm", "train_loss"])
