@@ -192,11 +192,11 @@ def test_real_subprocess():
 def test_predict_long_horizon_mode_with_handoff(tmp_path):
     out = tmp_path / "long"
     res = run("predict", "--steps", "120", "--samples", "400", "--replicas", "2",
-              "--estimator", "windowed", "--window", "16", "--handoff", "0.5", "--alpha", "3",
-              "--lam", "0.05", "--noise", "0.1", "--step", "0.05", "--out", out, "-q")
+              "--estimator", "windowed", "--window", "24", "--handoff", "0.5", "--alpha", "3",
+              "--lam", "0.5", "--noise", "0.1", "--step", "0.05", "--out", out, "-q")
     assert res.exit_code == 0, res.output
     data = json.loads((out / "predict.json").read_text())
     info = data["dmft"]["info"]
-    assert info["estimator"] == "windowed" and info["window"] == 16
+    assert info["estimator"] == "windowed" and info["window"] == 24
     assert info["handed_off"] and all(0 < t < 120 for t in info["handoff_at"])
     assert len(data["dmft"]["values"]["error"]) == 121
