@@ -25,7 +25,8 @@ from dmftjax._validate import as_arrays  # noqa: E402
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import fmt, timeit, write  # noqa: E402
 
-PROBLEM = dj.Problem(dj.PhaseRetrieval(0.1), dj.WirtingerLoss(), alpha=3.0, regulariser=dj.Ridge(0.05))
+PROBLEM = dj.Problem(dj.PhaseRetrieval(0.1), dj.WirtingerLoss(), alpha=3.0,
+                     regulariser=dj.Ridge(0.05))
 INIT = dj.InformedInit(0.5, 1.0)
 
 
@@ -55,7 +56,8 @@ def main():
     for dim, seeds in [(2000, 8), (8000, 4), (16000, 2)]:
         p, a, i = as_arrays((PROBLEM, dj.GradientDescent(0.05, 100), INIT))
         n = 3 * dim
-        f = jax.jit(jax.vmap(lambda k, p=p, a=a, i=i, dim=dim, n=n: simulate_one(p, a, i, dim, n, k)))
+        one = lambda k, p=p, a=a, i=i, dim=dim, n=n: simulate_one(p, a, i, dim, n, k)  # noqa: E731
+        f = jax.jit(jax.vmap(one))
         keys = jax.random.split(jax.random.key(0), seeds)
         t = timeit(lambda f=f, keys=keys: f(keys), 2)
         out["rows"].append(dict(kind="simulation", dim=dim, seeds=seeds, steps=100, time=t,
