@@ -3,6 +3,7 @@ finds (GPU, TPU or CPU): the exact (tangent) mode, the long-horizon (windowed) m
 integration by parts up to T = 1000, M = 1e5 samples in one replica. One short command:
 
     python benchmarks/bench_gpu.py            # writes benchmarks/results/gpu.json
+    python benchmarks/bench_gpu.py --quick    # a smoke test at small sizes (any machine)
 
 Times are medians over repeats after compilation; peak device memory where the backend
 reports it.
@@ -42,10 +43,15 @@ def main():
     dev = jax.devices()[0]
     print(f"device: {dev.platform} {getattr(dev, 'device_kind', '')} x {jax.device_count()}")
     out = {"device": f"{dev.platform} {getattr(dev, 'device_kind', '')}", "rows": []}
-    for steps, num, est in [(100, 20000, "tangent"), (100, 100000, "tangent"),
-                            (200, 100000, "windowed"), (1000, 25000, "windowed"),
-                            (1000, 100000, "windowed"), (200, 100000, "ibp"),
-                            (1000, 100000, "ibp")]:
+    quick = "--quick" in sys.argv  # a smoke test of the script itself, at small sizes
+    grid = [(100, 20000, "tangent"), (100, 100000, "tangent"), (200, 100000, "windowed"),
+            (1000, 25000, "windowed"), (1000, 100000, "windowed"), (200, 100000, "ibp"),
+            (1000, 100000, "ibp")]
+    sims = [(2000, 8), (8000, 4), (16000, 2)]
+    if quick:
+        grid = [(min(s, 60), 1000, e) for s, _, e in grid[:3]]
+        sims = [(200, 2)]
+    for steps, num, est in grid:
         p, a, i = as_arrays((PROBLEM, dj.GradientDescent(0.03, steps), INIT))
         engine = (est, 40, None)  # the long-horizon mode's default window
         f = jax.jit(lambda k, p=p, a=a, i=i, num=num, e=engine: _solve_one(p, a, i, k, num, e))
@@ -53,7 +59,7 @@ def main():
         out["rows"].append(dict(kind="dmft", steps=steps, samples=num, estimator=est, time=t,
                                 mem_gb=device_memory()))
         print(f"DMFT {est:8s} T={steps:5d} M={num:7d} {fmt(t)}", flush=True)
-    for dim, seeds in [(2000, 8), (8000, 4), (16000, 2)]:
+    for dim, seeds in sims:
         p, a, i = as_arrays((PROBLEM, dj.GradientDescent(0.05, 100), INIT))
         n = 3 * dim
         one = lambda k, p=p, a=a, i=i, dim=dim, n=n: simulate_one(p, a, i, dim, n, k)  # noqa: E731
@@ -63,7 +69,7 @@ def main():
         out["rows"].append(dict(kind="simulation", dim=dim, seeds=seeds, steps=100, time=t,
                                 mem_gb=device_memory()))
         print(f"simulation d={dim:6d} seeds={seeds} T=100 {fmt(t)}", flush=True)
-    write("gpu.json", out)
+    write("gpu_quick.json" if quick else "gpu.json", out)
 
 
 if __name__ == "__main__":
