@@ -401,6 +401,7 @@ def sweep(
     estimator: str = "tangent",
     key=None,
     common_random_numbers: bool = True,
+    window: int = 40,
     batch_size: int = 8,
     out: str | os.PathLike | None = None,
     devices=None,
@@ -425,7 +426,8 @@ def sweep(
     - `engine`: `"dmft"` (the trajectory, `_solve_one` of `solve_dmft` with
       `num_replicas` replicas of `num_samples` samples), `"fixed_point"` (the
       long-time limit) or `"spectral"` (the closed-form spectral start).
-    - `estimator`: the DMFT's estimator (`"tangent"` or `"ibp"`).
+    - `estimator`: the DMFT's estimator (`"tangent"`, `"ibp"` or `"windowed"`, the
+      long-horizon mode of `solve_dmft`, with `window` lags).
     - `key`: a `jax.random` key. With `common_random_numbers` (default) every point uses
       `key` itself, so neighbouring points share their Monte Carlo noise and differences
       across the grid (the shape of a curve, an argmin) are far less noisy than the
@@ -463,8 +465,11 @@ def sweep(
                 "the dmft sweep runs from an InformedInit (a vmappable DMFT of the "
                 f"spectral start is not available yet), got {type(init).__name__}"
             )
-        if estimator not in ("tangent", "ibp"):
-            raise ValueError(f"estimator must be 'tangent' or 'ibp', got {estimator!r}")
+        if estimator not in ("tangent", "ibp", "windowed"):
+            raise ValueError("estimator must be 'tangent', 'ibp' or 'windowed', "
+                             f"got {estimator!r}")
+        window = check_int("window", window, 2)
+        window = -(-window // 8) * 8
         if num_samples <= algorithm.steps + 3:
             raise ValueError(f"num_samples = {num_samples} must exceed steps + 3 = "
                              f"{algorithm.steps + 3}")
@@ -507,6 +512,7 @@ def sweep(
         "num_samples": num_samples if engine == "dmft" else None,
         "num_replicas": num_replicas if engine == "dmft" else None,
         "estimator": estimator if engine == "dmft" else None,
+        "window": window if engine == "dmft" and estimator == "windowed" else None,
         "key": describe(key) if engine == "dmft" else None,
         "common_random_numbers": bool(common_random_numbers) if engine == "dmft" else None,
         "x64": bool(jax.config.jax_enable_x64),
@@ -563,8 +569,8 @@ def sweep(
         for start in range(0, len(todo), chunk_len):
             indices = todo[start:start + chunk_len]
             trees, padded = chunk_inputs(indices)
-            res = _run_chunk(engine, trees, padded, key, num_samples, num_replicas, estimator,
-                             sharding, bool(common_random_numbers))
+            res = _run_chunk(engine, trees, padded, key, num_samples, num_replicas,
+                             (estimator, window, None), sharding, bool(common_random_numbers))
             arrays = {k: np.asarray(v)[: len(indices)] for k, v in res.items()}
             name = f"chunk-{number:05d}.npz"
             if folder is not None:

@@ -1028,8 +1028,8 @@ def _spectral_figure(grid, cos2, alpha_c, p, th, measured):
               help="initial norm (dmft engine)")
 @click.option("--samples", default=1000, show_default=True, type=click.IntRange(min=2))
 @click.option("--replicas", default=2, show_default=True, type=click.IntRange(min=2))
-@click.option("--estimator", type=click.Choice(["tangent", "ibp"]), default="tangent",
-              show_default=True)
+@click.option("--estimator", type=click.Choice(["tangent", "ibp", "windowed"]),
+              default="tangent", show_default=True)
 @click.option("--preprocessing",
               type=click.Choice(["none", "trimmed", "clipped", "luo-alghamdi-lu",
                                  "mondelli-montanari"]),

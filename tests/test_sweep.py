@@ -240,3 +240,16 @@ def test_common_random_numbers_share_the_noise_across_points():
     assert common[0] == common[1]
     assert independent[0] != independent[1]
     assert abs(common[2] - common[0]) < abs(independent[1] - independent[0])
+
+
+def test_windowed_sweep_point_equals_solve_dmft():
+    # With common random numbers a point uses the sweep's key itself, as solve_dmft does,
+    # so the long-horizon mode gives the same number both ways.
+    problem, alg, init = _tiny()
+    alg = dj.GradientDescent(0.05, 30)
+    key = jax.random.key(9)
+    res = dj.sweep(problem, alg, init, lam=[0.05], num_samples=200, num_replicas=2,
+                   estimator="windowed", window=8, key=key, progress=False)
+    traj = dj.solve_dmft(problem, alg, init, num_samples=200, num_replicas=2, key=key,
+                         estimator="windowed", window=8)
+    np.testing.assert_allclose(res.values["error"][0], traj.error[-1], rtol=1e-10)
