@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._problem import GradientDescent, InformedInit, Problem
+from ._problem import GradientDescent, InformedInit, Problem, check_problem
 from ._trajectory import OBSERVABLES, Trajectory, finish, first_divergence, sample_observables
 from ._validate import as_arrays, check_int, check_key, check_positive, check_real
 
@@ -573,15 +573,13 @@ def solve_dmft(
     antithetic pairs.
 
     **Returns:** a `Trajectory` (source `"dmft"`) with `kernels` `C`, `Cu`, `A`
-    (= overlap), `B`, and for `"tangent"` also `R`, `Gamma`, `Gamma_star`, averaged
-    over replicas.
+    (= overlap), `B`, `innovation` (the norms of the new directions of the sampled
+    gradients, step by step), and for `"tangent"` and `"windowed"` also `R`, `Gamma`,
+    `Gamma_star`, averaged over replicas.
 
     References: Chen & Shen (2025), arXiv:2509.23527, and the derivation page.
     """
-    if not isinstance(problem, Problem):
-        raise ValueError("problem must be a dmftjax.Problem")
-    if not isinstance(algorithm, GradientDescent):
-        raise ValueError("algorithm must be a dmftjax.GradientDescent")
+    check_problem(problem, algorithm)
     num_samples = check_int("num_samples", num_samples, 2)
     num_replicas = check_int("num_replicas", num_replicas, 2)
     check_key(key)

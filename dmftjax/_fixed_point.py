@@ -57,7 +57,7 @@ from jaxtyping import Array, Bool, Float, Int
 
 from ._losses import AbstractLoss, WirtingerLoss
 from ._models import GaussianPrior, ProbitModel
-from ._problem import GradientDescent, Problem
+from ._problem import GradientDescent, Problem, check_problem
 from ._quadrature import _hermite_nodes
 from ._simulate import num_rows
 from ._trajectory import OBSERVABLES, Trajectory
@@ -371,6 +371,11 @@ class FixedPoint(eqx.Module):
         return out
 
 
+def _check_branch(branch) -> None:
+    if branch not in ("global", "signal"):
+        raise ValueError(f"branch must be 'global' or 'signal', got {branch!r}")
+
+
 def _solve(problem: Problem, x0, kappa_known, num_nodes: int, branch: str, picard,
            max_steps: int, rtol: float, atol: float) -> FixedPoint:
     """The jitted solve. The prior is replaced by a fixed one (the limit depends on it
@@ -494,10 +499,8 @@ def fixed_point(
     References: section 4 of the derivation page; El Karoui et al. (2013);
     Thrampoulidis, Abbasi, Hassibi (2018).
     """
-    if not isinstance(problem, Problem):
-        raise ValueError("problem must be a dmftjax.Problem")
-    if branch not in ("global", "signal"):
-        raise ValueError(f"branch must be 'global' or 'signal', got {branch!r}")
+    check_problem(problem)
+    _check_branch(branch)
     num_nodes = check_int("num_nodes", num_nodes, 4)
     max_steps = check_int("max_steps", max_steps, 1)
     check_positive("rtol", rtol)
@@ -567,10 +570,8 @@ def fixed_point_sweep(
     **Returns:** a `FixedPoint` whose fields have the broadcast grid shape. Check
     `converged` and `unstable_mass` point by point.
     """
-    if not isinstance(problem, Problem):
-        raise ValueError("problem must be a dmftjax.Problem")
-    if branch not in ("global", "signal"):
-        raise ValueError(f"branch must be 'global' or 'signal', got {branch!r}")
+    check_problem(problem)
+    _check_branch(branch)
     num_nodes = check_int("num_nodes", num_nodes, 4)
     max_steps = check_int("max_steps", max_steps, 1)
     base = as_arrays(problem)
@@ -810,8 +811,7 @@ def predicted_rate(problem: Problem, step_size, *, fixed: FixedPoint | None = No
     References: Silverstein & Choi (1995), "Analysis of the limiting spectral
     distribution of large dimensional random matrices".
     """
-    if not isinstance(problem, Problem):
-        raise ValueError("problem must be a dmftjax.Problem")
+    check_problem(problem)
     check_positive("step_size", step_size)
     if fixed is None:
         fixed = fixed_point(problem, start=start, num_nodes=num_nodes, branch=branch)
@@ -1021,10 +1021,7 @@ def hessian_check(problem: Problem, algorithm: GradientDescent, init, *, dim: in
 
     **Returns:** a `HessianCheck` (also holds the GD error curve `errors`).
     """
-    if not isinstance(problem, Problem):
-        raise ValueError("problem must be a dmftjax.Problem")
-    if not isinstance(algorithm, GradientDescent):
-        raise ValueError("algorithm must be a dmftjax.GradientDescent")
+    check_problem(problem, algorithm)
     dim = check_int("dim", dim, 2)
     num_seeds = check_int("num_seeds", num_seeds, 1)
     polish = check_int("polish", polish, 0)

@@ -102,3 +102,15 @@ class GradientDescent(eqx.Module):
     def __check_init__(self):
         check_positive("step_size", self.step_size)
         check_int("steps", self.steps, 1)
+
+
+_NOT_GIVEN = object()
+
+
+def check_problem(problem, algorithm=_NOT_GIVEN) -> None:
+    """The type checks every entry point runs first: `problem` is a `Problem` and, when
+    passed, `algorithm` a `GradientDescent`."""
+    if not isinstance(problem, Problem):
+        raise ValueError("problem must be a dmftjax.Problem")
+    if algorithm is not _NOT_GIVEN and not isinstance(algorithm, GradientDescent):
+        raise ValueError("algorithm must be a dmftjax.GradientDescent")

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._problem import AbstractInit, GradientDescent, InformedInit, Problem
+from ._problem import AbstractInit, GradientDescent, InformedInit, Problem, check_problem
 from ._trajectory import OBSERVABLES, Trajectory, finish, sample_observables
 from ._validate import as_arrays, check_int, check_key
 
@@ -98,10 +98,7 @@ def simulate(
     excluded from the means, counted in `info["num_diverged"]`, and flagged with a
     warning; if all diverge, `diverged` is True.
     """
-    if not isinstance(problem, Problem):
-        raise ValueError("problem must be a dmftjax.Problem")
-    if not isinstance(algorithm, GradientDescent):
-        raise ValueError("algorithm must be a dmftjax.GradientDescent")
+    check_problem(problem, algorithm)
     dim = check_int("dim", dim, 2)
     num_seeds = check_int("num_seeds", num_seeds, 2)
     check_key(key)

@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from ._problem import AbstractInit, GradientDescent, InformedInit, Problem
+from ._problem import AbstractInit, GradientDescent, InformedInit, Problem, check_problem
 from ._trajectory import OBSERVABLES
 from ._validate import check_int, check_key
 
@@ -447,8 +447,7 @@ def sweep(
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-    if not isinstance(problem, Problem):
-        raise ValueError("problem must be a dmftjax.Problem")
+    check_problem(problem)
     num_samples = check_int("num_samples", num_samples, 2)
     num_replicas = check_int("num_replicas", num_replicas, 2)
     batch_size = check_int("batch_size", batch_size, 1)

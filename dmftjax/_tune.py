@@ -28,7 +28,7 @@ from jax.flatten_util import ravel_pytree
 from tqdm.auto import tqdm
 
 from ._fixed_point import FixedPoint, _solve, _start_vector
-from ._problem import GradientDescent, Problem
+from ._problem import GradientDescent, Problem, check_problem
 from ._validate import as_arrays, check_int, check_key, check_positive
 
 Mode = Literal["reverse", "forward"]
@@ -243,8 +243,7 @@ def tune_ridge(
     **Returns:** a `TuneResult` whose params are `log lam` (`jnp.exp(result.params)` is
     the tuned ridge); `aux` is the last `(kappa, m, s)`.
     """
-    if not isinstance(problem, Problem):
-        raise ValueError("problem must be a dmftjax.Problem")
+    check_problem(problem)
     check_positive("lam0", lam0)
     if metric not in ("error", "test_error", "train_loss"):
         raise ValueError(f"metric must be 'error', 'test_error' or 'train_loss', got {metric!r}")
@@ -316,8 +315,7 @@ def tune_step_size(
 
     **Returns:** a `TuneResult` whose params are `log eta`.
     """
-    if not isinstance(problem, Problem):
-        raise ValueError("problem must be a dmftjax.Problem")
+    check_problem(problem)
     horizon = check_int("horizon", horizon, 1)
     num_samples = check_int("num_samples", num_samples, 2)
     num_replicas = check_int("num_replicas", num_replicas, 1)
