@@ -100,48 +100,43 @@ def _check_tau(tau):
     check_positive("tau (the preprocessing's threshold)", tau)
 
 
-class Trimmed(AbstractPreprocessing):
+class _AbstractThreshold(AbstractPreprocessing):
+    """A preprocessing cut at a threshold `tau > 0`, which is its supremum and its one
+    breakpoint."""
+
+    tau: eqx.AbstractVar[float]
+
+    def __check_init__(self):
+        _check_tau(self.tau)
+
+    def sup(self):
+        return jnp.asarray(self.tau, dtype=float)
+
+    def mass_at_sup(self):
+        return True
+
+    def breakpoints(self):
+        return (self.tau,)
+
+
+class Trimmed(_AbstractThreshold):
     r"""Trimming `T(y) = y 1{y <= tau}` (`tau > 0`). The law of `T(Y)` has a positive
     density at its supremum `tau`, so `lam_bar > tau` strictly."""
 
     tau: float
 
-    def __check_init__(self):
-        _check_tau(self.tau)
-
     def __call__(self, y):
         y = jnp.asarray(y)
         return jnp.where(y <= self.tau, y, 0.0)
 
-    def sup(self):
-        return jnp.asarray(self.tau, dtype=float)
 
-    def mass_at_sup(self):
-        return True
-
-    def breakpoints(self):
-        return (self.tau,)
-
-
-class Clipped(AbstractPreprocessing):
+class Clipped(_AbstractThreshold):
     r"""Clipping `T(y) = min(y, tau)` (`tau > 0`): an atom at the supremum `tau`."""
 
     tau: float
 
-    def __check_init__(self):
-        _check_tau(self.tau)
-
     def __call__(self, y):
         return jnp.minimum(jnp.asarray(y), self.tau)
-
-    def sup(self):
-        return jnp.asarray(self.tau, dtype=float)
-
-    def mass_at_sup(self):
-        return True
-
-    def breakpoints(self):
-        return (self.tau,)
 
 
 class LuoAlghamdiLu(AbstractPreprocessing):
