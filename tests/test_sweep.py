@@ -18,21 +18,16 @@ from dmftjax import _sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# The tiny DMFT sweep every test here uses: 3 x 2 points, 4 steps, 32 samples, 2 replicas.
+# The tiny DMFT sweep every test here uses (`_tiny`, GRID, SIZES below): 3 x 2 points,
+# 4 steps, 32 samples, 2 replicas, run in a child process with its own device count.
 SCRIPT = textwrap.dedent("""
     import os, signal, sys
     import jax
     jax.config.update("jax_enable_x64", True)
     import numpy as np
     import dmftjax as dj
-
-    def make():
-        problem = dj.Problem(dj.PhaseRetrieval(0.1), dj.WirtingerLoss(), alpha=3.0,
-                             regulariser=dj.Ridge(0.05))
-        return problem, dj.GradientDescent(0.05, 4), dj.InformedInit(0.5, 1.0)
-
-    GRID = dict(alpha=[2.0, 3.0, 4.0], lam=[0.0, 0.1])
-    SIZES = dict(num_samples=32, num_replicas=2, batch_size=1, progress=False)
+    sys.path.insert(0, os.environ["DMFTJAX_TESTS"])
+    from test_sweep import GRID, SIZES, _tiny as make
 
     if __name__ == "__main__":
         mode, target = sys.argv[1], sys.argv[2]
@@ -53,6 +48,7 @@ def _env(devices: int | None = None):
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env["JAX_PLATFORMS"] = "cpu"
+    env["DMFTJAX_TESTS"] = str(Path(__file__).resolve().parent)  # the script imports _tiny
     flags = [f for f in env.get("XLA_FLAGS", "").split() if "device_count" not in f]
     if devices is not None:
         flags.append(f"--xla_force_host_platform_device_count={devices}")
@@ -75,9 +71,6 @@ def _tiny():
 
 GRID = dict(alpha=[2.0, 3.0, 4.0], lam=[0.0, 0.1])
 SIZES = dict(num_samples=32, num_replicas=2, batch_size=1, progress=False)
-needs_spectral = pytest.mark.skipif(
-    not all(hasattr(dj, n) for n in ("spectral_theory", "Trimmed", "SpectralInit")),
-    reason="the spectral-initialisation API is not in this build")
 
 
 def test_one_and_four_devices_agree_bit_for_bit(script, tmp_path):
@@ -159,7 +152,6 @@ def test_exception_after_chunk_k_then_resume(tmp_path):
     assert len(list(tmp_path.glob("sweep-*"))) == 2
 
 
-@needs_spectral
 def test_spectral_engine_matches_spectral_theory():
     problem = dj.Problem(dj.PhaseRetrieval(0.0), dj.WirtingerLoss(), alpha=3.0)
     res = dj.sweep(problem, engine="spectral", preprocessing=dj.Trimmed(4.0),
@@ -201,7 +193,6 @@ def test_bad_sweeps_raise(kwargs, match):
         dj.sweep(problem, alg, init, **kw)
 
 
-@needs_spectral
 def test_dmft_sweep_refuses_spectral_start():
     problem, alg, _ = _tiny()
     with pytest.raises(ValueError, match="InformedInit"):
