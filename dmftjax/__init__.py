@@ -17,10 +17,12 @@ from ._losses import LogisticLoss as LogisticLoss
 from ._losses import Ridge as Ridge
 from ._losses import SquareLoss as SquareLoss
 from ._losses import WirtingerLoss as WirtingerLoss
+from ._models import AbstractBinaryModel as AbstractBinaryModel
 from ._models import AbstractModel as AbstractModel
 from ._models import AbstractPrior as AbstractPrior
 from ._models import GaussianPrior as GaussianPrior
 from ._models import LinearModel as LinearModel
+from ._models import LogisticModel as LogisticModel
 from ._models import PhaseRetrieval as PhaseRetrieval
 from ._models import ProbitModel as ProbitModel
 from ._models import RademacherPrior as RademacherPrior
@@ -29,6 +31,7 @@ from ._preprocess import Clipped as Clipped
 from ._preprocess import Identity as Identity
 from ._preprocess import LuoAlghamdiLu as LuoAlghamdiLu
 from ._preprocess import MondelliMontanari as MondelliMontanari
+from ._preprocess import MondelliMontanariThreshold as MondelliMontanariThreshold
 from ._preprocess import Trimmed as Trimmed
 from ._problem import AbstractInit as AbstractInit
 from ._problem import GradientDescent as GradientDescent

@@ -22,12 +22,13 @@ quadrature over `(z, xi, eps)`. Derivatives with respect to the problem (`lam`, 
 `noise`) come from the implicit function theorem (`optimistix.ImplicitAdjoint`): one
 linear solve, no backward pass through the iterations.
 
-Binary models (`ProbitModel`) have a discontinuous link. There the label is integrated
-analytically: with `z | w ~ N(m w / q, s^2 / q)`,
-`P(y = 1 | w) = Phi(m w / (q sigma'))`, `sigma'^2 = noise^2 + s^2 / q`, and
-`E[dg/dz | w] = phi(m w / (q sigma')) / sigma' (g(+1, w) - g(-1, w))` (Stein), so the
-expectations are one-dimensional integrals over `w` of smooth functions. Other
-non-smooth models use the conditional Stein form `E[dg/dz] = E[g (z - (m / s) xi)]`.
+Binary models (`AbstractBinaryModel`: `ProbitModel`, `LogisticModel`, a user's own)
+declare their label law `P(y = +1 | z)`. There the label is integrated exactly: with
+`z | w ~ N(m w / q, s^2 / q)`, `P(y = 1 | w) = E[P(y = 1 | z) | w]` (the model's
+`conditional_prob_plus`; `Phi(m w / (q sigma'))`, `sigma'^2 = noise^2 + s^2 / q` for the
+probit link) and `E[dg/dz | w] = dP/dmu (g(+1, r_+) - g(-1, r_-))`, so the expectations
+are one-dimensional integrals over `w` of smooth functions. Other non-smooth models use
+the conditional Stein form `E[dg/dz] = E[g (z - (m / s) xi)]`.
 
 The convergence rate (`predicted_rate`): linearising GD at the fixed point,
 `delta^{t+1} = (I - eta H) delta^t`; the law of `H` solves the generalised
@@ -43,6 +44,7 @@ References: El Karoui et al. (2013), Donoho & Montanari (2016), Thrampoulidis et
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from typing import Literal
@@ -56,9 +58,9 @@ from jax.scipy.special import ndtr
 from jaxtyping import Array, Bool, Float, Int
 
 from ._losses import AbstractLoss, WirtingerLoss
-from ._models import GaussianPrior, ProbitModel
+from ._models import AbstractBinaryModel, GaussianPrior
 from ._problem import GradientDescent, Problem, check_problem
-from ._quadrature import _hermite_nodes
+from ._quadrature import _hermite_nodes, half_hermite_nodes
 from ._simulate import num_rows
 from ._trajectory import OBSERVABLES, Trajectory
 from ._validate import as_arrays, check_int, check_key, check_positive, check_real
@@ -71,38 +73,13 @@ _PROX_ITERS = 60
 # the proximal map and its branches
 
 
-def _prox_bracket(loss: AbstractLoss, y, w, kappa, zsign, branch: str):
-    r"""A bracket `[lo, hi]` on which `F(r) = r + kappa loss'(y, r) - w` is increasing
-    with `F(lo) <= 0 <= F(hi)`, and a start inside it.
-
-    Wirtinger loss: `F(r) + w = kappa r^3 + (1 - kappa y) r` is odd with extrema at
-    `+-c`, `c^2 = (kappa y - 1) / (3 kappa)`; it is increasing on `|r| >= c`, where the
-    two stable roots live. `"global"` takes the outer root on the side of `sign(w)` (the
-    global minimiser of `kappa loss(y, r) + (r - w)^2 / 2`); `"signal"` takes the root on
-    the side of the signal (`sign(z)`, global sign included) whenever it exists.
-    Convex losses: `F' >= 1`, so the root is within `kappa |loss'(y, w)|` of `w`."""
-    if isinstance(loss, WirtingerLoss):
-        c = jnp.sqrt(jnp.maximum((kappa * y - 1.0) / (3.0 * kappa), 0.0))
-        phi_c = (2.0 / 3.0) * c * (1.0 - kappa * y)  # F(c) + w <= 0
-        side = jnp.where(w >= 0, 1.0, -1.0)
-        if branch == "signal":
-            side = jnp.where(zsign * w >= phi_c, zsign, side)
-        ws = side * w
-        hi = jnp.maximum(jnp.maximum(ws, jnp.sqrt(jnp.maximum(y, 0.0))), c)
-        lo = c
-        lo_r = jnp.where(side > 0, lo, -hi)
-        hi_r = jnp.where(side > 0, hi, -lo)
-        return lo_r, hi_r, side * hi
-    delta = kappa * jnp.abs(loss.grad(y, w))
-    return w - delta, w + delta, w
-
-
-def _make_prox(loss: AbstractLoss, branch: str, iters: int = _PROX_ITERS):
-    """`prox(kappa, y, w, zsign)` for one sample, with the implicit-function derivative
+def _make_root(loss: AbstractLoss, iters: int = _PROX_ITERS):
+    """`root(kappa, y, w, side)`: the root of `r + kappa loss'(y, r) = w` on the branch
+    `side` (the loss's `prox_bracket`), with the implicit-function derivative
     `dr = (dw - loss' dkappa - kappa loss'_y dy) / (1 + kappa loss'')`."""
 
-    def solve(kappa, y, w, zsign):
-        lo, hi, r = _prox_bracket(loss, y, w, kappa, zsign, branch)
+    def solve(kappa, y, w, side):
+        lo, hi, r = loss.prox_bracket(y, w, kappa, side)
         tol = 4 * jnp.finfo(jnp.result_type(w)).eps * (1.0 + jnp.abs(w))
 
         def body(state):
@@ -126,19 +103,19 @@ def _make_prox(loss: AbstractLoss, branch: str, iters: int = _PROX_ITERS):
         return r
 
     @jax.custom_jvp
-    def prox(kappa, y, w, zsign):
-        return solve(kappa, y, w, zsign)
+    def root(kappa, y, w, side):
+        return solve(kappa, y, w, side)
 
-    @prox.defjvp
-    def _prox_jvp(primals, tangents):
-        kappa, y, w, zsign = primals
+    @root.defjvp
+    def _root_jvp(primals, tangents):
+        kappa, y, w, side = primals
         dkappa, dy, dw, _ = tangents
-        r = prox(kappa, y, w, zsign)
+        r = root(kappa, y, w, side)
         den = 1.0 + kappa * loss.hess(y, r)
         dr = (dw - dkappa * loss.grad(y, r) - kappa * loss.grad_y(y, r) * dy) / den
         return r, dr
 
-    return prox
+    return root
 
 
 # --------------------------------------------------------------------------------------
@@ -154,20 +131,12 @@ class _Moments(eqx.Module):
     unstable: Array  # quadrature mass with 1 + kappa loss'' <= 0
     ambiguous: Array  # mass where a second stable root exists
     wrong_well: Array
+    mass: Array  # total mass of the rule (1 up to quadrature error)
     d_values: Array  # loss''(y, r) at the nodes
     d_weights: Array
 
 
-def _nodes(problem: Problem, num_nodes: int):
-    """Tensor Gauss-Hermite nodes over `(z, xi, eps)` with `num_nodes`, `num_nodes // 2`
-    and `num_nodes // 4` points (at least 8): the integrands vary fastest in `z` (through
-    `y = f(z, eps)` and the curvature `loss''`), least in the noise. Binary models need
-    one dimension (`w`) only."""
-    if isinstance(problem.model, ProbitModel):
-        x, w = _hermite_nodes(max(num_nodes, 8) * 4)
-        return jnp.asarray(x)[:, None], jnp.asarray(w)
-    counts = (num_nodes, max(num_nodes // 2, 8), max(num_nodes // 4, 8))
-    rules = [_hermite_nodes(c) for c in counts]
+def _tensor(rules):
     grids = np.meshgrid(*[x for x, _ in rules], indexing="ij")
     wgrids = np.meshgrid(*[w for _, w in rules], indexing="ij")
     nodes = np.stack([g.ravel() for g in grids], axis=-1)
@@ -175,59 +144,292 @@ def _nodes(problem: Problem, num_nodes: int):
     return jnp.asarray(nodes), jnp.asarray(weights)
 
 
-def _ambiguous(loss, y, w, kappa, zsign):
-    """Rows where the `"global"` and `"signal"` rules pick different stable roots: two
-    stable roots exist and the signal points away from `w`."""
-    if isinstance(loss, WirtingerLoss):
-        c = jnp.sqrt(jnp.maximum((kappa * y - 1.0) / (3.0 * kappa), 0.0))
-        peak = (2.0 / 3.0) * c * (kappa * y - 1.0)
-        return (kappa * y > 1.0) & (jnp.abs(w) < peak) & (zsign * w < 0)
-    return jnp.zeros_like(w, dtype=bool)
+@functools.lru_cache(maxsize=8)
+def _legendre_nodes(n: int):
+    return np.polynomial.legendre.leggauss(n)
 
 
-def _moments(problem: Problem, kappa, m, s, nodes, weights, branch: str) -> _Moments:
+def _phi(x):
+    return jnp.exp(-0.5 * x**2) / jnp.sqrt(2 * jnp.pi)
+
+
+class _Rule(eqx.Module):
+    """The quadrature of the stationary equations (static: one compilation per rule).
+
+    `kind`: `"binary"` (labels in {-1, +1}: one dimension, `w`); for a loss with
+    critical labels (`loss.critical_labels`, where the integrals are singular),
+    `"noise_free"` (a model that ignores `eps`: one dimension, `z`, graded towards the
+    indices whose label is critical) or `"additive"` (`y = f(z, 0) + sigma eps`: `z`,
+    then the label itself, graded towards the critical labels); `"tensor"` (every other
+    case: `(z, eps)`, Gauss rules) or `"curvature"` (a uniform grid in `z`, for the
+    tails of the curvature law). Every kind but `"binary"` integrates `w | z` by the
+    inner rule `_inner_rule`."""
+
+    kind: str = eqx.field(static=True)
+    num_nodes: int = eqx.field(static=True)
+    noise_free: bool = eqx.field(static=True, default=False)
+    levels: int = eqx.field(static=True, default=12)
+
+    def coarser(self) -> _Rule:
+        """Two thirds of the nodes and half the grading levels (for error estimates)."""
+        return _Rule(kind=self.kind, num_nodes=max(2 * ((self.num_nodes * 2 // 3) // 2), 8),
+                     noise_free=self.noise_free, levels=self.levels // 2)
+
+
+def rule_of(problem: Problem, num_nodes: int, curvature: bool = False) -> _Rule:
+    """The rule for a concrete problem (fixed before tracing)."""
+    model = problem.model
+    critical = problem.loss.critical_labels(jnp.asarray(1.0)).shape[0] > 0
+    if isinstance(model, AbstractBinaryModel):
+        kind = "binary"
+    elif curvature:
+        kind = "curvature"
+    elif critical and model.noise_free():
+        kind = "noise_free"
+    elif critical and model.additive_noise() is not None:
+        kind = "additive"
+    else:  # a convex loss has no singular labels: a tensor rule converges fast
+        kind = "tensor"
+    return _Rule(kind=kind, num_nodes=int(num_nodes), noise_free=bool(model.noise_free()))
+
+
+# Outer rules with breakpoints: composite Gauss-Legendre on panels of width `_BASE` (in
+# z, or in units of the noise for the label), graded geometrically (ratio `_RATIO`,
+# `_LEVELS` levels) towards every breakpoint, `_OUTER_NODES` nodes a panel.
+_BASE = 1.0
+_RATIO = 0.25
+_OUTER_NODES = 6
+_Z_MAX = 9.0
+_Y_SPAN = 7.0
+_Y_NODES = 4
+_Y_LEVELS = 8
+_MAX_CRITICAL_Z = 4
+
+
+def _composite(edges, n: int):
+    """Gauss-Legendre nodes and weights on the panels between the sorted `edges`."""
+    x, w = _legendre_nodes(n)
+    lo, hi = edges[:-1], edges[1:]
+    half = 0.5 * (hi - lo)
+    nodes = (0.5 * (hi + lo))[:, None] + half[:, None] * x
+    return nodes.ravel(), (half[:, None] * w).ravel()
+
+
+def _graded(b, lo, hi, base, levels: int):
+    steps = base * _RATIO ** jnp.arange(levels)
+    return jnp.clip(jnp.concatenate([b - steps, jnp.reshape(b, (1,)), b + steps[::-1]]), lo, hi)
+
+
+def _critical_z(f0, labels):
+    """Up to `_MAX_CRITICAL_Z` roots in `[-Z_MAX, Z_MAX]` of `f0(z) = y_c` for each
+    critical label (sign changes on a grid, bisection, then one Newton step from the
+    stopped bisection so that the root moves with `y_c` under differentiation); unused
+    slots hold 0, a breakpoint anyway."""
+    grid = jnp.linspace(-_Z_MAX, _Z_MAX, 1801)
+    fg = jax.vmap(f0)(grid)
+    df0 = jax.grad(f0)
+
+    def one(yc):
+        s = fg - jax.lax.stop_gradient(yc)
+        change = jnp.sign(s[:-1]) != jnp.sign(s[1:])
+        (idx,) = jnp.nonzero(change, size=_MAX_CRITICAL_Z, fill_value=-1)
+        lo, hi = grid[jnp.maximum(idx, 0)], grid[jnp.maximum(idx, 0) + 1]
+        slo = jnp.sign(fg[jnp.maximum(idx, 0)] - jax.lax.stop_gradient(yc))
+
+        def bisect(_, lohi):
+            lo, hi = lohi
+            mid = 0.5 * (lo + hi)
+            same = jnp.sign(jax.vmap(f0)(mid) - jax.lax.stop_gradient(yc)) == slo
+            return jnp.where(same, mid, lo), jnp.where(same, hi, mid)
+
+        lo, hi = jax.lax.fori_loop(0, 50, bisect, (lo, hi))
+        z = jax.lax.stop_gradient(0.5 * (lo + hi))
+        slope = jax.vmap(df0)(z)
+        z = z - (jax.vmap(f0)(z) - yc) / jnp.where(slope != 0, slope, 1.0)
+        return jnp.where(idx >= 0, z, 0.0)
+
+    return jax.vmap(one)(labels).ravel()
+
+
+def _outer(problem: Problem, rule: _Rule, kappa):
+    """`(z, eps, y, weights)` of the outer rule (`_Rule`); its breakpoints move with
+    `kappa` (the loss's critical labels)."""
+    model, n = problem.model, rule.num_nodes
+    labels = problem.loss.critical_labels(kappa)
+    if rule.kind == "curvature":  # tails of z resolved (Gauss-Hermite nodes do not)
+        z = np.linspace(-12.0, 12.0, 601)
+        zw = np.exp(-0.5 * z**2)
+        eps = (np.zeros(1), np.ones(1)) if rule.noise_free else _hermite_nodes(max(n // 4, 8))
+        nodes, weights = _tensor([(z, zw / zw.sum()), eps])
+        z, eps = nodes[:, 0], nodes[:, 1]
+        return z, eps, jax.vmap(model.link)(z, eps), weights
+    if rule.kind == "noise_free":
+        def f0(z):
+            return model.link(z, jnp.zeros_like(z))
+
+        edges = [jnp.arange(-_Z_MAX, _Z_MAX + 0.5 * _BASE, _BASE), jnp.zeros(1)]
+        if labels.shape[0]:
+            for zc in _critical_z(f0, labels):
+                edges.append(_graded(zc, -_Z_MAX, _Z_MAX, _BASE, rule.levels))
+        z, w = _composite(jnp.sort(jnp.concatenate(edges)), _OUTER_NODES)
+        eps = jnp.zeros_like(z)
+        return z, eps, jax.vmap(model.link)(z, eps), w * _phi(z)
+    xh, wh = half_hermite_nodes(max(n // 2, 4))
+    zs = jnp.asarray(np.concatenate([-xh[::-1], xh]))
+    zw = jnp.asarray(np.concatenate([wh[::-1], wh]) / 2)
+    if rule.kind == "tensor":
+        e, ew = (np.zeros(1), np.ones(1)) if rule.noise_free else _hermite_nodes(max(n // 4, 8))
+        z = jnp.repeat(zs, e.size)
+        eps = jnp.tile(jnp.asarray(e), zs.size)
+        return z, eps, jax.vmap(model.link)(z, eps), jnp.repeat(zw, e.size) * jnp.tile(jnp.asarray(ew), zs.size)
+    # additive noise: the label itself, per z, graded towards the critical labels
+    sigma = jnp.asarray(model.additive_noise(), dtype=float)
+
+    def labels_given(z):
+        f0 = model.link(z, jnp.zeros_like(z))
+        lo, hi = f0 - _Y_SPAN * sigma, f0 + _Y_SPAN * sigma
+        edges = [f0 + sigma * jnp.arange(-_Y_SPAN, _Y_SPAN + 0.5, _BASE)]
+        for yc in labels:
+            edges.append(_graded(yc, lo, hi, _BASE * sigma, min(rule.levels, _Y_LEVELS)))
+        y, w = _composite(jnp.sort(jnp.concatenate(edges)), _Y_NODES)
+        e = (y - f0) / sigma
+        return y, e, w * _phi(e) / sigma
+
+    y, eps, wy = jax.vmap(labels_given)(zs)
+    z = jnp.broadcast_to(zs[:, None], y.shape).ravel()
+    return z, eps.ravel(), y.ravel(), (zw[:, None] * wy).ravel()
+
+
+# The inner rule over w | z ~ N(m z, s^2): `_SPAN` standard deviations on each side, in
+# two pieces (split at the proximal map's jump, or at the mean), each mapped to the
+# estimate `r` through the proximal map and cut into `_PIECE_PANELS` equal panels in r
+# of `_PANEL_NODES`-point Gauss-Legendre.
+_SPAN = 8.5
+_PIECE_PANELS = 6
+_PANEL_NODES = 8
+
+
+def _inner_rule(loss, root, kappa, y, mu, sd, zsign, branch):
+    r"""Nodes `r` and weights for `E[G(r) | z, y]`, `r = prox(w)`, `w ~ N(mu, sd^2)`,
+    for one outer node, by the change of variables `w = r + kappa loss'(y, r)` (the
+    inverse of the proximal map, explicit and increasing on each stable branch):
+    `dP = phi((w(r) - mu) / sd) / sd (1 + kappa loss''(y, r)) dr`. Returns
+    `(r, w, g, h, weights, weights / (1 + kappa h))`.
+
+    In `w`-space the integrand is singular: the proximal map jumps where the selected
+    root switches branch, and its derivative `1 / (1 + kappa loss'')` blows up next to
+    the jump when `y` is near a critical label (the two wells merge). In `r`-space both
+    are gone: the jump is a piece's end, and the Jacobian multiplies the singular factor
+    away. Only the four piece ends need the proximal map."""
+    w_jump, jumps = loss.prox_jump(y, kappa, zsign, branch)
+    lo, hi = mu - _SPAN * sd, mu + _SPAN * sd
+    cut = jnp.clip(jnp.where(jumps, w_jump, mu), lo, hi)
+    sign = lambda v: jnp.where(v >= 0, 1.0, -1.0)  # noqa: E731
+    # an end's branch: its piece's side of the jump (from the piece's midpoint, so that
+    # an empty piece where the jump lies outside the window takes the window's side),
+    # else the sign of w (a single root has the sign of w)
+    ends_w = jnp.stack([lo, cut, cut, hi])
+    left, right = sign(0.5 * (lo + cut) - w_jump), sign(0.5 * (cut + hi) - w_jump)
+    left = jnp.where(cut > lo, -1.0, left)  # a piece below the jump is on side -1
+    right = jnp.where(hi > cut, 1.0, right)
+    side = jnp.where(jumps, jnp.stack([left, left, right, right]), sign(ends_w))
+    ends = jax.vmap(root, in_axes=(None, None, 0, 0))(kappa, y, ends_w, side)
+    t, tw = _legendre_nodes(_PANEL_NODES)
+    frac = jnp.linspace(0.0, 1.0, _PIECE_PANELS + 1)
+    edges = jnp.concatenate([ends[0] + (ends[1] - ends[0]) * frac,
+                             ends[2] + (ends[3] - ends[2]) * frac])
+    edges = jnp.reshape(edges, (2, -1))
+    a, b = edges[:, :-1].ravel(), edges[:, 1:].ravel()
+    half = 0.5 * (b - a)
+    r = ((0.5 * (a + b))[:, None] + half[:, None] * t).ravel()
+    wts = (half[:, None] * tw).ravel()
+    g = jax.vmap(loss.grad, in_axes=(None, 0))(y, r)
+    h = jax.vmap(loss.hess, in_axes=(None, 0))(y, r)
+    w = r + kappa * g
+    dens = _phi((w - mu) / sd) / sd
+    return r, w, g, h, wts * dens * (1.0 + kappa * h), wts * dens
+
+
+def _moments(problem: Problem, kappa, m, s, rule: _Rule, branch: str) -> _Moments:
+    """Every expectation of the stationary system: the outer rule (`_outer`), the inner
+    one over `w | z` in the estimate's own variable (`_inner_rule`)."""
     model, loss, alpha = problem.model, problem.loss, problem.alpha
-    prox = jax.vmap(_make_prox(loss, branch), in_axes=(None, 0, 0, 0))
-    E = lambda v: jnp.sum(weights * v)  # noqa: E731
-    if isinstance(model, ProbitModel):
-        return _moments_binary(problem, kappa, m, s, nodes[:, 0], weights, prox)
-    z, xi, eps = nodes[:, 0], nodes[:, 1], nodes[:, 2]
-    w = m * z + s * xi
-    y = jax.vmap(model.link)(z, eps)
+    if rule.kind == "binary":
+        x, wx = _hermite_nodes(max(rule.num_nodes, 8) * 4)
+        prox = jax.vmap(_make_prox(loss, branch), in_axes=(None, 0, 0, 0))
+        return _moments_binary(problem, kappa, m, s, jnp.asarray(x), jnp.asarray(wx), prox)
+    z, eps, y, weights = _outer(problem, rule, kappa)
     sgn = jnp.where(m >= 0, 1.0, -1.0) if model.even else 1.0
     zsign = jnp.where(sgn * z >= 0, 1.0, -1.0)
-    r = prox(kappa, y, w, zsign)
-    g = jax.vmap(loss.grad)(y, r)
-    h = jax.vmap(loss.hess)(y, r)
-    den = 1.0 + kappa * h
+    sd = jnp.sqrt(s**2 + 1e-300)
+    root = _make_root(loss)
+    r, w, g, h, omega, omega_r = jax.vmap(
+        lambda y_, mu_, zs_: _inner_rule(loss, root, kappa, y_, mu_, sd, zs_, branch)
+    )(y, m * z, zsign)
+    W = weights[:, None]
+    E = lambda v: jnp.sum(W * omega * v)  # noqa: E731
+    yy = jnp.broadcast_to(y[:, None], r.shape)
+    each = lambda f: jax.vmap(jax.vmap(f))  # noqa: E731
     if model.smooth:
-        dgdz = jax.vmap(model.dlink_dz)(z, eps) * jax.vmap(loss.grad_y)(y, r) / den
-        gam_star = alpha * E(dgdz)
-    else:  # Stein at fixed w: z - E[z|w] = (s^2 z - m s xi)/q, Var(z|w) = s^2/q
-        gam_star = alpha * E(g * (z - m * xi / s))
+        dy = jax.vmap(model.dlink_dz)(z, eps)[:, None]
+        gam_star = alpha * jnp.sum(W * omega_r * dy * each(loss.grad_y)(yy, r))
+    else:  # Stein at fixed w: E[dg/dz] = E[g (z - E[z|w])] / Var(z|w)
+        q = m**2 + s**2
+        gam_star = alpha * E(g * (z[:, None] - m * w / q)) * q / sd**2
+    zs = jnp.broadcast_to(zsign[:, None], r.shape)
+    zt = jnp.broadcast_to(z[:, None], r.shape)
+    amb = jax.vmap(jax.vmap(loss.prox_ambiguous, in_axes=(0, 0, None, 0)),
+                   in_axes=(0, 0, None, 0))(yy, w, kappa, zs)
     return _Moments(
-        gam=alpha * E(h / den),
-        gam_star=gam_star,
+        gam=alpha * jnp.sum(W * omega_r * h),  # E[D / (1 + kappa D)]: the Jacobian cancels
+        gam_star=gam_star,  # with w held: the 1 / (1 + kappa D) of dr/dz cancels too
         cu=alpha * E(g**2),
-        train_loss=E(jax.vmap(loss)(y, r)),
-        test_error=E(jax.vmap(loss)(y, w)),
-        unstable=E((den <= 0).astype(w.dtype)),
-        ambiguous=E(_ambiguous(loss, y, w, kappa, zsign).astype(w.dtype)),
-        wrong_well=E(jax.vmap(loss.wrong_well)(y, r, sgn * z).astype(w.dtype)),
-        d_values=h,
-        d_weights=weights,
+        train_loss=E(each(loss)(yy, r)),
+        test_error=E(each(loss)(yy, w)),
+        unstable=E((1.0 + kappa * h <= 0).astype(r.dtype)),
+        ambiguous=E(amb.astype(r.dtype)),
+        wrong_well=E(each(loss.wrong_well)(yy, r, sgn * zt).astype(r.dtype)),
+        mass=E(jnp.ones_like(r)),
+        d_values=h.ravel(),
+        d_weights=(W * omega).ravel(),
     )
 
 
+def _make_prox(loss: AbstractLoss, branch: str):
+    """`prox(kappa, y, w, zsign)`: the selected root at one `w` (binary labels, whose
+    rule is over `w` itself)."""
+    root = _make_root(loss)
+
+    def prox(kappa, y, w, zsign):
+        w_jump, jumps = loss.prox_jump(y, kappa, zsign, branch)
+        side = jnp.where(jumps, jnp.where(w >= w_jump, 1.0, -1.0), jnp.where(w >= 0, 1.0, -1.0))
+        return root(kappa, y, w, side)
+
+    return prox
+
+
+def binary_label_probability(model, m, s, w):
+    """`P(y = +1 | w)` and its derivative in the conditional mean, `E[dP/dz | w]`, for an
+    estimate with overlap `m` and `s = sqrt(q - m^2)`: `z | w ~ N(m w / q, s^2 / q)`."""
+    q = m**2 + s**2
+    mu, sd = m * w / q, s / jnp.sqrt(q)
+
+    def p_of(mu_):
+        return model.conditional_prob_plus(mu_, sd)
+
+    return jax.vmap(lambda mu_: jax.jvp(p_of, (mu_,), (jnp.ones_like(mu_),)))(mu)
+
+
 def _moments_binary(problem, kappa, m, s, x, weights, prox):
+    """Labels in {-1, +1} integrated exactly with their law (`AbstractBinaryModel`): one
+    dimension (`w`) of quadrature, `P(y = +1 | w)` from the model's
+    `conditional_prob_plus`, and `E[dg/dz] = E[dP/dmu (g(+1, r) - g(-1, r))]` with the
+    prox of each label at `w` (it does not depend on `z` once `y` is fixed)."""
     model, loss, alpha = problem.model, problem.loss, problem.alpha
     E = lambda v: jnp.sum(weights * v)  # noqa: E731
     q = m**2 + s**2
     w = jnp.sqrt(q) * x
-    sig = jnp.sqrt(model.noise**2 + s**2 / q)
-    arg = m * w / (q * sig)
-    p1 = ndtr(arg)
-    dens = jnp.exp(-0.5 * arg**2) / jnp.sqrt(2 * jnp.pi) / sig
+    p1, dens = binary_label_probability(model, m, s, w)
     one = jnp.ones_like(w)
     rp, rm = prox(kappa, one, w, one), prox(kappa, -one, w, -one)
     gp, gm = jax.vmap(loss.grad)(one, rp), jax.vmap(loss.grad)(-one, rm)
@@ -245,15 +447,16 @@ def _moments_binary(problem, kappa, m, s, x, weights, prox):
         unstable=E(both((denp <= 0).astype(w.dtype), (denm <= 0).astype(w.dtype))),
         ambiguous=jnp.asarray(0.0, w.dtype),
         wrong_well=jnp.asarray(0.0, w.dtype),
+        mass=E(jnp.ones_like(w)),
         d_values=jnp.concatenate([hp, hm]),
         d_weights=jnp.concatenate([weights * p1, weights * (1 - p1)]),
     )
 
 
 def _residual(x, args, branch: str):
-    problem, nodes, weights = args
+    problem, rule = args
     kappa, m, s = x[0], x[1], x[2]
-    mo = _moments(problem, kappa, m, s, nodes, weights, branch)
+    mo = _moments(problem, kappa, m, s, rule, branch)
     return jnp.stack([
         kappa * (problem.lam + mo.gam) - 1.0,
         m + kappa * mo.gam_star,
@@ -261,9 +464,9 @@ def _residual(x, args, branch: str):
     ])
 
 
-def _picard_map(x, problem, nodes, weights, branch):
+def _picard_map(x, problem, rule, branch):
     kappa, m, s = x[0], x[1], x[2]
-    mo = _moments(problem, kappa, m, s, nodes, weights, branch)
+    mo = _moments(problem, kappa, m, s, rule, branch)
     k_new = 1.0 / (problem.lam + mo.gam)
     m_new = -k_new * mo.gam_star
     q_new = k_new**2 * (mo.cu + mo.gam_star**2)
@@ -271,12 +474,12 @@ def _picard_map(x, problem, nodes, weights, branch):
     return jnp.stack([k_new, m_new, s_new])
 
 
-def _kappa_given(problem, m, s, kappa0, nodes, weights, branch, iters: int = 30):
+def _kappa_given(problem, m, s, kappa0, rule, branch, iters: int = 30):
     """Solve the kappa equation alone at fixed `(m, q)` by damped Newton in log kappa."""
 
     def f(logk):
         kappa = jnp.exp(logk)
-        mo = _moments(problem, kappa, m, s, nodes, weights, branch)
+        mo = _moments(problem, kappa, m, s, rule, branch)
         return kappa * (problem.lam + mo.gam) - 1.0
 
     def body(_, logk):
@@ -309,6 +512,10 @@ class FixedPoint(eqx.Module):
     - `gamma`, `gamma_star`, `cu`: `alpha E[loss''/(1+kappa loss'')]`, `alpha E[dg/dz]`,
       `alpha E[g^2]` (the stationary `sum_s Gam(t,s)`, `Gam(t,*)` and `C_u`).
     - `converged`, `num_steps`: Newton's outcome.
+    - `quadrature_error`: the quadrature's own error estimate on `error` (how far it moves
+      when the rule has two thirds of the nodes, linearised; an upper estimate), and
+      `quadrature_shift` the same for `(kappa, m, s)` (largest component);
+      `quadrature_mass` the total mass of the rule (1 up to its error).
     """
 
     kappa: Float[Array, ""]
@@ -327,6 +534,9 @@ class FixedPoint(eqx.Module):
     cu: Float[Array, ""]
     converged: Bool[Array, ""]
     num_steps: Int[Array, ""]
+    quadrature_error: Float[Array, ""]
+    quadrature_shift: Float[Array, ""]
+    quadrature_mass: Float[Array, ""]
     even: bool = eqx.field(static=True, default=False)
 
     @property
@@ -365,7 +575,8 @@ class FixedPoint(eqx.Module):
         out = {}
         for k in ("kappa", "m", "q", "error", "cosine", "train_loss", "test_error",
                   "wrong_well", "residual", "unstable_mass", "ambiguous_mass", "gamma",
-                  "gamma_star", "cu", "converged", "num_steps"):
+                  "gamma_star", "cu", "converged", "num_steps", "quadrature_error",
+                  "quadrature_shift", "quadrature_mass"):
             v = np.asarray(getattr(self, k))
             out[k] = v.tolist()
         return out
@@ -381,45 +592,68 @@ def _solve(problem: Problem, x0, kappa_known, num_nodes: int, branch: str, picar
     """The jitted solve. The prior is replaced by a fixed one (the limit depends on it
     only through `E theta*^2 = 1`) and `kappa_known`, `picard` are passed as arrays, so
     one compilation serves every start, value and prior of one problem structure."""
+    rule = rule_of(problem, num_nodes)
     problem = eqx.tree_at(lambda p: p.prior, problem, GaussianPrior())
-    return _solve_jit(problem, x0, jnp.asarray(kappa_known), jnp.asarray(picard), num_nodes,
+    return _solve_jit(problem, x0, jnp.asarray(kappa_known), jnp.asarray(picard), rule,
                       branch, max_steps, rtol, atol)
 
 
+def _quadrature_error(problem, x, rule: _Rule, branch):
+    """How far the answer moves on a coarser rule (`_Rule.coarser`), linearised: the
+    coarse rule's residual at the answer through the fine rule's Jacobian. Returned as
+    `(|change of error|, max |change of (kappa, m, s)|)`: an upper estimate of the fine
+    rule's own error, which converges faster than that difference."""
+    x = jax.lax.stop_gradient(x)
+    problem = jax.lax.stop_gradient(problem)
+    jac = jax.jacfwd(lambda v: _residual(v, (problem, rule), branch))(x)
+    dx = -jnp.linalg.solve(jac, _residual(x, (problem, rule.coarser()), branch))
+    m, s = x[1], x[2]
+    dm = 2 * m - 2 * (jnp.sign(m) if problem.model.even else 1.0)
+    return jnp.abs(dm * dx[1] + 2 * s * dx[2]), jnp.max(jnp.abs(dx))
+
+
 @eqx.filter_jit
-def _solve_jit(problem: Problem, x0, kappa_known, picard, num_nodes: int, branch: str,
+def _solve_jit(problem: Problem, x0, kappa_known, picard, rule: _Rule, branch: str,
                max_steps: int, rtol: float, atol: float) -> FixedPoint:
-    nodes, weights = _nodes(problem, num_nodes)
     x0 = jax.lax.stop_gradient(x0)
     problem_c = jax.lax.stop_gradient(problem)
+    coarse = rule.coarser()  # the start only needs to land near the root
 
     def with_kappa(x):  # solve the kappa equation at the given (m, q) first
-        return x.at[0].set(_kappa_given(problem_c, x[1], x[2], x[0], nodes, weights, branch))
+        return x.at[0].set(_kappa_given(problem_c, x[1], x[2], x[0], coarse, branch))
 
     x0 = jax.lax.cond(kappa_known, lambda x: x, with_kappa, x0)
 
-    def body(_, x):
-        new = _picard_map(x, problem_c, nodes, weights, branch)
-        return jnp.where(jnp.all(jnp.isfinite(new)), 0.5 * x + 0.5 * new, x)
+    def going(state):
+        i, x, change = state
+        return (i < picard) & (change > 1e-4)
 
-    x0 = jax.lax.fori_loop(0, picard, body, x0)
+    def body(state):  # damped Picard sweeps, until they settle (or `picard` of them)
+        i, x, _ = state
+        new = _picard_map(x, problem_c, coarse, branch)
+        new = jnp.where(jnp.all(jnp.isfinite(new)), 0.5 * x + 0.5 * new, x)
+        return i + 1, new, jnp.max(jnp.abs(new - x))
+
+    _, x0, _ = jax.lax.while_loop(going, body, (jnp.asarray(0), x0, jnp.asarray(jnp.inf)))
     fn = lambda x, args: _residual(x, args, branch)  # noqa: E731
     sol = optx.root_find(
-        fn, optx.Dogleg(rtol=rtol, atol=atol), x0, args=(problem, nodes, weights),
+        fn, optx.Dogleg(rtol=rtol, atol=atol), x0, args=(problem, rule),
         max_steps=max_steps, adjoint=optx.ImplicitAdjoint(), throw=False,
     )
     x = sol.value
     kappa, m, s = x[0], x[1], jnp.abs(x[2])
-    mo = _moments(problem, kappa, m, s, nodes, weights, branch)
-    res = jnp.max(jnp.abs(_residual(x, (problem, nodes, weights), branch)))
+    mo = _moments(problem, kappa, m, s, rule, branch)
+    res = jnp.max(jnp.abs(_residual(x, (problem, rule), branch)))
     q = m**2 + s**2
     even = bool(problem.model.even)
     m_eff = jnp.abs(m) if even else m
+    quad_err, quad_shift = _quadrature_error(problem, x, rule, branch)
     return FixedPoint(
         kappa=kappa, m=m, q=q, error=q - 2 * m_eff + 1.0, cosine=m_eff / jnp.sqrt(q),
         train_loss=mo.train_loss, test_error=mo.test_error, wrong_well=mo.wrong_well,
         residual=res, unstable_mass=mo.unstable, ambiguous_mass=mo.ambiguous,
         gamma=mo.gam, gamma_star=mo.gam_star, cu=mo.cu,
+        quadrature_error=quad_err, quadrature_shift=quad_shift, quadrature_mass=mo.mass,
         converged=(sol.result == optx.RESULTS.successful) & (res < 1e3 * max(atol, 1e-12) + 1e-8),
         num_steps=sol.stats["num_steps"], even=even,
     )
@@ -505,7 +739,7 @@ def fixed_point(
     max_steps = check_int("max_steps", max_steps, 1)
     check_positive("rtol", rtol)
     check_positive("atol", atol)
-    if not problem.model.smooth and not isinstance(problem.model, ProbitModel):
+    if not problem.model.smooth and not isinstance(problem.model, AbstractBinaryModel):
         warnings.warn(
             f"{type(problem.model).__name__} is not smooth: E[dg/dz] uses the Stein form on "
             "tensor quadrature, which converges slowly across the jump", RuntimeWarning,
@@ -700,40 +934,23 @@ def hessian_edges(problem: Problem, fp: FixedPoint, *, num_nodes: int = 48,
                   branch: Branch = "global", tail: float = 1e-12):
     """`(lower, upper_quadrature)` edges of the Hessian's limiting spectral law at `fp`
     (quadrature atoms of `D` with weight below `tail` are ignored; see `predicted_rate`)."""
-    lower, upper, _, _ = _rate_core(as_arrays(problem), fp, jnp.asarray(1.0), num_nodes,
-                                    branch, float(tail))
+    lower, upper, _, _ = _rate_core(as_arrays(problem), fp, jnp.asarray(1.0),
+                                    rule_of(problem, num_nodes, curvature=True), branch,
+                                    float(tail))
     return lower, upper
 
 
-def _curvature_nodes(problem: Problem, num_nodes: int, num_z: int = 601):
-    """A rule for the law of `D = loss''(y, r)`, whose tails set the spectral edges and
-    the per-row instability: `z` on a uniform grid over [-12, 12] with Gaussian weights
-    (it resolves tail masses, which Gauss-Hermite nodes do not), `xi` and `eps` by
-    Gauss-Hermite as in `_nodes`."""
-    if isinstance(problem.model, ProbitModel):
-        return _nodes(problem, num_nodes)
-    z = np.linspace(-12.0, 12.0, num_z)
-    zw = np.exp(-0.5 * z**2)
-    rules = [(z, zw / zw.sum())]
-    rules += [_hermite_nodes(c) for c in (max(num_nodes // 2, 8), max(num_nodes // 4, 8))]
-    grids = np.meshgrid(*[x for x, _ in rules], indexing="ij")
-    wgrids = np.meshgrid(*[w for _, w in rules], indexing="ij")
-    nodes = np.stack([g.ravel() for g in grids], axis=-1)
-    weights = np.prod(np.stack([g.ravel() for g in wgrids], axis=-1), axis=-1)
-    return jnp.asarray(nodes), jnp.asarray(weights)
-
-
-def _curvature_law(problem, fp, num_nodes, branch):
-    """Atoms and weights of the law of `D = loss''(y, r)` at the fixed point."""
-    nodes, weights = _curvature_nodes(problem, num_nodes)
+def _curvature_law(problem, fp, rule, branch):
+    """Atoms and weights of the law of `D = loss''(y, r)` at the fixed point (`rule` of
+    kind `"curvature"` or `"binary"`)."""
     s = jnp.sqrt(jnp.maximum(fp.q - fp.m**2, 0.0))
-    mo = _moments(problem, fp.kappa, fp.m, s, nodes, weights, branch)
+    mo = _moments(problem, fp.kappa, fp.m, s, rule, branch)
     return mo.d_values, mo.d_weights
 
 
 @eqx.filter_jit
-def _rate_core(problem, fixed, eta, num_nodes: int, branch: str, tail: float):
-    d, w = _curvature_law(problem, fixed, num_nodes, branch)
+def _rate_core(problem, fixed, eta, rule: _Rule, branch: str, tail: float):
+    d, w = _curvature_law(problem, fixed, rule, branch)
     lower = _edge(d, w, problem.alpha, problem.lam, False, tail)
     upper_q = _edge(d, w, problem.alpha, problem.lam, True, tail)
     d_crit, mass = _row_threshold(d, w, problem.alpha, problem.lam, eta, tail)
@@ -819,8 +1036,9 @@ def predicted_rate(problem: Problem, step_size, *, fixed: FixedPoint | None = No
         raise ValueError("fixed must be a FixedPoint")
     check_positive("tail", tail)
     lower, upper_q, d_crit, mass = _rate_core(as_arrays(problem), fixed,
-                                              jnp.asarray(step_size, dtype=float), num_nodes,
-                                              branch, float(tail))
+                                              jnp.asarray(step_size, dtype=float),
+                                              rule_of(problem, num_nodes, curvature=True), branch,
+                                    float(tail))
     unbounded = _upper_unbounded(problem.loss)
     upper = jnp.inf if unbounded else upper_q
     eta = jnp.asarray(step_size, dtype=float)

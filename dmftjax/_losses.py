@@ -41,6 +41,41 @@ class AbstractLoss(eqx.Module):
         del y, r, signed_z
         return jnp.asarray(False)
 
+    # The proximal map `r = prox_{kappa loss(y, .)}(w)`, root of `r + kappa loss'(y, r) = w`,
+    # as the fixed point needs it. The defaults are those of a convex loss (one root,
+    # increasing in w); a non-convex loss overrides all three.
+
+    def prox_jump(self, y, kappa, zsign, branch: str):
+        """`(w_jump, exists)`: the `w` at which the selected root jumps from its branch on
+        the side `-1` to its branch on the side `+1` (`branch` `"global"`: the global
+        minimiser of `kappa loss(y, r) + (r - w)^2 / 2`; `"signal"`: the root on the side
+        of the signal `zsign` where it exists). Convex losses: no jump."""
+        del kappa, zsign, branch
+        return jnp.zeros_like(y), jnp.zeros_like(y, dtype=bool)
+
+    def prox_bracket(self, y, w, kappa, side):
+        """`(lo, hi, start)`: a bracket on which `F(r) = r + kappa loss'(y, r) - w` is
+        increasing with `F(lo) <= 0 <= F(hi)`, holding the root on branch `side` (+-1),
+        and a start inside it. Convex losses: `F' >= 1`, so the root is within
+        `kappa |loss'(y, w)|` of `w`, whatever `side`."""
+        del side
+        delta = kappa * jnp.abs(self.grad(y, w))
+        return w - delta, w + delta, w
+
+    def critical_labels(self, kappa):
+        """The labels `y` (an array) at which the branch structure of the proximal map
+        changes (two wells merge): the stationary integrals are singular there (like
+        `sqrt(y - y_c)`) and the fixed point's quadrature places breakpoints at them.
+        Convex losses: none."""
+        del kappa
+        return jnp.zeros((0,))
+
+    def prox_ambiguous(self, y, w, kappa, zsign):
+        """Whether the `"global"` and `"signal"` rules pick different roots at `w` (two
+        stable roots, the signal on the other side). Convex losses: never."""
+        del y, kappa, zsign
+        return jnp.zeros_like(w, dtype=bool)
+
 
 class SquareLoss(AbstractLoss):
     r"""`(r - y)^2 / 2`."""
@@ -64,6 +99,39 @@ class WirtingerLoss(AbstractLoss):
 
     def wrong_well(self, y, r, signed_z):
         return (y > 0) & (r * signed_z < -0.5 * y)
+
+    # `F(r) + w = kappa r^3 + (1 - kappa y) r` is odd with extrema at `+-c`,
+    # `c^2 = (kappa y - 1) / (3 kappa)` (when `kappa y > 1`), where `F(c) + w = -peak`,
+    # `peak = (2/3) c (kappa y - 1)`. It increases on `|r| >= c`, where the two stable
+    # roots live: the one on side +1 exists for `w >= -peak`, the one on side -1 for
+    # `w <= peak`.
+
+    @staticmethod
+    def _extremum(y, kappa):
+        c = jnp.sqrt(jnp.maximum((kappa * y - 1.0) / (3.0 * kappa), 0.0))
+        return c, (2.0 / 3.0) * c * (kappa * y - 1.0)
+
+    def prox_jump(self, y, kappa, zsign, branch):
+        # global: the minimiser switches well where w changes sign; signal: the root on
+        # the signal's side is kept as long as it exists, until w = -zsign * peak
+        c, peak = self._extremum(y, kappa)
+        where = jnp.zeros_like(y) if branch == "global" else -zsign * peak
+        return where, c > 0
+
+    def prox_bracket(self, y, w, kappa, side):
+        c, _ = self._extremum(y, kappa)
+        hi = jnp.maximum(jnp.maximum(side * w, jnp.sqrt(jnp.maximum(y, 0.0))), c)
+        lo_r = jnp.where(side > 0, c, -hi)
+        hi_r = jnp.where(side > 0, hi, -c)
+        return lo_r, hi_r, side * hi
+
+    def critical_labels(self, kappa):
+        # the wells merge at kappa y = 1 (c = 0)
+        return jnp.reshape(1.0 / kappa, (1,))
+
+    def prox_ambiguous(self, y, w, kappa, zsign):
+        _, peak = self._extremum(y, kappa)
+        return (kappa * y > 1.0) & (jnp.abs(w) < peak) & (zsign * w < 0)
 
 
 class LogisticLoss(AbstractLoss):

@@ -6,9 +6,13 @@ function itself, the closed-form theory (`spectral_theory`) needs three facts ab
 each a method with a default so that a user's subclass implementing only `__call__`
 works:
 
-- `sup()`: `tau = sup_y T(y)`, possibly `inf` (then there is no outlier at any `alpha`).
-  The default evaluates `T` on a fixed grid of `y` in `{0} U +-[1e-8, 1e8]` and reports
-  `inf` when the largest value exceeds `1e6` or is not finite.
+- `sup(support)`: `tau = sup T(y)` over the labels the model can produce (its
+  `label_support()`), possibly `inf` (then there is no outlier at any `alpha`). The
+  default evaluates `T` on a fixed grid of `y` in `{0} U +-[1e-8, 1e8]` clipped to the
+  support, plus the support's finite ends, and reports `inf` when the largest value
+  exceeds `1e6` or is not finite: a formula with a pole at labels the model never
+  produces (`(y - 1)/(y + 0.5)` for noiseless phase retrieval) works untouched. A
+  subclass may override `sup()` (no argument) with the exact value.
 - `mass_at_sup()`: whether the law of `T(Y)` puts an atom or a positive density at `tau`
   (trimming, clipping). Then `lam_bar > tau` strictly, and quadrature near `tau` needs
   care. `None` (the default) means "unknown": the theory then decides from the data of
@@ -30,6 +34,7 @@ retrieval".
 from __future__ import annotations
 
 import abc
+import math
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -58,11 +63,17 @@ class AbstractPreprocessing(eqx.Module):
     def __call__(self, y: Float[Array, ...]) -> Float[Array, ...]:
         """`T(y)`, elementwise."""
 
-    def sup(self) -> Float[Array, ""]:
-        """`tau = sup_y T(y)` (`inf` when unbounded). The default is numerical (see the
-        module docstring): override it when `T` approaches its supremum somewhere the
-        grid does not see."""
-        values = self(jnp.asarray(_SUP_GRID))
+    def sup(self, support: tuple[float, float] = (-math.inf, math.inf)) -> Float[Array, ""]:
+        """`tau = sup T(y)` over labels `y` in `support` (`inf` when unbounded). The
+        default is numerical (see the module docstring): it scans a grid of `y` clipped
+        to `support` (the model's `label_support()`, which the engines pass), plus the
+        support's finite ends. Override it (as `sup(self)`, without the argument) when
+        `T` approaches its supremum somewhere the grid does not see: an override is
+        taken as exact whatever the labels."""
+        lo, hi = (float(v) for v in support)
+        grid = _SUP_GRID[(_SUP_GRID >= lo) & (_SUP_GRID <= hi)]
+        ends = [v for v in (lo, hi) if math.isfinite(v)]
+        values = self(jnp.asarray(np.concatenate([grid, ends])))
         top = jnp.max(jnp.where(jnp.isnan(values), -jnp.inf, values))
         return jnp.where(jnp.isfinite(top) & (top <= _SUP_CAP), top, jnp.inf)
 
@@ -78,6 +89,14 @@ class AbstractPreprocessing(eqx.Module):
         """The preprocessing used at sample ratio `alpha` (default: `self`)."""
         del alpha
         return self
+
+
+def supremum(preprocessing: AbstractPreprocessing, support) -> Float[Array, ""]:
+    """`sup T` over labels in `support`: the default (numerical) `sup` restricted to the
+    support, or a subclass's own `sup()` (taken as exact)."""
+    if type(preprocessing).sup is AbstractPreprocessing.sup:
+        return preprocessing.sup(support)
+    return preprocessing.sup()
 
 
 class Identity(AbstractPreprocessing):
@@ -180,15 +199,49 @@ class LuoAlghamdiLu(AbstractPreprocessing):
         return (1.0 / (1.0 - self.clip),)
 
 
-class MondelliMontanari(AbstractPreprocessing):
-    r"""Mondelli-Montanari preprocessing for real phase retrieval,
-    `T(y) = (y_+ - 1) / (y_+ + sqrt(2 alpha) - 1)` with `y_+ = max(y, 0)`.
+class _AbstractMondelliMontanari(AbstractPreprocessing):
+    r"""The Mondelli-Montanari preprocessing for real phase retrieval,
+    `T(y) = (y_+ - 1) / (y_+ + sqrt(2 a) - 1)`, `y_+ = max(y, 0)`, evaluated at a sample
+    ratio `a` that each final class fixes its own way (`_tuned_alpha`).
 
-    This is the real-case form (the complex case uses `sqrt(alpha)`). Weak-recovery
-    threshold `alpha = 1/2`. For `alpha > 1/2` it is bounded (`-1/(sqrt(2 alpha) - 1) <=
-    T < 1 = tau`); at `alpha = 1/2` it is `1 - 1/y` (floored as in `LuoAlghamdiLu`);
-    for `alpha < 1/2` the denominator vanishes at `y = 1 - sqrt(2 alpha) > 0`, `T` is
-    unbounded and there is no outlier.
+    This is the real-case form (the complex case uses `sqrt(a)`; do not mix them up).
+    For `a > 1/2` it is bounded (`-1/(sqrt(2 a) - 1) <= T < 1 = tau`); at `a = 1/2` it is
+    `1 - 1/y` (floored as in `LuoAlghamdiLu`); for `a < 1/2` the denominator vanishes at
+    `y = 1 - sqrt(2 a) > 0`, `T` is unbounded and there is no outlier. Weak-recovery
+    threshold of the problem: `alpha = 1/2`."""
+
+    @abc.abstractmethod
+    def _tuned_alpha(self):
+        """The sample ratio `a` the formula is evaluated at."""
+
+    def _c(self):
+        return jnp.sqrt(2.0 * jnp.asarray(self._tuned_alpha(), dtype=float))
+
+    def __call__(self, y):
+        c = self._c()
+        yp = jnp.maximum(jnp.asarray(y), 0.0)
+        den = yp + c - 1.0
+        den = jnp.where(c >= 1.0, jnp.maximum(den, Y_FLOOR), den)
+        return (yp - 1.0) / den
+
+    def sup(self):
+        return jnp.where(self._c() >= 1.0, 1.0, jnp.inf)
+
+    def mass_at_sup(self):
+        return False
+
+    def breakpoints(self):
+        # y = 0 is a kink for noisy data (y_+); the floor matters only at a = 1/2.
+        return (0.0,)
+
+
+class MondelliMontanari(_AbstractMondelliMontanari):
+    r"""Mondelli-Montanari preprocessing **tuned to the sample ratio** (PhasePack's
+    `initOptimalSpectral` convention): `T(y) = (y_+ - 1) / (y_+ + sqrt(2 alpha) - 1)` at
+    the problem's own `alpha` (labels normalised so that `E y = 1`, as they are here).
+
+    Mondelli's own code evaluates the formula just above the weak-recovery threshold
+    instead, which makes it about `1 - 1/y`: that is `MondelliMontanariThreshold`.
 
     **Arguments:**
 
@@ -205,27 +258,31 @@ class MondelliMontanari(AbstractPreprocessing):
     def specialise(self, alpha):
         return MondelliMontanari(alpha) if self.alpha is None else self
 
-    def _c(self):
+    def _tuned_alpha(self):
         if self.alpha is None:
             raise ValueError(
                 "MondelliMontanari(alpha=None) takes alpha from the problem: call "
                 "specialise(alpha) first (spectral_theory and SpectralInit do it for you)"
             )
-        return jnp.sqrt(2.0 * jnp.asarray(self.alpha, dtype=float))
+        return self.alpha
 
-    def __call__(self, y):
-        c = self._c()
-        yp = jnp.maximum(jnp.asarray(y), 0.0)
-        den = yp + c - 1.0
-        den = jnp.where(c >= 1.0, jnp.maximum(den, Y_FLOOR), den)
-        return (yp - 1.0) / den
 
-    def sup(self):
-        return jnp.where(self._c() >= 1.0, 1.0, jnp.inf)
+class MondelliMontanariThreshold(_AbstractMondelliMontanari):
+    r"""Mondelli-Montanari preprocessing **tuned just above the weak-recovery threshold**,
+    whatever the problem's `alpha` (the convention of Mondelli's own code, which uses
+    `delta = 0.5005` for real phase retrieval): the formula at `a = (1 + margin) / 2`,
+    i.e. about `1 - 1/y` (`LuoAlghamdiLu`) with a finite floor `-1 / (sqrt(1 + margin) - 1)`.
 
-    def mass_at_sup(self):
-        return False
+    **Arguments:**
 
-    def breakpoints(self):
-        # y = 0 is a kink for noisy data (y_+); the floor matters only at alpha = 1/2.
-        return (0.0,)
+    - `margin`: relative distance above the threshold `1/2` (default `1e-3`, so
+      `a = 0.5005`); must be > 0.
+    """
+
+    margin: float = 1e-3
+
+    def __check_init__(self):
+        check_positive("MondelliMontanariThreshold margin", self.margin)
+
+    def _tuned_alpha(self):
+        return 0.5 * (1.0 + jnp.asarray(self.margin, dtype=float))

@@ -57,8 +57,8 @@ import numpy as np
 import optimistix as optx
 from jaxtyping import Array, Bool, Float
 
-from ._models import AbstractModel, PhaseRetrieval
-from ._preprocess import AbstractPreprocessing
+from ._models import AbstractBinaryModel, AbstractModel, PhaseRetrieval
+from ._preprocess import AbstractPreprocessing, supremum
 from ._problem import Problem
 from ._validate import as_arrays, check_positive, is_concrete
 
@@ -168,6 +168,14 @@ def _noiseless(model) -> bool:
 
 
 def _rule(model: AbstractModel, breakpoints: tuple, noiseless: bool) -> _Rule:
+    if isinstance(model, AbstractBinaryModel):
+        # the two labels integrated exactly: weights P(y = +-1 | G) on a rule in G
+        g, wg = _panels(jnp.arange(-10.0, 10.001, 0.25))
+        wz = wg * _phi(g)
+        p1 = jax.vmap(model.prob_plus)(g)
+        wp = jnp.concatenate([wz * p1, wz * (1.0 - p1)])
+        y = jnp.concatenate([jnp.ones_like(g), -jnp.ones_like(g)])
+        return _Rule(y=y, wp=wp, wm=wp * jnp.concatenate([g, g]) ** 2)
     if isinstance(model, PhaseRetrieval) and noiseless:
         pts = [jnp.arange(0.0, _G_MAX + 0.25, 0.5)]
         for b in breakpoints:
@@ -303,12 +311,12 @@ def _lam_star(d: _Data, lam_bar, has_outlier):
     return _root(fn, _BISECT_FLIP, (d, has_outlier), lam_bar, hi)
 
 
-def _prepare(model, prep, alpha, noiseless):
+def _prepare(model, prep, alpha, noiseless, support):
     prep = prep.specialise(alpha)
     rule = _rule(model, tuple(prep.breakpoints()), noiseless)
     z = jnp.maximum(jax.vmap(prep)(rule.y), _Z_FLOOR)
     data = _Data(z=z, wp=rule.wp, wm=rule.wm, inv_alpha=1.0 / jnp.asarray(alpha, dtype=float))
-    tau = jnp.asarray(prep.sup(), dtype=z.dtype)
+    tau = jnp.asarray(supremum(prep, support), dtype=z.dtype)
     bounded = jnp.isfinite(tau)
     zmax = jnp.max(jnp.where(rule.wp > 0, z, -jnp.inf))
     # A numerically estimated sup may sit just below the largest value on the nodes.
@@ -316,8 +324,8 @@ def _prepare(model, prep, alpha, noiseless):
     return prep, data, tau_eff, bounded
 
 
-def _theory_core(model, prep, alpha, noiseless: bool) -> SpectralTheory:
-    prep, d, tau, bounded = _prepare(model, prep, alpha, noiseless)
+def _theory_core(model, prep, alpha, noiseless: bool, support: tuple) -> SpectralTheory:
+    prep, d, tau, bounded = _prepare(model, prep, alpha, noiseless, support)
     lam_bar = _lam_bar(d, tau, prep.mass_at_sup())
     has = bounded & (_h(d, lam_bar) > 0)
     lam_star = jnp.where(has, _lam_star(d, lam_bar, has), lam_bar)
@@ -339,10 +347,10 @@ def _theory_core(model, prep, alpha, noiseless: bool) -> SpectralTheory:
     )
 
 
-def _margin_core(model, prep, log_alpha, noiseless: bool):
+def _margin_core(model, prep, log_alpha, noiseless: bool, support: tuple):
     """`H(lam_bar)` at `alpha = exp(log_alpha)`: positive iff there is an outlier."""
     alpha = jnp.exp(log_alpha)
-    prep, d, tau, bounded = _prepare(model, prep, alpha, noiseless)
+    prep, d, tau, bounded = _prepare(model, prep, alpha, noiseless, support)
     lam_bar = _lam_bar(d, tau, prep.mass_at_sup())
     return jnp.where(bounded, _h(d, lam_bar), -d.inv_alpha)
 
@@ -380,7 +388,8 @@ def spectral_theory(problem: Problem, preprocessing: AbstractPreprocessing) -> S
         raise ValueError(f"problem must be a dmftjax.Problem, got {type(problem).__name__}")
     _check_preprocessing(preprocessing)
     check_positive("alpha", problem.alpha)
-    tau = preprocessing.specialise(problem.alpha).sup()
+    support = label_support(problem.model)
+    tau = supremum(preprocessing.specialise(problem.alpha), support)
     if is_concrete(tau) and not math.isfinite(float(tau)):
         warnings.warn(_UNBOUNDED, RuntimeWarning, stacklevel=2)
         inf, zero = jnp.asarray(jnp.inf), jnp.asarray(0.0)
@@ -392,8 +401,18 @@ def spectral_theory(problem: Problem, preprocessing: AbstractPreprocessing) -> S
     noiseless = _noiseless(problem.model)
     return _theory_jit(
         as_arrays(problem.model), as_arrays(preprocessing), jnp.asarray(problem.alpha, dtype=float),
-        noiseless,
+        noiseless, support,
     )
+
+
+def label_support(model: AbstractModel) -> tuple[float, float]:
+    """`model.label_support()` as two floats; `(-inf, inf)` (the conservative answer)
+    when the model's fields are traced and its support cannot be evaluated."""
+    try:
+        lo, hi = model.label_support()
+        return float(lo), float(hi)
+    except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError):
+        return -math.inf, math.inf
 
 
 def weak_recovery_threshold(
@@ -416,8 +435,8 @@ def weak_recovery_threshold(
     - `bracket`: the range of `alpha` searched.
 
     **Returns:** the threshold as a float; `inf` (with a warning) when there is no
-    outlier at `bracket[1]`, and `bracket[0]` (with a warning) when there is one
-    already at `bracket[0]`.
+    outlier at `bracket[1]`. An outlier already at `bracket[0]` raises a ValueError
+    (the threshold lies below the bracket: widen it).
     """
     if not isinstance(model, AbstractModel):
         raise ValueError(f"model must be an AbstractModel, got {type(model).__name__}")
@@ -428,24 +447,25 @@ def weak_recovery_threshold(
     if not lo < hi:
         raise ValueError(f"bracket must be increasing, got {bracket}")
     noiseless = _noiseless(model)
+    support = label_support(model)
     m, p = as_arrays(model), as_arrays(preprocessing)
     x_lo, x_hi = jnp.log(jnp.asarray(lo, dtype=float)), jnp.log(jnp.asarray(hi, dtype=float))
-    if not float(_margin_jit(m, p, x_hi, noiseless)) > 0:
+    if not float(_margin_jit(m, p, x_hi, noiseless, support)) > 0:
         warnings.warn(f"no outlier for alpha <= {hi}: threshold reported as inf", RuntimeWarning,
                       stacklevel=2)
         return math.inf
-    if float(_margin_jit(m, p, x_lo, noiseless)) > 0:
-        warnings.warn(f"an outlier already at alpha = {lo}: widen the bracket", RuntimeWarning,
-                      stacklevel=2)
-        return float(lo)
-    return float(jnp.exp(_threshold_jit(m, p, x_lo, x_hi, noiseless)))
+    if float(_margin_jit(m, p, x_lo, noiseless, support)) > 0:
+        raise ValueError(
+            f"an outlier exists already at alpha = {lo}, the lower end of the bracket: the "
+            f"threshold lies below it; pass a wider bracket=(lower, {hi})")
+    return float(jnp.exp(_threshold_jit(m, p, x_lo, x_hi, noiseless, support)))
 
 
 @eqx.filter_jit
-def _threshold_jit(model, prep, x_lo, x_hi, noiseless):
+def _threshold_jit(model, prep, x_lo, x_hi, noiseless, support):
     def fn(x, args):
         mm, pp = args
-        return _margin_core(mm, pp, x, noiseless)
+        return _margin_core(mm, pp, x, noiseless, support)
 
     sol = optx.root_find(
         fn, optx.Bisection(rtol=1e-12, atol=1e-12, flip=False), 0.5 * (x_lo + x_hi),
