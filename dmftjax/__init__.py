@@ -12,6 +12,10 @@ from ._fixed_point import hessian_check as hessian_check
 from ._fixed_point import hessian_edges as hessian_edges
 from ._fixed_point import measured_rate as measured_rate
 from ._fixed_point import predicted_rate as predicted_rate
+from ._laws import CoordinateLaw as CoordinateLaw
+from ._laws import EmpiricalLaw as EmpiricalLaw
+from ._laws import LawComparison as LawComparison
+from ._laws import compare_laws as compare_laws
 from ._losses import AbstractLoss as AbstractLoss
 from ._losses import LogisticLoss as LogisticLoss
 from ._losses import Ridge as Ridge

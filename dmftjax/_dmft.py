@@ -269,7 +269,7 @@ def _gd_plan(problem, algorithm, *, slot: bool = False, power_slots: int = 0, sh
 
 def _solve_general(problem: Problem, plan: _Plan, key, num_samples: int, estimator: str, *,
                    a0, b0, slot=None, prep=None, antithetic: bool = False,
-                   z_tangent: bool = True, s0=None):
+                   z_tangent: bool = True, s0=None, law_slots: tuple = ()):
     r"""The forward-in-time solve over `W = len(plan.a)` slots (see the module docstring).
 
     `a0, b0`: coefficients of slot 0 on `theta*` and on an independent direction.
@@ -279,6 +279,8 @@ def _solve_general(problem: Problem, plan: _Plan, key, num_samples: int, estimat
     `z_tangent`: `Gam(t,*)` by the exact forward z-tangent (needs `f` and `T` without
     jumps) rather than Gaussian integration by parts on `z`.
     `s0`: scale of the rescale slot; `None` uses `model.default_scale(y)` on the samples.
+    `law_slots`: slots at which to return every sample's `(z, y, r)` (the row law), as
+    `kernels["rows_z"]`, `["rows_y"]` (`[M]`) and `["rows_r"]` (`[len(law_slots), M]`).
     `estimator`: `"tangent"`, `"ibp"` or `(kind, window, handoff)`. `handoff` (windowed
     only): stop integrating once the predicted remaining change of `(m, q)` is below
     `handoff` times the error (see `_converged`); the steps not integrated are flagged
@@ -483,26 +485,35 @@ def _solve_general(problem: Problem, plan: _Plan, key, num_samples: int, estimat
     }
     if tangent or windowed:
         kernels.update(R=carry["R"][:width], Gamma=carry["Gam"], Gamma_star=carry["Gs"])
+    if law_slots:
+        # r^t = A_t z + B_t xi + Rt(t, .) @ P with the final P: rows j >= t of P never
+        # enter Rt(t, .) (Rt is strictly lower triangular), and rows j < t are final by t
+        slots = jnp.asarray(law_slots)
+        sign = jnp.where(carry["A"][slots] >= 0, 1.0, -1.0) if model.even else 1.0
+        r_at = (carry["A"][slots, None] * z + carry["B"][slots, None] * xi
+                + carry["Rt"][slots] @ carry["P"])
+        kernels.update(rows_z=z, rows_y=y, rows_r=r_at * jnp.reshape(sign, (-1, 1)))
     return obs, kernels
 
 
 def _solve_one(problem: Problem, algorithm: GradientDescent, init: InformedInit, key,
-               num_samples: int, estimator: str):
+               num_samples: int, estimator: str, law_times: tuple = ()):
     """One replica of the DMFT of GD from an informed start: observables over t = 0..T
     and the kernels on the `(T+1) x (T+1)` grid."""
     plan = _gd_plan(problem, algorithm)
     return _solve_general(problem, plan, key, num_samples, estimator,
                           a0=init.overlap, b0=jnp.sqrt(init.norm - init.overlap**2),
-                          z_tangent=problem.model.smooth)
+                          z_tangent=problem.model.smooth, law_slots=law_times)
 
 
 TRACES = {"dmft": 0}
 
 
 @eqx.filter_jit
-def _solve_batch(problem, algorithm, init, keys, num_samples, estimator):
+def _solve_batch(problem, algorithm, init, keys, num_samples, estimator, law_times=()):
     TRACES["dmft"] += 1
-    one = lambda k: _solve_one(problem, algorithm, init, k, num_samples, estimator)  # noqa: E731
+    one = lambda k: _solve_one(problem, algorithm, init, k, num_samples, estimator,  # noqa: E731
+                               law_times)
     if estimator[0] == "windowed":  # long horizons: one replica's history in memory at a time
         return jax.lax.map(one, keys)
     return jax.vmap(one)(keys)
@@ -521,6 +532,7 @@ def solve_dmft(
     handoff: float | None = None,
     spectral_method: Literal["slot", "prehistory"] = "slot",
     eps0: float = 0.1,
+    laws_at=(),
 ) -> Trajectory:
     r"""Solve the DMFT of gradient descent (d = infinity) forward in time.
 
@@ -566,6 +578,10 @@ def solve_dmft(
       power method from a start of overlap `eps0` with `K` chosen from the predicted
       spectral gap (section 2). They agree; the slot is an order of magnitude cheaper.
       Below the weak-recovery threshold a `SpectralInit` is refused with a ValueError.
+    - `laws_at`: steps at which to keep every sample's `(z, y, r^t)`:
+      `Trajectory.law("row", t)` is then the DMFT's law of one row (an `EmpiricalLaw`,
+      one block per replica). `Trajectory.law("coordinate", t)` (the exact law of
+      `(theta*_j, theta^t_j)`) needs nothing kept.
 
     Seeds: `z`, `eps` and the seed of `theta^0` are stratified; the seeds are whitened
     (empirical mean 0, covariance I) and, when `num_samples >= steps + 21`, orthogonal
@@ -575,7 +591,7 @@ def solve_dmft(
     **Returns:** a `Trajectory` (source `"dmft"`) with `kernels` `C`, `Cu`, `A`
     (= overlap), `B`, `innovation` (the norms of the new directions of the sampled
     gradients, step by step), and for `"tangent"` and `"windowed"` also `R`, `Gamma`,
-    `Gamma_star`, averaged over replicas.
+    `Gamma_star`, averaged over replicas, each with its standard error (`C_se`, ...).
 
     References: Chen & Shen (2025), arXiv:2509.23527, and the derivation page.
     """
@@ -607,19 +623,22 @@ def solve_dmft(
             f"num_samples = {num_samples} must exceed steps + 3 = {algorithm.steps + 3}: "
             "the sample side whitens one Gaussian seed per step"
         )
+    from ._simulate import _check_times
     from ._spectral_init import SpectralInit
 
+    law_times = _check_times(laws_at, algorithm.steps)
     if isinstance(init, SpectralInit):
         return _solve_spectral(problem, algorithm, init, num_samples, key, num_replicas,
-                               engine, spectral_method, eps0)
+                               engine, spectral_method, eps0, law_times)
     if not isinstance(init, InformedInit):
         raise ValueError(f"solve_dmft does not know the initialisation {type(init).__name__}")
     keys = jax.random.split(key, num_replicas)
+    prior = problem.prior
     problem, algorithm, init = as_arrays((problem, algorithm, init))
-    obs, kernels = _solve_batch(problem, algorithm, init, keys, num_samples, engine)
+    obs, kernels = _solve_batch(problem, algorithm, init, keys, num_samples, engine, law_times)
     info = _info(num_samples, num_replicas, engine)
     obs = _hand_off(problem, algorithm, obs, info)
-    return _assemble(obs, kernels, info)
+    return _assemble(obs, kernels, info, law_times, prior)
 
 
 def _hand_off(problem, algorithm, obs, info: dict):
@@ -672,15 +691,27 @@ def window_ratio(gamma, window: int) -> float:
     return float(np.max(edge))
 
 
-def _assemble(obs, kernels, info) -> Trajectory:
-    """Replica means and standard errors of the observables; replica-mean kernels."""
+def _assemble(obs, kernels, info, law_times=(), prior=None) -> Trajectory:
+    """Replica means and standard errors of the observables; replica-mean kernels; the
+    row laws kept at `law_times` and the per-replica coefficients of the coordinate law."""
     obs = jax.tree.map(np.asarray, obs)
     ok = first_divergence(obs["norm"]) < 0
     keep = ok if ok.any() else np.ones_like(ok)  # the same replicas as the observables
+    kernels = dict(kernels)
+    rows = {k.removeprefix("rows_"): np.asarray(kernels.pop(k))[keep]
+            for k in ("rows_z", "rows_y", "rows_r") if k in kernels}
+    a_runs = np.asarray(kernels["A"])[keep]
+    c_diag = np.diagonal(np.asarray(kernels["C"])[keep], axis1=1, axis2=2)
+    info = dict(info, coordinate_runs={"A": a_runs, "V": c_diag - a_runs**2},
+                prior=_prior_name(prior))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        kernels = {k: jnp.asarray(np.nanmean(np.asarray(v)[keep], axis=0))
-                   for k, v in kernels.items()}
+        runs = {k: np.asarray(v)[keep] for k, v in kernels.items()}
+        kernels = {k: jnp.asarray(np.nanmean(v, axis=0)) for k, v in runs.items()}
+        if int(keep.sum()) > 1:  # the replica spread of every kernel
+            kernels.update({k + "_se": jnp.asarray(np.nanstd(v, axis=0, ddof=1)
+                                                   / np.sqrt(v.shape[0]))
+                            for k, v in runs.items()})
     if info.get("estimator") == "windowed" and "Gamma" in kernels:
         info = dict(info, window_ratio=window_ratio(np.asarray(kernels["Gamma"]),
                                                     info["window"]))
@@ -691,11 +722,22 @@ def _assemble(obs, kernels, info) -> Trajectory:
                 RuntimeWarning,
                 stacklevel=3)
     traj = finish(obs, "dmft", info)
-    return eqx.tree_at(lambda t: t.kernels, traj, kernels, is_leaf=lambda x: x is None)
+    traj = eqx.tree_at(lambda t: t.kernels, traj, kernels, is_leaf=lambda x: x is None)
+    if law_times:
+        laws = {("row", t): {"z": rows["z"], "y": rows["y"], "r": rows["r"][:, i]}
+                for i, t in enumerate(law_times)}
+        traj = eqx.tree_at(lambda t: t.laws, traj, laws, is_leaf=lambda x: x is None)
+    return traj
+
+
+def _prior_name(prior) -> str:
+    from ._models import RademacherPrior
+
+    return "rademacher" if isinstance(prior, RademacherPrior) else "gaussian"
 
 
 def _solve_spectral(problem, algorithm, init, num_samples, key, num_replicas, estimator,
-                    method, eps0):
+                    method, eps0, law_times=()):
     from ._dmft_spectral import check_outlier, power_schedule, solve_spectral_batch
 
     theory = check_outlier(problem, init)
@@ -713,11 +755,12 @@ def _solve_spectral(problem, algorithm, init, num_samples, key, num_replicas, es
             f"exceed steps + {extra_slots + 3} = {algorithm.steps + extra_slots + 3}"
         )
     keys = jax.random.split(key, num_replicas)
+    prior = problem.prior
     problem, algorithm, init, theory_arr = as_arrays((problem, algorithm, init, theory))
     obs, kernels, extra = solve_spectral_batch(problem, algorithm, init, keys, num_samples,
                                                estimator, method, theory_arr,
                                                schedule and (schedule[0], schedule[1], None),
-                                               eps0)
+                                               eps0, law_times)
     info = _info(num_samples, num_replicas, estimator)
     obs = _hand_off(problem, algorithm, obs, info)
     info.update(spectral_method=method, cosine2_theory=float(theory.cosine2),
@@ -727,7 +770,7 @@ def _solve_spectral(problem, algorithm, init, num_samples, key, num_replicas, es
                     power_cosine=np.asarray(extra["power_cosine"]).mean(0))
     else:
         info.update(norm_v=np.asarray(extra["norm_v"]).mean())
-    return _assemble(obs, kernels, info)
+    return _assemble(obs, kernels, info, law_times, prior)
 
 
 

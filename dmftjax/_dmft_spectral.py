@@ -87,7 +87,8 @@ def power_schedule(problem, init, eps0: float, tol: float = 1e-2):
 
 
 def solve_spectral_one(problem, algorithm, init, key, num_samples: int, estimator: str,
-                       method: str, theory=None, schedule=None, eps0: float = 0.1):
+                       method: str, theory=None, schedule=None, eps0: float = 0.1,
+                       law_times: tuple = ()):
     """One replica. Returns GD observables over t = 0..T, kernels on the GD grid, and the
     start's diagnostics (the slot's sampled normalisation, or the power-phase cosine)."""
     prep = init.preprocessing.specialise(problem.alpha)
@@ -98,7 +99,7 @@ def solve_spectral_one(problem, algorithm, init, key, num_samples: int, estimato
         obs, kernels = _solve_general(
             problem, plan, key, num_samples, estimator, a0=theory.m_v, b0=0.0,
             slot=(theory.R_vv, theory.m_v), prep=prep, z_tangent=z_tangent, s0=s0,
-            antithetic=True)
+            antithetic=True, law_slots=tuple(1 + t for t in law_times))
         first = 1
         extra = {"norm_v": kernels["C"][0, 0]}
     else:
@@ -106,23 +107,25 @@ def solve_spectral_one(problem, algorithm, init, key, num_samples: int, estimato
         plan = _gd_plan(problem, algorithm, power_slots=steps, shift=shift)
         obs, kernels = _solve_general(
             problem, plan, key, num_samples, estimator, a0=eps0,
-            b0=math.sqrt(1 - eps0**2), prep=prep, antithetic=True, z_tangent=z_tangent, s0=s0)
+            b0=math.sqrt(1 - eps0**2), prep=prep, antithetic=True, z_tangent=z_tangent, s0=s0,
+            law_slots=tuple(steps + t for t in law_times))
         first = steps
         extra = {"power_cosine": obs["cosine"][:steps]}
         obs = jax.tree.map(lambda c: c[steps:], obs)
-    kernels = {k: (v[first:, first:] if v.ndim == 2 else v[first:]) for k, v in kernels.items()}
+    kernels = {k: v if k.startswith("rows_") else (v[first:, first:] if v.ndim == 2 else v[first:])
+               for k, v in kernels.items()}
     return obs, kernels, extra
 
 
 @eqx.filter_jit
 def solve_spectral_batch(problem, algorithm, init, keys, num_samples, estimator, method,
-                         theory, schedule, eps0):
+                         theory, schedule, eps0, law_times=()):
     from ._dmft import TRACES
 
     TRACES["dmft"] += 1
     def one(k):
         return solve_spectral_one(problem, algorithm, init, k, num_samples, estimator, method,
-                                  theory, schedule, eps0)
+                                  theory, schedule, eps0, law_times)
 
     if estimator[0] == "windowed":  # long horizons: one replica's history at a time
         return jax.lax.map(one, keys)

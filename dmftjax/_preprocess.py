@@ -37,6 +37,7 @@ import abc
 import math
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
@@ -71,11 +72,31 @@ class AbstractPreprocessing(eqx.Module):
         `T` approaches its supremum somewhere the grid does not see: an override is
         taken as exact whatever the labels."""
         lo, hi = (float(v) for v in support)
-        grid = _SUP_GRID[(_SUP_GRID >= lo) & (_SUP_GRID <= hi)]
-        ends = [v for v in (lo, hi) if math.isfinite(v)]
-        values = self(jnp.asarray(np.concatenate([grid, ends])))
-        top = jnp.max(jnp.where(jnp.isnan(values), -jnp.inf, values))
-        return jnp.where(jnp.isfinite(top) & (top <= _SUP_CAP), top, jnp.inf)
+        grid = np.concatenate([_SUP_GRID[(_SUP_GRID >= lo) & (_SUP_GRID <= hi)],
+                               [v for v in (lo, hi) if math.isfinite(v)]])
+        grid = np.unique(grid)
+        if not all(is_concrete(leaf) for leaf in jax.tree.leaves(self)):
+            # traced (a swept parameter): the grid alone, without zooming in
+            values = self(jnp.asarray(grid))
+            top = jnp.max(jnp.where(jnp.isnan(values), -jnp.inf, values))
+            return jnp.where(jnp.isfinite(top) & (top <= _SUP_CAP), top, jnp.inf)
+        values = np.asarray(self(jnp.asarray(grid)), dtype=float)
+        values = np.where(np.isnan(values), -np.inf, values)
+        top = float(values.max())
+        # zoom in around the largest value: a pole between two grid points (a formula
+        # such as (y - 1)/(y + 0.5) on labels that reach -0.5) keeps growing, a
+        # maximum settles
+        for _ in range(4):
+            i = int(np.argmax(values))
+            a, b = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
+            grid = np.linspace(a, b, 2001)
+            values = np.asarray(self(jnp.asarray(grid)), dtype=float)
+            values = np.where(np.isnan(values), -np.inf, values)
+            new = float(values.max())
+            if not math.isfinite(new) or new > _SUP_CAP:
+                return jnp.asarray(jnp.inf)
+            top = max(top, new)
+        return jnp.asarray(top if math.isfinite(top) and top <= _SUP_CAP else jnp.inf)
 
     def mass_at_sup(self) -> bool | None:
         """Whether `T(Y)` has an atom or a positive density at `tau`; `None` if unknown."""

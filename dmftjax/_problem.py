@@ -61,6 +61,11 @@ class AbstractInit(eqx.Module):
         """`theta^0` (shape `[d]`) for one seed, from `theta*`, the design `a` (`[n, d]`)
         and the labels `y`."""
 
+    def simulator_start_with_info(self, problem: Problem, theta_star, a, y, *, key):
+        """`(theta^0, diagnostics)`: the start and a dict of scalars the simulator reports
+        per seed (e.g. whether an eigensolver converged). Default: no diagnostics."""
+        return self.simulator_start(problem, theta_star, a, y, key=key), {}
+
 
 class InformedInit(AbstractInit):
     r"""A start independent of the data: `theta^0 = overlap theta* + sqrt(norm - overlap^2) xi`,

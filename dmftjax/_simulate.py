@@ -3,6 +3,9 @@ seeds batched with `jax.vmap` (through `lax.map` in memory-sized batches)."""
 
 from __future__ import annotations
 
+import math
+import warnings
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -13,11 +16,17 @@ from ._trajectory import OBSERVABLES, Trajectory, finish, sample_observables
 from ._validate import as_arrays, check_int, check_key
 
 
-def observables(problem: Problem, theta_star, theta, z, y, r):
-    """The observables of one estimate `theta` at finite d (see `Trajectory`)."""
+def observables(problem: Problem, theta_star, theta, z, y, r, test=None):
+    """The observables of one estimate `theta` at finite d (see `Trajectory`). With
+    `test = (a_test, y_test)` the test error is measured on those fresh rows; otherwise
+    it is the exact conditional expectation given `theta` for a Gaussian design."""
     d = theta.shape[0]
-    return sample_observables(problem, y, z, r, m=theta_star @ theta / d, q=theta @ theta / d,
-                              p=theta_star @ theta_star / d)
+    obs = sample_observables(problem, y, z, r, m=theta_star @ theta / d, q=theta @ theta / d,
+                             p=theta_star @ theta_star / d)
+    if test is not None:
+        a_test, y_test = test
+        obs["test_error"] = jnp.mean(jax.vmap(problem.loss)(y_test, a_test @ theta))
+    return obs
 
 
 def draw_data(problem: Problem, dim: int, n: int, key):
@@ -35,39 +44,90 @@ def num_rows(problem: Problem, dim: int) -> int:
     return max(1, int(round(float(problem.alpha) * dim)))
 
 
-def _run_gd(problem: Problem, algorithm: GradientDescent, theta_star, a, z, y, theta0):
+class _Options(eqx.Module):
+    """What one seed records besides the observables (static)."""
+
+    test_rows: int = eqx.field(static=True, default=0)
+    kernels: bool = eqx.field(static=True, default=False)
+    law_times: tuple = eqx.field(static=True, default=())
+
+
+def _run_gd(problem: Problem, algorithm: GradientDescent, theta_star, a, z, y, theta0,
+            test, probes):
+    """Gradient descent from `theta0`; with `probes` (`[T, d]`) also the linear response
+    to a field `h^s` added to the gradient at step `s` (`theta^{s+1} -= eta h^s`), carried
+    as a forward tangent: `R(t, s)` is estimated by `<h^s, d theta^t> / d`."""
     loss = problem.loss
     eta, lam = algorithm.step_size, problem.lam
 
-    def step(theta, _):
-        r = a @ theta
-        obs = observables(problem, theta_star, theta, z, y, r)
-        grad = a.T @ jax.vmap(loss.grad)(y, r) + lam * theta
-        return theta - eta * grad, obs
+    def update(theta, field):
+        grad = a.T @ jax.vmap(loss.grad)(y, a @ theta) + lam * theta + field
+        return theta - eta * grad
 
-    theta_T, obs = jax.lax.scan(step, theta0, None, length=algorithm.steps)
-    last = observables(problem, theta_star, theta_T, z, y, a @ theta_T)
-    obs = jax.tree.map(lambda c, end: jnp.concatenate([c, end[None]]), obs, last)
-    return theta_T, obs
+    def step(carry, h):
+        theta, dtheta = carry
+        obs = observables(problem, theta_star, theta, z, y, a @ theta, test)
+        if probes is None:
+            return (update(theta, 0.0), None), (obs, theta)
+        new, dnew = jax.jvp(update, (theta, jnp.zeros_like(theta)), (dtheta, h))
+        return (new, dnew), (obs, theta, dtheta)
+
+    steps = algorithm.steps
+    xs = probes if probes is not None else None
+    init = (theta0, None if probes is None else jnp.zeros_like(theta0))
+    (theta_T, dtheta_T), out = jax.lax.scan(step, init, xs, length=steps)
+    last = observables(problem, theta_star, theta_T, z, y, a @ theta_T, test)
+    obs = jax.tree.map(lambda c, end: jnp.concatenate([c, end[None]]), out[0], last)
+    thetas = jnp.concatenate([out[1], theta_T[None]])
+    dthetas = None if probes is None else jnp.concatenate([out[2], dtheta_T[None]])
+    return obs, thetas, dthetas
 
 
-def simulate_one(problem: Problem, algorithm: GradientDescent, init, dim: int, n: int, key):
-    """One seed: draw data, start, run gradient descent; observables over t = 0..T."""
+def simulate_one(problem: Problem, algorithm: GradientDescent, init, dim: int, n: int, key,
+                 options: _Options = _Options()):
+    """One seed: draw data, start, run gradient descent; observables over t = 0..T, and
+    what `options` asks for (kernels, laws, the start's diagnostics)."""
     k_data, k_init = jax.random.split(key)
     theta_star, a, z, y = draw_data(problem, dim, n, k_data)
-    theta0 = init.simulator_start(problem, theta_star, a, y, key=k_init)
-    _, obs = _run_gd(problem, algorithm, theta_star, a, z, y, theta0)
-    return obs
+    theta0, start_info = init.simulator_start_with_info(problem, theta_star, a, y, key=k_init)
+    test = None
+    if options.test_rows:  # fresh rows of the same law, never seen by the algorithm
+        k_test = jax.random.fold_in(k_data, 1)
+        k_a, k_eps = jax.random.split(k_test)
+        a_test = jax.random.normal(k_a, (options.test_rows, dim)) / jnp.sqrt(dim)
+        eps = jax.random.normal(k_eps, (options.test_rows,))
+        test = (a_test, jax.vmap(problem.model.link)(a_test @ theta_star, eps))
+    probes = None
+    if options.kernels:
+        probes = jax.random.normal(jax.random.fold_in(k_data, 2), (algorithm.steps, dim))
+    obs, thetas, dthetas = _run_gd(problem, algorithm, theta_star, a, z, y, theta0, test,
+                                   probes)
+    out = {"obs": obs, "start": start_info}
+    if options.kernels:
+        out["C"] = thetas @ thetas.T / dim
+        resp = dthetas @ probes.T / dim  # [T+1, T]: <d theta^t, h^s> / d
+        resp = jnp.concatenate([resp, jnp.zeros((resp.shape[0], 1))], axis=1)
+        out["R"] = jnp.tril(resp, -1)
+    if options.law_times:
+        m = thetas @ theta_star / dim
+        times = jnp.asarray(options.law_times)
+        sign = jnp.where(m[times] >= 0, 1.0, -1.0) if problem.model.even else jnp.ones(len(times))
+        th = thetas[times] * sign[:, None]
+        out["rows"] = {"z": z, "y": y, "r": th @ a.T}
+        out["coordinates"] = {"theta_star": theta_star, "theta": th}
+    return out
 
 
 TRACES = {"simulate": 0}
 
 
 @eqx.filter_jit
-def _simulate_batch(problem, algorithm, init, keys, dim: int, n: int, batch_size: int):
+def _simulate_batch(problem, algorithm, init, keys, dim: int, n: int, batch_size: int,
+                    options: _Options):
     TRACES["simulate"] += 1
     return jax.lax.map(
-        lambda k: simulate_one(problem, algorithm, init, dim, n, k), keys, batch_size=batch_size
+        lambda k: simulate_one(problem, algorithm, init, dim, n, k, options), keys,
+        batch_size=batch_size,
     )
 
 
@@ -80,6 +140,9 @@ def simulate(
     num_seeds: int,
     key,
     memory_budget: float = 1.5e9,
+    test_rows: int | None = None,
+    kernels: bool = False,
+    laws_at=(),
 ) -> Trajectory:
     r"""Run the real algorithm at dimension `dim` on `num_seeds` independent draws of
     `(theta*, A, eps, theta^0)`, and return the seed mean of every observable with
@@ -93,10 +156,26 @@ def simulate(
     - `key`: a `jax.random` key; seed `i` uses `jax.random.split(key, num_seeds)[i]`.
     - `memory_budget`: bytes of design matrices held at once; seeds beyond it are run
       in sequence (`lax.map` with a batch size).
+    - `test_rows`: the test error is the mean loss on this many fresh rows per seed,
+      drawn from the same law and never seen by the algorithm (default: as many as the
+      training rows); `0` uses the exact conditional expectation given `theta^t` for a
+      Gaussian design instead (no Monte Carlo error, and the same function the DMFT uses).
+    - `kernels`: also measure `C(t, s) = <theta^t, theta^s>/d` and the response
+      `R(t, s)`: a random field `h^s` (i.i.d. N(0, 1) entries, independent across steps)
+      is added to the gradient at every step and its effect carried exactly as a forward
+      tangent, so `<h^s, d theta^t>/d` estimates `R(t, s)` without bias (its error,
+      `O(d^-1/2)` per seed, averages over seeds). `kernels["C"]`, `kernels["R"]` and
+      their standard errors `C_se`, `R_se`.
+    - `laws_at`: times at which to keep the empirical laws of one row `(z, y, r^t)` and
+      one coordinate `(theta*, theta^t)` (the global sign corrected for even links):
+      `Trajectory.law("row", t)`, `Trajectory.law("coordinate", t)`.
 
     **Returns:** a `Trajectory` (source `"simulation"`). Seeds that diverge are
-    excluded from the means, counted in `info["num_diverged"]`, and flagged with a
-    warning; if all diverge, `diverged` is True.
+    excluded from the means, counted in `info["num_diverged"]` with what the means over
+    every seed would be (`info["mean_all_runs"]`) and flagged with a warning; if all
+    diverge, `diverged` is True. A spectral start whose iterative eigensolver did not
+    converge on some seed is reported in `info["eigensolver_converged"]` (per seed) and
+    by a warning.
     """
     check_problem(problem, algorithm)
     dim = check_int("dim", dim, 2)
@@ -104,13 +183,72 @@ def simulate(
     check_key(key)
     check_init_supported(init)
     n = num_rows(problem, dim)
-    per_seed = 8.0 * n * dim * (1 if isinstance(init, InformedInit) else 3)
+    test_rows = n if test_rows is None else check_int("test_rows", test_rows, 0)
+    law_times = _check_times(laws_at, algorithm.steps)
+    options = _Options(test_rows=test_rows, kernels=bool(kernels), law_times=law_times)
+    per_seed = 8.0 * (n + test_rows) * dim * (1 if isinstance(init, InformedInit) else 3)
     batch_size = int(max(1, min(num_seeds, memory_budget // per_seed)))
     keys = jax.random.split(key, num_seeds)
     problem, algorithm, init = as_arrays((problem, algorithm, init))
-    curves = _simulate_batch(problem, algorithm, init, keys, dim, n, batch_size)
-    curves = jax.tree.map(np.asarray, curves)
-    return finish(curves, "simulation", dict(dim=dim, rows=n, num_seeds=num_seeds))
+    out = _simulate_batch(problem, algorithm, init, keys, dim, n, batch_size, options)
+    out = jax.tree.map(np.asarray, out)
+    info = dict(dim=dim, rows=n, num_seeds=num_seeds, test_rows=test_rows)
+    start = out["start"]
+    if "eigensolver_converged" in start:
+        conv = start["eigensolver_converged"].astype(bool)
+        info.update(eigensolver_converged=conv.tolist(),
+                    eigensolver_residual=start["eigensolver_residual"].tolist())
+        if not conv.all():
+            warnings.warn(
+                f"simulate: the iterative eigensolver of the spectral start did not converge "
+                f"on {int((~conv).sum())} of {num_seeds} seeds (largest relative residual "
+                f"{float(np.max(start['eigensolver_residual'])):.1e}): their start is not the "
+                "top eigenvector; use SpectralInit(method='dense'), raise max_restarts, or "
+                "clip the preprocessing from below", RuntimeWarning, stacklevel=2)
+    traj = finish(out["obs"], "simulation", info)
+    if kernels:
+        ok = _kept(traj, num_seeds)
+        traj = eqx.tree_at(lambda t: t.kernels, traj, {
+            "C": out["C"][ok].mean(0), "C_se": _se(out["C"][ok]),
+            "R": out["R"][ok].mean(0), "R_se": _se(out["R"][ok]),
+        }, is_leaf=lambda x: x is None)
+    if law_times:
+        ok = _kept(traj, num_seeds)
+        laws = {}
+        for i, t in enumerate(law_times):
+            rows = {k: (v[ok] if v.ndim == 2 else v[ok][:, i]) for k, v in out["rows"].items()}
+            coords = {k: (v[ok] if v.ndim == 2 else v[ok][:, i])
+                      for k, v in out["coordinates"].items()}
+            laws[("row", t)] = rows
+            laws[("coordinate", t)] = coords
+        traj = eqx.tree_at(lambda t: t.laws, traj, laws, is_leaf=lambda x: x is None)
+    return traj
+
+
+def _kept(traj: Trajectory, num_runs: int) -> np.ndarray:
+    """The runs the means are over (the non-diverged ones, or all if all diverged)."""
+    keep = np.ones(num_runs, bool)
+    bad = traj.info.get("diverged_runs", [])
+    keep[bad] = False
+    return keep if keep.any() else np.ones(num_runs, bool)
+
+
+def _se(x):
+    return x.std(axis=0, ddof=1) / math.sqrt(x.shape[0]) if x.shape[0] > 1 else np.full(x.shape[1:], np.nan)
+
+
+def _check_times(times, steps: int) -> tuple:
+    try:
+        times = tuple(times)
+    except TypeError:
+        raise ValueError(f"laws_at must be a sequence of steps, got {times!r}") from None
+    out = []
+    for t in times:
+        t = check_int("laws_at entry", t, 0)
+        if t > steps:
+            raise ValueError(f"laws_at entry {t} is beyond the last step {steps}")
+        out.append(t)
+    return tuple(out)
 
 
 def check_init_supported(init):

@@ -316,7 +316,10 @@ def _prepare(model, prep, alpha, noiseless, support):
     rule = _rule(model, tuple(prep.breakpoints()), noiseless)
     z = jnp.maximum(jax.vmap(prep)(rule.y), _Z_FLOOR)
     data = _Data(z=z, wp=rule.wp, wm=rule.wm, inv_alpha=1.0 / jnp.asarray(alpha, dtype=float))
-    tau = jnp.asarray(supremum(prep, support), dtype=z.dtype)
+    # `support` is the labels' support, or (for a preprocessing whose supremum was
+    # computed before tracing) `("tau", value)`
+    tau = support[1] if support[0] == "tau" else supremum(prep, support)
+    tau = jnp.asarray(tau, dtype=z.dtype)
     bounded = jnp.isfinite(tau)
     zmax = jnp.max(jnp.where(rule.wp > 0, z, -jnp.inf))
     # A numerically estimated sup may sit just below the largest value on the nodes.
@@ -390,6 +393,8 @@ def spectral_theory(problem: Problem, preprocessing: AbstractPreprocessing) -> S
     check_positive("alpha", problem.alpha)
     support = label_support(problem.model)
     tau = supremum(preprocessing.specialise(problem.alpha), support)
+    if is_concrete(tau) and type(preprocessing).sup is AbstractPreprocessing.sup:
+        support = ("tau", float(tau))  # the numerical supremum, computed once, concretely
     if is_concrete(tau) and not math.isfinite(float(tau)):
         warnings.warn(_UNBOUNDED, RuntimeWarning, stacklevel=2)
         inf, zero = jnp.asarray(jnp.inf), jnp.asarray(0.0)

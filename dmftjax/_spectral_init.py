@@ -300,9 +300,14 @@ class SpectralInit(AbstractInit):
         return lam, sign * jnp.sqrt(d) * x, info
 
     def simulator_start(self, problem, theta_star, a, y, *, key):
-        _, v, _ = self.eigenpair(problem, theta_star, a, y, key=key)
+        return self.simulator_start_with_info(problem, theta_star, a, y, key=key)[0]
+
+    def simulator_start_with_info(self, problem, theta_star, a, y, *, key):
+        lam, v, info = self.eigenpair(problem, theta_star, a, y, key=key)
         scale = problem.model.default_scale(y) if self.scale is None else self.scale
-        return scale * v
+        diagnostics = {"eigensolver_converged": info.converged,
+                       "eigensolver_residual": info.residual / jnp.abs(lam)}
+        return scale * v, diagnostics
 
 
 class SpectralSimulation(eqx.Module):

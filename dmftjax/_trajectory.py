@@ -43,6 +43,36 @@ class Trajectory(eqx.Module):
     diverged: bool = False
     diverged_at: int | None = None
     info: dict = eqx.field(default_factory=dict)
+    laws: dict | None = None
+
+    def law(self, kind: str, t: int):
+        """The law of one `"row"` `(z, y, r^t)` or one `"coordinate"` `(theta*, theta^t)`
+        at step `t` (see `dmftjax._laws`): an `EmpiricalLaw` (blocks = seeds or
+        replicas), or for the DMFT's coordinate an exact `CoordinateLaw`. Rows (and the
+        simulator's coordinates) are kept at the steps passed as `laws_at=` to the
+        engine."""
+        from ._laws import CoordinateLaw, EmpiricalLaw
+
+        if kind not in ("row", "coordinate"):
+            raise ValueError(f"kind must be 'row' or 'coordinate', got {kind!r}")
+        t = int(t)
+        if self.source == "dmft" and kind == "coordinate":
+            k = self.kernels or {}
+            if "A" not in k or "C" not in k or not 0 <= t < np.shape(k["C"])[0]:
+                raise ValueError(f"no DMFT kernels at t = {t}")
+            a, c = float(k["A"][t]), float(k["C"][t, t])
+            runs = self.info.get("coordinate_runs")
+            a_se = v_se = 0.0
+            if runs is not None:
+                ar, vr = np.asarray(runs["A"])[:, t], np.asarray(runs["V"])[:, t]
+                a_se, v_se = ar.std(ddof=1) / np.sqrt(ar.size), vr.std(ddof=1) / np.sqrt(vr.size)
+            return CoordinateLaw(a, c - a * a, self.info.get("prior", "gaussian"), time=t,
+                                 A_se=a_se, V_se=v_se)
+        if not self.laws or (kind, t) not in self.laws:
+            kept = sorted({tt for (_, tt) in (self.laws or {})})
+            raise ValueError(f"no {kind} law at t = {t}: pass laws_at=[{t}, ...] to the engine "
+                             f"(kept: {kept})")
+        return EmpiricalLaw(self.laws[(kind, t)], kind=kind, time=t, source=self.source)
 
     def __getattr__(self, name):
         if name in OBSERVABLES:
@@ -117,13 +147,22 @@ def finish(curves: dict, source: str, info: dict) -> Trajectory:
     ok = first < 0
     info = dict(info)
     info["num_diverged"] = int((~ok).sum())
+    info["diverged_runs"] = np.flatnonzero(~ok).tolist()
+    info["diverged_at_runs"] = first[~ok].tolist()
     # per seed / replica: heavy tails (rows trapped in a wrong well) show up here first
     info["final_error_runs"] = np.asarray(curves["error"])[:, -1].tolist()
     if not ok.all():
+        # what the means over every run would be, up to the first divergence (after it
+        # they are not finite): the survivors' means are conditioned on not diverging
+        t_end = int(first[~ok].min())
+        info["mean_all_runs"] = {name: np.asarray(curves[name])[:, :t_end].mean(axis=0).tolist()
+                                 for name in OBSERVABLES}
         msg = (
             f"{source}: {int((~ok).sum())} of {ok.size} runs diverged (first at step "
-            f"{int(first[~ok].min())}); the step size is too large for this problem "
-            "(see the per-row instability in the docs)"
+            f"{t_end}); the means are over the {int(ok.sum())} that did not (biased towards "
+            "them: info['mean_all_runs'] has the means over every run up to that step). "
+            "The step size is too large for this problem (see the per-row instability in "
+            "the docs)"
         )
         warnings.warn(msg, RuntimeWarning, stacklevel=3)
     if ok.any():
