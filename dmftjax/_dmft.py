@@ -637,15 +637,33 @@ def solve_dmft(
     problem, algorithm, init = as_arrays((problem, algorithm, init))
     obs, kernels = _solve_batch(problem, algorithm, init, keys, num_samples, engine, law_times)
     info = _info(num_samples, num_replicas, engine)
-    obs = _hand_off(problem, algorithm, obs, info)
-    return _assemble(obs, kernels, info, law_times, prior)
+    handed = _hand_off(problem, algorithm, obs, info)
+    if handed is None:  # no valid fixed point: integrate every step after all
+        _refuse_handoff(info)
+        engine = (engine[0], engine[1], None)
+        obs, kernels = _solve_batch(problem, algorithm, init, keys, num_samples, engine,
+                                    law_times)
+        handed = obs
+    return _assemble(handed, kernels, info, law_times, prior)
+
+
+def _refuse_handoff(info: dict):
+    warnings.warn(
+        "handoff: the fixed point started from the hand-off values is not valid (error "
+        f"{info['handoff_fixed_point_error']:.3g}, converged "
+        f"{info['handoff_fixed_point_converged']}), so there is no limit to continue the "
+        "curve to; every step was integrated instead (info['handoff_refused'])",
+        RuntimeWarning, stacklevel=3)
+    info.update(handoff_refused=True, handed_off=False)
 
 
 def _hand_off(problem, algorithm, obs, info: dict):
     """Replace the skipped steps after a hand-off by the approach to the fixed point,
     `x(t) = x_inf + (x(t_c) - x_inf) rate^(t - t_c) (t / t_c)^(-3/2)` per replica, with
     `x_inf` from `fixed_point` (started from the hand-off values) and `rate` from
-    `predicted_rate`. Records the hand-off steps in `info`."""
+    `predicted_rate`. Records the hand-off steps in `info`. Returns `None` when the fixed
+    point started from the hand-off values is not valid (Newton did not converge, or an
+    unstable branch): then there is nothing to continue the curve to."""
     flags = obs.pop("handed_off", None)
     if flags is None:
         return obs
@@ -660,10 +678,15 @@ def _hand_off(problem, algorithm, obs, info: dict):
     rows = np.nonzero(at >= 0)[0]
     m0 = float(np.mean([obs["overlap"][r, at[r]] for r in rows]))
     q0 = float(np.mean([obs["norm"][r, at[r]] for r in rows]))
-    fixed = fixed_point(problem, start=(m0, q0))
-    rate = float(predicted_rate(problem, algorithm.step_size, fixed=fixed).rate)
-    info.update(handoff_rate=rate, handoff_fixed_point_error=float(fixed.error),
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        fixed = fixed_point(problem, start=(m0, q0))
+    info.update(handoff_fixed_point_error=float(fixed.error),
                 handoff_fixed_point_converged=bool(fixed.converged))
+    if not bool(fixed.valid):
+        return None  # no limit to continue to: the caller integrates every step instead
+    rate = float(predicted_rate(problem, algorithm.step_size, fixed=fixed).rate)
+    info.update(handoff_rate=rate)
     steps = np.arange(flags.shape[1])
     for r in rows:
         t_c = at[r]
@@ -762,7 +785,14 @@ def _solve_spectral(problem, algorithm, init, num_samples, key, num_replicas, es
                                                schedule and (schedule[0], schedule[1], None),
                                                eps0, law_times)
     info = _info(num_samples, num_replicas, estimator)
-    obs = _hand_off(problem, algorithm, obs, info)
+    handed = _hand_off(problem, algorithm, obs, info)
+    if handed is None:  # no valid fixed point: integrate every step after all
+        _refuse_handoff(info)
+        obs, kernels, extra = solve_spectral_batch(
+            problem, algorithm, init, keys, num_samples, (estimator[0], estimator[1], None),
+            method, theory_arr, schedule and (schedule[0], schedule[1], None), eps0, law_times)
+        handed = obs
+    obs = handed
     info.update(spectral_method=method, cosine2_theory=float(theory.cosine2),
                 top_eigenvalue=float(theory.top_eigenvalue), R_vv=float(theory.R_vv))
     if method == "prehistory":

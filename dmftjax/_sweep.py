@@ -612,6 +612,18 @@ def sweep(
         thr = _thresholds(problem, preprocessing, axes.get("prep"), prep_field)
     info = dict(num_points=num_points, computed=computed, devices=device_names,
                 chunk_len=chunk_len, seconds=elapsed)
+    if "num_diverged" in values:  # replicas dropped from a point's means are reported
+        dropped = np.asarray(values["num_diverged"])
+        info.update(points_with_diverged_replicas=int((dropped > 0).sum()),
+                    points_all_diverged=int(np.asarray(values["diverged"]).sum()))
+        if (dropped > 0).any():
+            warnings.warn(
+                f"sweep: {info['points_with_diverged_replicas']} of {num_points} points had "
+                f"diverged replicas ({info['points_all_diverged']} had only diverged ones); "
+                "their means are over the other replicas (values['num_diverged'] per point)",
+                RuntimeWarning, stacklevel=2)
+    if "valid" in values:
+        info.update(points_invalid=int((~np.asarray(values["valid"]).astype(bool)).sum()))
     return SweepResult(axes=axes, values=values, curves=curves, settings=settings,
                        hash=digest, threshold=thr, folder=folder, computed=computed, info=info)
 

@@ -573,7 +573,9 @@ def main(ctx):
       dmftjax tune --param lam --alpha 3
     """
     import jax
+    import matplotlib
 
+    matplotlib.use("Agg")  # the command line draws to files, on machines without a display
     jax.config.update("jax_enable_x64", True)
     old = warnings.showwarning
 

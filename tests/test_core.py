@@ -84,19 +84,6 @@ def test_seeds_are_whitened(key):
     np.testing.assert_allclose(seeds.T @ seeds / 500, np.eye(20), atol=1e-10)
 
 
-def test_dmft_covariance_is_exact_on_the_samples(key):
-    # The parameter side's C(t, s) and C_u = L L^T must be the covariances the sample
-    # side actually used (no Cholesky drift): checked through C_u against the sampled g.
-    problem = wirtinger(noise=0.1)
-    out, kernels = jax.jit(lambda k: _solve_one(
-        problem, dj.GradientDescent(0.05, 60), dj.InformedInit(0.5, 1.0), k, 2000, "tangent"
-    ))(key)
-    cu = np.asarray(kernels["Cu"])
-    assert np.all(np.linalg.eigvalsh(cu) > -1e-10)
-    c = np.asarray(kernels["C"])
-    np.testing.assert_allclose(np.diag(c), out["norm"], rtol=1e-12)
-
-
 # -- agreement with the simulator ----------------------------------------------------
 
 OBS = ("error", "overlap", "norm", "cosine", "train_loss", "test_error", "wrong_well")
@@ -125,31 +112,11 @@ def test_logistic_probit_matches_simulation():
     assert_agree(sim, dmft, OBS)
 
 
-def test_finite_size_gap_shrinks_like_one_over_d():
-    # The simulator's finite-size bias is resolvable at d = 100 (400 seeds); at d = 800
-    # it must be what 1/d scaling predicts from d = 100 (an eighth), within errors.
-    problem, init = wirtinger(noise=0.1), dj.InformedInit(0.5, 1.0)
-    alg = dj.GradientDescent(0.05, 20)
-    dmft = dj.solve_dmft(problem, alg, init, num_samples=20000, num_replicas=8,
-                         key=jax.random.key(5))
-    gap = {}
-    for dim, seeds in [(100, 400), (800, 50)]:
-        sim = dj.simulate(problem, alg, init, dim=dim, num_seeds=seeds, key=jax.random.key(dim))
-        for name in ("error", "train_loss"):
-            g = float(sim.values[name][-1] - dmft.values[name][-1])
-            se = float(np.hypot(sim.stderr[name][-1], dmft.stderr[name][-1]))
-            gap[dim, name] = (g, se)
-    for name in ("error", "train_loss"):
-        (g100, s100), (g800, s800) = gap[100, name], gap[800, name]
-        assert g100 > 3 * s100, gap
-        assert abs(g800 - g100 / 8) < 3 * np.hypot(s800, s100 / 8), gap
-
-
 def test_estimators_agree():
     problem, alg, init = wirtinger(noise=0.1), dj.GradientDescent(0.05, 30), dj.InformedInit(0.5, 1.0)
-    tangent = dj.solve_dmft(problem, alg, init, num_samples=10000, num_replicas=6,
+    tangent = dj.solve_dmft(problem, alg, init, num_samples=10000, num_replicas=8,
                             key=jax.random.key(6))
-    ibp = dj.solve_dmft(problem, alg, init, num_samples=10000, num_replicas=6,
+    ibp = dj.solve_dmft(problem, alg, init, num_samples=10000, num_replicas=8,
                         key=jax.random.key(7), estimator="ibp")
     assert_agree(tangent, ibp, ("error", "overlap", "norm", "train_loss"))
     assert "Gamma" in tangent.kernels and "Gamma" not in ibp.kernels

@@ -119,7 +119,7 @@ def dmft_runs():
     for lam in (0.05, 0.2):
         problem = wirtinger(lam)
         traj = dj.solve_dmft(problem, dj.GradientDescent(0.05, 150), dj.InformedInit(0.5, 1.0),
-                             num_samples=800, key=jax.random.key(11), num_replicas=6)
+                             num_samples=800, key=jax.random.key(11), num_replicas=8)
         out[lam] = (problem, traj)
     return out
 
@@ -246,7 +246,7 @@ def test_probit_logistic_against_instances():
     fp = fixed_point(problem)
     assert bool(fp.valid)
     hc = hessian_check(problem, dj.GradientDescent(0.5, 20), dj.InformedInit(0.5, 1.0),
-                       dim=200, key=jax.random.key(3), num_seeds=4, polish=8)
+                       dim=200, key=jax.random.key(3), num_seeds=8, polish=8)
     for attr, fp_attr in (("kappa_trace", "kappa"), ("m", "m"), ("q", "q")):
         v = np.asarray(getattr(hc, attr))
         se = v.std(ddof=1) / np.sqrt(v.size)

@@ -161,7 +161,7 @@ def test_user_defined_loss_and_model_run_in_both_engines():
     prob = dj.Problem(Cubic(), PseudoHuber(), alpha=2.0, regulariser=dj.Ridge(0.1),
                       prior=dj.RademacherPrior())
     alg, init = dj.GradientDescent(0.2, 30), dj.InformedInit(0.2, 1.0)
-    dmft = dj.solve_dmft(prob, alg, init, num_samples=4000, num_replicas=6,
+    dmft = dj.solve_dmft(prob, alg, init, num_samples=4000, num_replicas=8,
                          key=jax.random.key(0))
     sim = dj.simulate(prob, alg, init, dim=1000, num_seeds=8, key=jax.random.key(1))
     assert_agree(sim, dmft, ("error", "overlap", "norm", "train_loss"))

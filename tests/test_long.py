@@ -59,10 +59,16 @@ def test_too_small_a_window_warns():
         solve(40, "windowed", window=8, num=600)
 
 
+@pytest.mark.slow
 def test_handoff_flags_and_continues_the_curve_to_the_fixed_point():
+    # four replicas, a hand-off at a predicted remaining change of 5% of the error: the
+    # extrapolated tail must stay within 2% of the error of a run that integrates every
+    # step (on the same seeds, so the two differ after the hand-off only by the
+    # extrapolation and by the integrated run's own Monte Carlo wandering about its
+    # limit, measured by its standard error), to the end
     steps = 400
-    full = solve(steps, "windowed", num=3000)
-    short = solve(steps, "windowed", num=3000, handoff=0.05)
+    full = solve(steps, "windowed", num=3000, replicas=4)
+    short = solve(steps, "windowed", num=3000, replicas=4, handoff=0.05)
     info = short.info
     assert info["handed_off"] and info["handoff_fixed_point_converged"]
     at = np.asarray(info["handoff_at"])
@@ -71,14 +77,10 @@ def test_handoff_flags_and_continues_the_curve_to_the_fixed_point():
     # Up to the hand-off the two runs are the same computation.
     first = int(at.min())
     np.testing.assert_allclose(short.error[: first + 1], full.error[: first + 1], rtol=1e-10)
-    # After it, the extrapolated curve must stay within the tolerance asked for (5% of
-    # the error) plus the Monte Carlo error of the integrated run.
-    tol = 0.05 * np.asarray(full.error) + 3 * np.asarray(full.error_se)
+    tol = 0.02 * np.asarray(full.error) + 3 * np.asarray(full.error_se)
     gap = np.abs(np.asarray(short.error - full.error))
     assert np.all(gap[first:] < tol[first:]), float(np.max(gap[first:] / tol[first:]))
-    fixed = dj.fixed_point(PROBLEM, start=(float(full.overlap[-1]), float(full.norm[-1])))
-    gap_end = abs(float(short.error[-1]) - float(fixed.error))
-    assert gap_end < 0.05 * float(fixed.error) + 3 * float(full.error_se[-1])
+    assert gap[-1] < tol[-1], (float(short.error[-1]), float(full.error[-1]))
 
 
 def test_long_horizon_inputs_are_checked():
@@ -106,7 +108,7 @@ def test_windowed_matches_the_simulator_down_to_small_errors():
     problem = dj.Problem(dj.PhaseRetrieval(0.0), dj.WirtingerLoss(), alpha=3.0,
                          regulariser=dj.Ridge(0.01))
     alg, init = dj.GradientDescent(0.03, 150), dj.InformedInit(0.8, 1.0)
-    dmft = dj.solve_dmft(problem, alg, init, num_samples=5000, num_replicas=4,
+    dmft = dj.solve_dmft(problem, alg, init, num_samples=5000, num_replicas=8,
                          key=jax.random.key(11), estimator="windowed")
     sim = dj.simulate(problem, alg, init, dim=1000, num_seeds=8, key=jax.random.key(12))
     assert float(dmft.error[-1]) < 1e-3
@@ -144,3 +146,30 @@ def test_windowed_spectral_slot_is_the_exact_mode_inside_the_window(prep):
     for name in ("overlap", "norm", "error", "wrong_well"):
         np.testing.assert_allclose(win.values[name][:w], exact.values[name][:w],
                                    rtol=1e-9, atol=1e-12)
+
+
+def test_an_invalid_fixed_point_refuses_the_handoff(monkeypatch):
+    # the curve is never continued to a limit that Newton did not find: every step is
+    # integrated instead, with a warning
+    import equinox as eqx
+
+    from dmftjax import _fixed_point
+
+    real = _fixed_point.fixed_point
+
+    def unconverged(*args, **kwargs):
+        fp = real(*args, **kwargs)
+        return eqx.tree_at(lambda f: (f.converged, f.residual), fp,
+                           (jnp.asarray(False), jnp.asarray(1.0)))
+
+    monkeypatch.setattr(_fixed_point, "fixed_point", unconverged)
+    problem = dj.Problem(dj.LinearModel(0.3), dj.SquareLoss(), alpha=3.0,
+                         regulariser=dj.Ridge(0.1))
+    kw = dict(num_samples=400, num_replicas=2, key=jax.random.key(9), estimator="windowed",
+              window=16)
+    alg = dj.GradientDescent(0.2, 120)
+    with pytest.warns(RuntimeWarning, match="no limit to continue"):
+        short = dj.solve_dmft(problem, alg, INIT, handoff=0.05, **kw)
+    assert short.info["handoff_refused"] and not short.info["handed_off"]
+    full = dj.solve_dmft(problem, alg, INIT, **kw)
+    np.testing.assert_allclose(short.error, full.error, rtol=1e-12)

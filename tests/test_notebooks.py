@@ -51,9 +51,10 @@ def test_notebook_runs(name, monkeypatch, tmp_path):
     (i,) = [k for k, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
     assert "FULL = False" in nb.cells[i].source
     nb.cells.insert(i + 1, nbformat.v4.new_code_cell(TINY[name]))
-    # the kernel imports this checkout of dmftjax and draws off-screen
+    # the kernel imports this checkout of dmftjax and draws as Jupyter does: with the
+    # kernel's own inline backend (no MPLBACKEND forced, which would hide every figure)
     monkeypatch.setenv("PYTHONPATH", str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.delenv("MPLBACKEND", raising=False)
     monkeypatch.setenv("JAX_PLATFORMS", os.environ.get("JAX_PLATFORMS", "cpu"))
     client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
                                      resources={"metadata": {"path": str(tmp_path)}})
@@ -61,3 +62,13 @@ def test_notebook_runs(name, monkeypatch, tmp_path):
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
     assert not errors
+    # every cell that draws shows its figure (an image in the cell's outputs)
+    for cell in nb.cells:
+        if cell.cell_type != "code" or not DRAWS(cell.source):
+            continue
+        images = [o for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+        assert images, f"{name}: a cell that draws shows no figure:\n{cell.source[:200]}"
+
+
+def DRAWS(source: str) -> bool:
+    return any(k in source for k in ("plt.", "plot_", "compare(", ".plot("))
