@@ -20,7 +20,7 @@ import numpy as np
 jax.config.update("jax_enable_x64", True)
 
 import dmftjax as dj  # noqa: E402
-from dmftjax._dmft import _solve_one, whitened_seeds  # noqa: E402
+from dmftjax._dmft import _replica, whitened_seeds  # noqa: E402
 from dmftjax._simulate import simulate_one  # noqa: E402
 from dmftjax._validate import as_arrays  # noqa: E402
 
@@ -34,7 +34,7 @@ INIT = dj.InformedInit(0.5, 1.0)
 
 def dmft_fn(steps, num, estimator="tangent"):
     p, a, i = as_arrays((PROBLEM, dj.GradientDescent(0.05, steps), INIT))
-    f = jax.jit(lambda k: _solve_one(p, a, i, k, num, estimator))
+    f = jax.jit(lambda k: _replica(p, a, i.dmft_start(p), k, num, (estimator, 0, None)))
     return lambda: f(jax.random.key(0))
 
 

@@ -19,7 +19,7 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 import dmftjax as dj  # noqa: E402
-from dmftjax._dmft import _solve_one  # noqa: E402
+from dmftjax._dmft import _replica  # noqa: E402
 from dmftjax._simulate import simulate_one  # noqa: E402
 from dmftjax._validate import as_arrays  # noqa: E402
 
@@ -54,7 +54,7 @@ def main():
     for steps, num, est in grid:
         p, a, i = as_arrays((PROBLEM, dj.GradientDescent(0.03, steps), INIT))
         engine = (est, 40, None)  # the long-horizon mode's default window
-        f = jax.jit(lambda k, p=p, a=a, i=i, num=num, e=engine: _solve_one(p, a, i, k, num, e))
+        f = jax.jit(lambda k, p=p, a=a, i=i, num=num, e=engine: _replica(p, a, i.dmft_start(p), k, num, e))
         t = timeit(lambda f=f: f(jax.random.key(0)), 2)
         out["rows"].append(dict(kind="dmft", steps=steps, samples=num, estimator=est, time=t,
                                 mem_gb=device_memory()))

@@ -20,7 +20,7 @@ import numpy as np
 jax.config.update("jax_enable_x64", True)
 
 import dmftjax as dj  # noqa: E402
-from dmftjax._dmft import _solve_one  # noqa: E402
+from dmftjax._dmft import _replica  # noqa: E402
 from dmftjax._validate import as_arrays  # noqa: E402
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
@@ -41,7 +41,7 @@ def engine(name):
 
 def solver(steps, num, name, replicas=1):
     p, a, i = as_arrays((PROBLEM, dj.GradientDescent(STEP, steps), INIT))
-    one = lambda k: _solve_one(p, a, i, k, num, engine(name))  # noqa: E731
+    one = lambda k: _replica(p, a, i.dmft_start(p), k, num, engine(name))  # noqa: E731
     keys = jax.random.split(jax.random.key(0), replicas)
     return jax.jit(lambda keys: jax.lax.map(one, keys)), keys
 

@@ -2,7 +2,17 @@
 
 import importlib.metadata
 
+from ._algorithms import AbstractAlgorithm as AbstractAlgorithm
+from ._algorithms import Coefficients as Coefficients
+from ._algorithms import GradientDescent as GradientDescent
+from ._algorithms import HeavyBall as HeavyBall
+from ._algorithms import Nesterov as Nesterov
+from ._dmft import dmft_replica as dmft_replica
 from ._dmft import solve_dmft as solve_dmft
+from ._estimators import AbstractEstimator as AbstractEstimator
+from ._estimators import IntegrationByParts as IntegrationByParts
+from ._estimators import Tangent as Tangent
+from ._estimators import Windowed as Windowed
 from ._fixed_point import FixedPoint as FixedPoint
 from ._fixed_point import HessianCheck as HessianCheck
 from ._fixed_point import RatePrediction as RatePrediction
@@ -38,7 +48,7 @@ from ._preprocess import MondelliMontanari as MondelliMontanari
 from ._preprocess import MondelliMontanariThreshold as MondelliMontanariThreshold
 from ._preprocess import Trimmed as Trimmed
 from ._problem import AbstractInit as AbstractInit
-from ._problem import GradientDescent as GradientDescent
+from ._problem import DMFTStart as DMFTStart
 from ._problem import InformedInit as InformedInit
 from ._problem import Problem as Problem
 from ._simulate import simulate as simulate

@@ -11,7 +11,8 @@ from ._dmft import solve_dmft
 from ._losses import Ridge, WirtingerLoss
 from ._models import PhaseRetrieval
 from ._preprocess import MondelliMontanari
-from ._problem import GradientDescent, Problem
+from ._algorithms import GradientDescent
+from ._problem import Problem
 from ._simulate import simulate
 from ._spectral import spectral_theory
 from ._spectral_init import SpectralInit

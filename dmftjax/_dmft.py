@@ -29,14 +29,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._problem import GradientDescent, InformedInit, Problem, check_problem
+from ._estimators import ADJOINT_BLOCK, DEFAULT_WINDOW, Tangent, as_estimator
+from ._problem import AbstractInit, Problem, check_problem
 from ._trajectory import OBSERVABLES, Trajectory, finish, first_divergence, sample_observables
 from ._validate import as_arrays, check_int, check_key, check_positive, check_real
 
-Estimator = Literal["tangent", "ibp", "windowed"]
-DEFAULT_WINDOW = 40
 WINDOW_WARN = 2e-3
-ADJOINT_BLOCK = 8
 
 
 def _stratified_normal(key, num_samples: int):
@@ -104,7 +102,7 @@ def _qr_append(q_basis, g, num_samples, rtol: float = 1e-10):
     return c, nrm, jnp.where(keep, resid / jnp.where(keep, nrm, 1.0), 0.0)
 
 
-def _gamma_row(h_hist, resp, t, block: int):
+def _gamma_row(h_hist, resp, t, block: int, reverse: bool = False):
     r"""`sum_i h_i^t J_i(t, s)` over samples `i`, where `J(t, s) = d r^t / d w^s` solves
     the backward (adjoint) recursion `J(t,t) = 1`,
     `J(t,s) = h^s sum_{s<s'<=t} R(s',s) J(t,s')` (section 3).
@@ -112,12 +110,14 @@ def _gamma_row(h_hist, resp, t, block: int):
     Time-major (`h_hist` is `[W, M]`, `resp` `[W, W]`, `W` a multiple of `block`), and
     blocked: the contribution of later blocks enters through one matrix product per
     block, the short in-block recursion is unrolled so XLA fuses it into one pass over
-    the samples. Only the blocks up to `t` are visited."""
+    the samples. Only the blocks up to `t` are visited; with `reverse` (an engine built
+    for reverse-mode derivatives) every block is, the ones beyond `t` masked, so that
+    the loop has a fixed trip count."""
     width, num_samples = h_hist.shape
     x = jnp.zeros((width, num_samples), h_hist.dtype).at[t].set(1.0)
 
     def do_block(i, x):
-        start = (t // block - i) * block
+        start = jnp.maximum((t // block - i) * block, 0)
         cols = jax.lax.dynamic_slice_in_dim(resp, start, block, axis=1)
         acc = cols.T @ x  # rows >= t are final; in-block rows < t are still zero
         r_in = jax.lax.dynamic_slice_in_dim(cols, start, block, axis=0)
@@ -128,10 +128,14 @@ def _gamma_row(h_hist, resp, t, block: int):
             later = sum((r_in[k, j] * rows[k] for k in range(j + 1, block)), acc[j])
             rows[j] = h_blk[j] * later
         old = jax.lax.dynamic_slice_in_dim(x, start, block, axis=0)
-        new = jnp.where((start + jnp.arange(block) < t)[:, None], jnp.stack(rows), old)
+        live = (start + jnp.arange(block) < t) & (i <= t // block)
+        new = jnp.where(live[:, None], jnp.stack(rows), old)
         return jax.lax.dynamic_update_slice_in_dim(x, new, start, axis=0)
 
-    x = jax.lax.fori_loop(0, t // block + 1, do_block, x)
+    if reverse:
+        x = jax.lax.fori_loop(0, width // block, do_block, x)
+    else:
+        x = jax.lax.fori_loop(0, t // block + 1, do_block, x)
     return x @ h_hist[t]
 
 
@@ -206,6 +210,32 @@ def _scan_live(step, carry, first: int, width: int, window: int):
     return carry, dict(obs, handed_off=skipped)
 
 
+def _checkpointed_scan(step, carry, xs):
+    """`lax.scan(step, carry, xs)` for reverse mode with memory held down: the steps in
+    blocks of about `sqrt(len(xs))`, each block a rematerialised scan, so the backward
+    pass stores the carry at the block boundaries and recomputes each block once."""
+    n = xs.shape[0]
+    size = max(1, int(round(n**0.5)))
+    blocks = -(-n // size)
+    pad = blocks * size - n
+    valid = jnp.concatenate([jnp.ones(n, bool), jnp.zeros(pad, bool)]).reshape(blocks, size)
+    xs = jnp.concatenate([xs, jnp.full(pad, xs[-1])]).reshape(blocks, size)
+
+    def guarded(c, x_ok):
+        x, ok = x_ok
+        new, out = step(c, x)
+        new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, c)
+        return new, out
+
+    @jax.checkpoint
+    def block(c, xb):
+        return jax.lax.scan(guarded, c, xb)
+
+    carry, out = jax.lax.scan(block, carry, (xs, valid))
+    out = jax.tree.map(lambda o: o.reshape((blocks * size,) + o.shape[2:])[:n], out)
+    return carry, out
+
+
 def _gamma_window(h_win, resp, block: int):
     r"""`sum_i h_i^t J_i(t, s)` for the `W` times `s` of a full window ending at `t` (the
     last row): `_gamma_row` with `t = W - 1` fixed, so every loop is static and XLA fuses
@@ -236,40 +266,59 @@ def whitened_antithetic(key, num_samples: int, width: int, kept: int):
 
 
 class _Plan(eqx.Module):
-    """Per-slot coefficients of the general recursion
-    `theta^{k+1} = a_k theta^k + b_k A^T g_k(y, A theta^k)` (section 2):
-    `power[k]` selects `g = T(y) r` (else the loss gradient); `normalise[k]` divides
-    by the deterministic norm; `rescale[k]` multiplies by the start's scale `s0` after it."""
+    """Per-slot coefficients of the general recursion (sections 2 and 2b):
+    `phi^k = sum_j c[k, j] theta^{src[k, j]}`,
+    `theta^{k+1} = sum_j a[k, j] theta^{src[k, j]} + b[k] A^T g_k(y, A phi^k)`.
+    `src[k, j]` is the slot of `theta^{k-j}` (clamped at the first slot of the phase: no
+    initial velocity); `power[k]` selects `g = T(y) r` (else the loss gradient);
+    `normalise[k]` divides by the deterministic norm; `rescale[k]` multiplies by the
+    start's scale `s0` after it. `query_is_iterate` (static): `phi = theta` (the sample
+    side then needs no second set of coefficients)."""
 
     a: jax.Array
     b: jax.Array
+    c: jax.Array
+    src: jax.Array
     power: jax.Array
     normalise: jax.Array
     rescale: jax.Array
+    query_is_iterate: bool = eqx.field(static=True, default=True)
 
 
-def _gd_plan(problem, algorithm, *, slot: bool = False, power_slots: int = 0, shift=0.0):
-    """GD from slot 0 (informed start); or after the stationary eigenvector slot
-    (`slot`: slot 0 is `v`, then `theta^0 = s0 v`); or after `power_slots` normalised
-    shifted power steps on `D` whose last is rescaled by `s0` (the prehistory)."""
-    steps = algorithm.steps
-    n = int(slot) + power_slots + steps + 1
-    k = jnp.arange(n)
-    is_power = k < power_slots
-    gd_a = 1.0 - algorithm.step_size * problem.lam
-    a = jnp.where(is_power, shift, gd_a)
-    b = jnp.where(is_power, 1.0, -algorithm.step_size)
+def _plan(problem, algorithm, *, slot: bool = False, power_slots: int = 0, shift=0.0):
+    """The algorithm's steps from slot 0 (informed start); or after the stationary
+    eigenvector slot (`slot`: slot 0 is `v`, then `theta^0 = s0 v`); or after
+    `power_slots` normalised shifted power steps on `D` whose last is rescaled by `s0`
+    (the prehistory)."""
+    co = algorithm.coefficients(problem)
+    p = co.memory
+    first = int(slot) + power_slots  # the slot of theta^0
+    n = first + algorithm.steps + 1
+    k = np.arange(n)
+    src = np.maximum(k[:, None] - np.arange(p)[None, :], np.where(k < first, k, first)[:, None])
+    pad = lambda x, fill: jnp.concatenate(  # noqa: E731
+        [jnp.broadcast_to(jnp.asarray(fill, dtype=float), (first,) + x.shape[1:]), x,
+         jnp.broadcast_to(jnp.asarray(fill, dtype=float), (1,) + x.shape[1:])], axis=0)
+    start_a = jnp.zeros(p).at[0].set(1.0)  # the start slots' own a and c: theta^k alone
+    a = pad(co.a, start_a)
+    c = pad(co.c, start_a)
+    b = pad(co.b, 0.0)
+    is_power = jnp.asarray(k < power_slots)
+    a = jnp.where(is_power[:, None], jnp.asarray(shift, dtype=float) * start_a, a)
+    b = jnp.where(is_power, 1.0, b)
     if slot:
-        a, b = a.at[0].set(1.0), b.at[0].set(0.0)
-    rescale = k == (0 if slot else power_slots - 1)
+        a, b = a.at[0].set(start_a), b.at[0].set(0.0)
+    rescale = jnp.asarray(k == (0 if slot else power_slots - 1))
     if not slot and power_slots == 0:
         rescale = jnp.zeros(n, bool)
-    return _Plan(a=a, b=b, power=is_power, normalise=is_power, rescale=rescale)
+    return _Plan(a=a, b=b, c=c, src=jnp.asarray(src), power=is_power, normalise=is_power,
+                 rescale=rescale, query_is_iterate=algorithm.query_is_iterate)
 
 
 def _solve_general(problem: Problem, plan: _Plan, key, num_samples: int, estimator: str, *,
                    a0, b0, slot=None, prep=None, antithetic: bool = False,
-                   z_tangent: bool = True, s0=None, law_slots: tuple = ()):
+                   z_tangent: bool = True, s0=None, law_slots: tuple = (),
+                   reverse: bool = False):
     r"""The forward-in-time solve over `W = len(plan.a)` slots (see the module docstring).
 
     `a0, b0`: coefficients of slot 0 on `theta*` and on an independent direction.
@@ -281,6 +330,9 @@ def _solve_general(problem: Problem, plan: _Plan, key, num_samples: int, estimat
     `s0`: scale of the rescale slot; `None` uses `model.default_scale(y)` on the samples.
     `law_slots`: slots at which to return every sample's `(z, y, r)` (the row law), as
     `kernels["rows_z"]`, `["rows_y"]` (`[M]`) and `["rows_r"]` (`[len(law_slots), M]`).
+    `reverse`: build for reverse-mode differentiation: inner loops of fixed length, the
+    time loop as `sqrt(T)` checkpointed blocks (memory `O(sqrt(T))` carries, each step
+    recomputed once in the backward pass), no hand-off.
     `estimator`: `"tangent"`, `"ibp"` or `(kind, window, handoff)`. `handoff` (windowed
     only): stop integrating once the predicted remaining change of `(m, q)` is below
     `handoff` times the error (see `_converged`); the steps not integrated are flagged
@@ -324,23 +376,50 @@ def _solve_general(problem: Problem, plan: _Plan, key, num_samples: int, estimat
         carry["DGB"] = jnp.zeros((width, num))
     if z_tangent:
         carry["DGZ"] = jnp.zeros((width, num))
+    iterate_query = plan.query_is_iterate
+    if not iterate_query:  # the query point's coefficients, slot by slot (section 2b)
+        carry.update(Aphi=jnp.zeros(width + 1), Bphi=jnp.zeros(width + 1),
+                     Rphi=jnp.zeros((width + 1, width)))
+
+    def combine(weights, history, k):
+        """`sum_j weights[j] history[src[k, j]]`: the update's or the query's
+        combination of the last iterates."""
+        return jnp.tensordot(weights, history[plan.src[k]], axes=1)
+
+    def query(c, k):
+        """`(A, B, Rt, R)` rows of the query point `phi^k` (those of `theta^k` when the
+        gradient is taken at the iterate)."""
+        if iterate_query:
+            return c["A"][k], c["B"][k], c["Rt"][k], c["R"][k]
+        ck = plan.c[k]
+        return (combine(ck, c["A"], k), combine(ck, c["B"], k), combine(ck, c["Rt"], k),
+                combine(ck, c["R"], k))
+
+    def fitted(c, k):
+        """`r = <a, theta^k>` per sample (the observables are those of the iterate)."""
+        n = c["P"].shape[0]
+        return c["A"][k] * z + c["B"][k] * xi + c["Rt"][k, :n] @ c["P"]
 
     def sample_side(c, k):
         n = c["P"].shape[0]  # rows of history kept live (all, or up to the chunk's end)
-        r = c["A"][k] * z + c["B"][k] * xi + c["Rt"][k, :n] @ c["P"]
+        a_phi, b_phi, rt_phi, r_phi = query(c, k)
+        if not iterate_query:
+            c = dict(c, Aphi=c["Aphi"].at[k].set(a_phi), Bphi=c["Bphi"].at[k].set(b_phi),
+                     Rphi=c["Rphi"].at[k].set(r_phi))
+        r = a_phi * z + b_phi * xi + rt_phi[:n] @ c["P"]
         is_power = plan.power[k]
         g = jnp.where(is_power, t_of_y * r, jax.vmap(loss.grad)(y, r))
         h = jnp.where(is_power, t_of_y, jax.vmap(loss.hess)(y, r))
         dgz = None
         if z_tangent:
-            drz = c["R"][k, :n] @ c["DGZ"]
+            drz = r_phi[:n] @ c["DGZ"]
             if windowed:  # the total z-derivative, w^s moving with z through A_s
-                drz = drz + c["A"][k]
+                drz = drz + a_phi
             gy = jax.vmap(loss.grad_y)(y, r) * dy_dz
             if prep is not None:
                 gy = jnp.where(is_power, dt_dy * dy_dz * r, gy)
             dgz = gy + h * drz
-        return r, g, h, dgz
+        return c, r, g, h, dgz
 
     def slot_side(c):
         # Section 3b: w^v = m_v z + R_vv L00 eta_0 with L00 = sqrt(alpha mean p^2) solved
@@ -364,6 +443,8 @@ def _solve_general(problem: Problem, plan: _Plan, key, num_samples: int, estimat
 
     def update(c, k, r, g, h, dgz):
         A, B, R, Rt, L, Q = c["A"], c["B"], c["R"], c["Rt"], c["L"], c["Q"]
+        # the query points' histories (theta's own when the gradient is at the iterate)
+        Aq, Bq, Rq = (A, B, R) if iterate_query else (c["Aphi"], c["Bphi"], c["Rphi"])
         coef, nrm, q_new = _qr_append(Q, g, num)
         n = Q.shape[0]
         l_row = sqrt_alpha * jnp.zeros(width).at[:n].set(coef).at[k].set(nrm)
@@ -373,16 +454,16 @@ def _solve_general(problem: Problem, plan: _Plan, key, num_samples: int, estimat
         e_k = jnp.zeros(width).at[k].set(1.0)
         if tangent:
             H = c["H"].at[k].set(h)
-            resp = jnp.zeros((padded, padded)).at[:width, :width].set(R[:width])
-            gam_row = alpha * _gamma_row(H, resp, k, ADJOINT_BLOCK)[:width] / num
+            resp = jnp.zeros((padded, padded)).at[:width, :width].set(Rq[:width])
+            gam_row = alpha * _gamma_row(H, resp, k, ADJOINT_BLOCK, reverse)[:width] / num
             if z_tangent:
                 c["DGZ"] = c["DGZ"].at[k].set(dgz)
                 gam_star = alpha * jnp.mean(dgz)
-            else:  # Stein on z: alpha E[z g] = Gam(k,*) + sum_s Gam(k,s) A_s
-                gam_star = alpha * jnp.mean(z * g) - gam_row @ A[:width]
-            A_next = a_k * A[k] + b_k * (gam_row @ A[:width] + gam_star)
-            B_next = a_k * B[k] + b_k * (gam_row @ B[:width])
-            R_next = a_k * R[k] + b_k * (e_k + gam_row @ R[:width])
+            else:  # Stein on z: alpha E[z g] = Gam(k,*) + sum_s Gam(k,s) A_phi(s)
+                gam_star = alpha * jnp.mean(z * g) - gam_row @ Aq[:width]
+            A_next = combine(a_k, A, k) + b_k * (gam_row @ Aq[:width] + gam_star)
+            B_next = combine(a_k, B, k) + b_k * (gam_row @ Bq[:width])
+            R_next = combine(a_k, R, k) + b_k * (e_k + gam_row @ Rq[:width])
             Rt_next = R_next @ c["L"]
             c = dict(c, H=H, Gam=c["Gam"].at[k].set(gam_row), Gs=c["Gs"].at[k].set(gam_star))
         elif windowed:  # section 3c: adjoint over the last `window` lags only
@@ -390,7 +471,7 @@ def _solve_general(problem: Problem, plan: _Plan, key, num_samples: int, estimat
             # always full and the adjoint has a static shape.
             H = c["H"].at[k + window].set(h)
             start = k - window + 1  # oldest time in the window (negative early on)
-            resp = jnp.zeros((width + window, width + window)).at[window:, window:].set(R[:width])
+            resp = jnp.zeros((width + window, width + window)).at[window:, window:].set(Rq[:width])
             resp = jax.lax.dynamic_slice(resp, (k + 1, k + 1), (window, window))
             h_win = jax.lax.dynamic_slice_in_dim(H, k + 1, window, axis=0)
             part = alpha * _gamma_window(h_win, resp, ADJOINT_BLOCK) / num
@@ -403,8 +484,8 @@ def _solve_general(problem: Problem, plan: _Plan, key, num_samples: int, estimat
             # continuing the window's last lag, with the exact total mass.
             # (two separate matrix-vector products: one over a stacked [2, n, M] history
             # ran at a tenth of the memory bandwidth)
-            dg1 = h * (1.0 + R[k, :n] @ c["DG1"])
-            dgb = h * (B[k] + R[k, :n] @ c["DGB"])
+            dg1 = h * (1.0 + Rq[k, :n] @ c["DG1"])
+            dgb = h * (Bq[k] + Rq[k, :n] @ c["DGB"])
             total, xg = alpha * jnp.mean(dg1), alpha * jnp.mean(dgb)
             gam_row = gam_row + _tail(total - jnp.sum(part), part[0], start, width)
             c["DG1"], c["DGB"] = c["DG1"].at[k].set(dg1), c["DGB"].at[k].set(dgb)
@@ -413,17 +494,17 @@ def _solve_general(problem: Problem, plan: _Plan, key, num_samples: int, estimat
                 zg = alpha * jnp.mean(dgz)
             else:
                 zg = alpha * jnp.mean(z * g)
-            A_next = a_k * A[k] + b_k * zg
-            B_next = a_k * B[k] + b_k * xg
-            R_next = a_k * R[k] + b_k * (e_k + gam_row @ R[:width])
+            A_next = combine(a_k, A, k) + b_k * zg
+            B_next = combine(a_k, B, k) + b_k * xg
+            R_next = combine(a_k, R, k) + b_k * (e_k + gam_row @ Rq[:width])
             Rt_next = R_next @ c["L"]
             c = dict(c, H=H, Gam=c["Gam"].at[k].set(gam_row),
-                     Gs=c["Gs"].at[k].set(zg - gam_row @ A[:width]))
+                     Gs=c["Gs"].at[k].set(zg - gam_row @ Aq[:width]))
         else:  # Gaussian integration by parts in the whitened seed basis (section 3c)
             mask = (jnp.arange(width) < k).astype(g.dtype)
-            A_next = a_k * A[k] + b_k * alpha * jnp.mean(z * g)
-            B_next = a_k * B[k] + b_k * alpha * jnp.mean(xi * g)
-            Rt_next = a_k * Rt[k] + b_k * (l_row + alpha * mask * (eta @ g) / num)
+            A_next = combine(a_k, A, k) + b_k * alpha * jnp.mean(z * g)
+            B_next = combine(a_k, B, k) + b_k * alpha * jnp.mean(xi * g)
+            Rt_next = combine(a_k, Rt, k) + b_k * (l_row + alpha * mask * (eta @ g) / num)
             R_next = None
         norm = jnp.sqrt(A_next**2 + B_next**2 + Rt_next @ Rt_next)
         factor = jnp.where(plan.rescale[k], s0, 1.0) / jnp.where(plan.normalise[k], norm, 1.0)
@@ -435,9 +516,10 @@ def _solve_general(problem: Problem, plan: _Plan, key, num_samples: int, estimat
         return c
 
     def full_step(c, k):
-        r, g, h, dgz = sample_side(c, k)
+        c, r, g, h, dgz = sample_side(c, k)
         q = c["A"][k] ** 2 + c["B"][k] ** 2 + c["Rt"][k] @ c["Rt"][k]
-        obs = sample_observables(problem, y, z, r, m=c["A"][k], q=q)
+        r_theta = r if iterate_query else fitted(c, k)
+        obs = sample_observables(problem, y, z, r_theta, m=c["A"][k], q=q)
         return update(c, k, r, g, h, dgz), obs
 
     def step(c, k):
@@ -456,6 +538,10 @@ def _solve_general(problem: Problem, plan: _Plan, key, num_samples: int, estimat
         # R(v, v) = R_vv enters the parameter side (R(t+1, v) gains Gam(t, v) R_vv), never
         # the adjoint or the memory term (it is folded into F = T / (1 - R_vv T)).
         carry["R"] = carry["R"].at[0, 0].set(r_vv)
+        if not iterate_query:  # the slot's query point is the slot itself
+            carry.update(Aphi=carry["Aphi"].at[0].set(carry["A"][0]),
+                         Bphi=carry["Bphi"].at[0].set(carry["B"][0]),
+                         Rphi=carry["Rphi"].at[0].set(carry["R"][0]))
         carry = update(carry, 0, r, g, h, dgz)
         # v = m_v theta* + R_vv u^v, u^v = L(v, v) eta_0 with L(v, v) from the QR above;
         # theta^0 = s0 v (the rescale slot has b = 0).
@@ -468,7 +554,11 @@ def _solve_general(problem: Problem, plan: _Plan, key, num_samples: int, estimat
             raise ValueError("handoff needs estimator='windowed' (and a window shorter "
                              "than the run)")
         carry.update(done=jnp.array(False), recent=jnp.zeros((2 * HANDOFF_LAG + 1, 2)))
-    if windowed:  # in chunks that touch only the history written so far
+    if reverse:
+        if handoff is not None:
+            raise ValueError("a reverse-mode engine integrates every step: no handoff")
+        carry, obs = _checkpointed_scan(step, carry, jnp.arange(first, width))
+    elif windowed:  # in chunks that touch only the history written so far
         carry, obs = _scan_live(step, carry, first, width, window)
         if handoff is None:
             obs.pop("handed_off")
@@ -496,57 +586,109 @@ def _solve_general(problem: Problem, plan: _Plan, key, num_samples: int, estimat
     return obs, kernels
 
 
-def _solve_one(problem: Problem, algorithm: GradientDescent, init: InformedInit, key,
-               num_samples: int, estimator: str, law_times: tuple = ()):
-    """One replica of the DMFT of GD from an informed start: observables over t = 0..T
-    and the kernels on the `(T+1) x (T+1)` grid."""
-    plan = _gd_plan(problem, algorithm)
-    return _solve_general(problem, plan, key, num_samples, estimator,
-                          a0=init.overlap, b0=jnp.sqrt(init.norm - init.overlap**2),
-                          z_tangent=problem.model.smooth, law_slots=law_times)
+def _replica(problem: Problem, algorithm, start, key, num_samples: int, engine: tuple,
+             law_times: tuple = (), reverse: bool = False):
+    """One replica from a `DMFTStart`: observables over `t = 0..T` of the algorithm and
+    the kernels on its `(T+1) x (T+1)` grid (the start's slots cut off); the start's own
+    diagnostics as `kernels["start_*"]`."""
+    slot = start.kind == "slot"
+    plan = _plan(problem, algorithm, slot=slot, power_slots=start.power_steps,
+                 shift=start.shift)
+    first = start.slots
+    obs, kernels = _solve_general(
+        problem, plan, key, num_samples, engine, a0=start.a0, b0=start.b0,
+        slot=start.slot, prep=start.prep, antithetic=start.antithetic,
+        z_tangent=start.z_tangent, s0=start.s0, law_slots=tuple(first + t for t in law_times),
+        reverse=reverse)
+    extra = {}
+    if slot:
+        extra["start_norm_v"] = kernels["C"][0, 0]
+    if start.power_steps:
+        extra["start_power_cosine"] = obs["cosine"][:first]
+        obs = jax.tree.map(lambda c: c[first:], obs)
+    if first:
+        kernels = {k: v if k.startswith("rows_") else
+                   (v[first:, first:] if v.ndim == 2 else v[first:]) for k, v in kernels.items()}
+    return obs, dict(kernels, **extra)
+
+
+def dmft_replica(problem: Problem, algorithm, init, *, key, num_samples: int,
+                 estimator=Tangent(), spectral_method: str = "slot", eps0: float = 0.1,
+                 laws_at=(), reverse_mode: bool = False):
+    r"""One replica of the DMFT: the traceable engine beneath `solve_dmft`.
+
+    `jax.jit`- and `jax.vmap`-able, and differentiable in every float of `problem`,
+    `algorithm` and `init` (a sweep vmaps it over a grid, `tune` differentiates it); no
+    Python-level checks, warnings, statistics or hand-off (those are `solve_dmft`'s).
+    Arguments as for `solve_dmft` (`estimator` a module: `Tangent()`,
+    `IntegrationByParts()` or `Windowed(window)` without hand-off), and:
+
+    - `reverse_mode`: build the engine for reverse-mode derivatives (`jax.grad` of a
+      scalar over many parameters, e.g. a step size per step): inner loops of fixed
+      length (the exact estimator's adjoint then visits every block, about twice the
+      work), and the time loop in `sqrt(T)` checkpointed blocks, so the backward pass
+      holds `O(sqrt(T))` copies of the state instead of `T`. Forward mode (`jax.jvp`,
+      `jax.jacfwd`) works either way and is cheaper for a few parameters.
+
+    **Returns:** `(observables, kernels)`: every observable over `t = 0..T` (arrays), and
+    the kernels `C`, `Cu`, `A`, `B`, `innovation` (and `R`, `Gamma`, `Gamma_star` for
+    the tangent and windowed estimators) of this replica.
+    """
+    estimator = as_estimator(estimator)
+    start = init.dmft_start(problem, spectral_method=spectral_method, eps0=eps0)
+    law_times = tuple(int(t) for t in laws_at)
+    return _replica(problem, algorithm, start, key, num_samples, estimator.engine, law_times,
+                    bool(reverse_mode))
 
 
 TRACES = {"dmft": 0}
 
 
 @eqx.filter_jit
-def _solve_batch(problem, algorithm, init, keys, num_samples, estimator, law_times=()):
+def _solve_batch(problem, algorithm, start, keys, num_samples, engine, law_times=()):
+    """The replicas of `solve_dmft`, from a start fixed before tracing (its closed form
+    computed with every setting concrete: a noise-free model is recognised as such)."""
     TRACES["dmft"] += 1
-    one = lambda k: _solve_one(problem, algorithm, init, k, num_samples, estimator,  # noqa: E731
-                               law_times)
-    if estimator[0] == "windowed":  # long horizons: one replica's history in memory at a time
+
+    def one(k):
+        return _replica(problem, algorithm, start, k, num_samples, engine, law_times)
+
+    if engine[0] == "windowed":  # long horizons: one replica's history in memory at a time
         return jax.lax.map(one, keys)
     return jax.vmap(one)(keys)
 
 
 def solve_dmft(
     problem: Problem,
-    algorithm: GradientDescent,
+    algorithm,
     init,
     *,
     num_samples: int,
     key,
     num_replicas: int = 4,
-    estimator: Estimator = "tangent",
-    window: int = DEFAULT_WINDOW,
+    estimator="tangent",
+    window: int | None = None,
     handoff: float | None = None,
     spectral_method: Literal["slot", "prehistory"] = "slot",
     eps0: float = 0.1,
     laws_at=(),
 ) -> Trajectory:
-    r"""Solve the DMFT of gradient descent (d = infinity) forward in time.
+    r"""Solve the DMFT of a first-order method (d = infinity) forward in time.
 
     **Arguments:**
 
     - `problem`: a `Problem`.
-    - `algorithm`: `GradientDescent(step_size, steps)`.
+    - `algorithm`: an algorithm: `GradientDescent(step_size, steps)` (a constant step,
+      an array or an optax schedule), `HeavyBall`, `Nesterov`, or a user's own
+      `AbstractAlgorithm`.
     - `init`: `InformedInit(overlap, norm)` (or `SpectralInit`).
     - `num_samples`: Monte Carlo samples `M` of the sample side, per replica
       (must exceed `steps + 3`, the number of whitened seed directions).
     - `key`: a `jax.random` key.
     - `num_replicas`: independent replicas (vmapped); the result is their mean and
       the standard error is their spread / sqrt(num_replicas).
-    - `estimator`: `"tangent"` (exact per-sample responses by the adjoint recursion;
+    - `estimator`: a module, `Tangent()`, `IntegrationByParts()` or
+      `Windowed(window, handoff)`, or its name: `"tangent"` (exact per-sample responses by the adjoint recursion;
       O(M T^3), needs `loss` twice differentiable in `r`) or `"ibp"` (Gaussian
       integration by parts in the whitened seed basis; O(M T^2), needs no derivative,
       carries a positive O(1/M) bias in the norm, and returns no `R`/`Gamma`) or
@@ -562,7 +704,7 @@ def solve_dmft(
       larger window (measured on the reference problem: a ratio of 1.2e-3 moves the
       error by 1.2% of itself, 6.7e-3 by 10%).
       A window at least as long as the run is the exact mode.
-    - `window`: lags kept by `"windowed"` (rounded up to a multiple of 8).
+    - `window`: lags kept by `"windowed"` (default 40, rounded up to a multiple of 8).
     - `handoff`: `None` (integrate every step) or a tolerance: once the predicted
       remaining change of `(overlap, norm)` (from the block rate of the last 21 steps) is
       below `handoff` times the error, a replica stops integrating and its remaining
@@ -599,51 +741,54 @@ def solve_dmft(
     num_samples = check_int("num_samples", num_samples, 2)
     num_replicas = check_int("num_replicas", num_replicas, 2)
     check_key(key)
-    if estimator not in ("tangent", "ibp", "windowed"):
-        raise ValueError(f"estimator must be 'tangent', 'ibp' or 'windowed', got {estimator!r}")
-    window = check_int("window", window, 2)
-    window = -(-window // ADJOINT_BLOCK) * ADJOINT_BLOCK
-    if handoff is not None:
-        if estimator != "windowed":
-            raise ValueError("handoff needs estimator='windowed' (the long-horizon mode)")
-        check_positive("handoff", handoff)
-        handoff = float(handoff)
-    engine = (estimator, window, handoff)
+    estimator = as_estimator(estimator, window=window, handoff=handoff)
+    engine = estimator.engine
+    if not isinstance(init, AbstractInit):
+        raise ValueError(f"init must be an initialisation (InformedInit, SpectralInit, ...), "
+                         f"got {type(init).__name__}")
     if spectral_method not in ("slot", "prehistory"):
         raise ValueError(f"spectral_method must be 'slot' or 'prehistory', got {spectral_method!r}")
-    if handoff is not None and spectral_method == "prehistory":
+    if engine[2] is not None and spectral_method == "prehistory":
         raise ValueError("handoff needs spectral_method='slot': the power phase of the "
                          "prehistory would look converged")
     check_real("eps0", eps0)
     eps0 = float(eps0)
     if not 0 < eps0 < 1:
         raise ValueError(f"eps0 must be in (0, 1), got {eps0}")
-    if num_samples <= algorithm.steps + 3:
-        raise ValueError(
-            f"num_samples = {num_samples} must exceed steps + 3 = {algorithm.steps + 3}: "
-            "the sample side whitens one Gaussian seed per step"
-        )
     from ._simulate import _check_times
-    from ._spectral_init import SpectralInit
 
     law_times = _check_times(laws_at, algorithm.steps)
-    if isinstance(init, SpectralInit):
-        return _solve_spectral(problem, algorithm, init, num_samples, key, num_replicas,
-                               engine, spectral_method, eps0, law_times)
-    if not isinstance(init, InformedInit):
-        raise ValueError(f"solve_dmft does not know the initialisation {type(init).__name__}")
+    start = init.dmft_start(problem, spectral_method=spectral_method, eps0=eps0)
+    need = start.min_samples(algorithm.steps)
+    if start.antithetic and num_samples % 2:
+        raise ValueError("a spectral start uses antithetic pairs: num_samples must be even")
+    if num_samples < need:
+        half = "num_samples / 2" if start.antithetic else "num_samples"
+        raise ValueError(
+            f"num_samples = {num_samples} is too small: the sample side whitens one Gaussian "
+            f"seed per slot (steps + {start.slots + 3} of them"
+            f"{' on each half of the antithetic pairs' if start.antithetic else ''}), so "
+            f"{half} must exceed steps + {start.slots + 3} = {algorithm.steps + start.slots + 3}")
     keys = jax.random.split(key, num_replicas)
     prior = problem.prior
-    problem, algorithm, init = as_arrays((problem, algorithm, init))
-    obs, kernels = _solve_batch(problem, algorithm, init, keys, num_samples, engine, law_times)
-    info = _info(num_samples, num_replicas, engine)
+    problem, algorithm, start = as_arrays((problem, algorithm, start))
+    args = (problem, algorithm, start, keys, num_samples)
+    obs, kernels = _solve_batch(*args, engine, law_times)
+    info = dict(_info(num_samples, num_replicas, engine), **start.info)
+    if spectral_method == "prehistory" and start.kind == "prehistory":
+        info["spectral_method"] = "prehistory"
+    elif start.kind == "slot":
+        info["spectral_method"] = "slot"
     handed = _hand_off(problem, algorithm, obs, info)
     if handed is None:  # no valid fixed point: integrate every step after all
         _refuse_handoff(info)
-        engine = (engine[0], engine[1], None)
-        obs, kernels = _solve_batch(problem, algorithm, init, keys, num_samples, engine,
-                                    law_times)
+        obs, kernels = _solve_batch(*args, (engine[0], engine[1], None), law_times)
         handed = obs
+    kernels = dict(kernels)
+    if "start_norm_v" in kernels:
+        info["norm_v"] = float(np.asarray(kernels.pop("start_norm_v")).mean())
+    if "start_power_cosine" in kernels:
+        info["power_cosine"] = np.asarray(kernels.pop("start_power_cosine")).mean(0)
     return _assemble(handed, kernels, info, law_times, prior)
 
 
@@ -685,7 +830,7 @@ def _hand_off(problem, algorithm, obs, info: dict):
                 handoff_fixed_point_converged=bool(fixed.converged))
     if not bool(fixed.valid):
         return None  # no limit to continue to: the caller integrates every step instead
-    rate = float(predicted_rate(problem, algorithm.step_size, fixed=fixed).rate)
+    rate = float(predicted_rate(problem, algorithm, fixed=fixed).rate)
     info.update(handoff_rate=rate)
     steps = np.arange(flags.shape[1])
     for r in rows:
@@ -757,51 +902,3 @@ def _prior_name(prior) -> str:
     from ._models import RademacherPrior
 
     return "rademacher" if isinstance(prior, RademacherPrior) else "gaussian"
-
-
-def _solve_spectral(problem, algorithm, init, num_samples, key, num_replicas, estimator,
-                    method, eps0, law_times=()):
-    from ._dmft_spectral import check_outlier, power_schedule, solve_spectral_batch
-
-    theory = check_outlier(problem, init)
-    schedule = None
-    extra_slots = 1
-    if method == "prehistory":
-        schedule = power_schedule(problem, init, eps0)
-        extra_slots = schedule[1]
-    if num_samples % 2:
-        raise ValueError("a spectral start uses antithetic pairs: num_samples must be even")
-    if num_samples // 2 <= algorithm.steps + extra_slots + 3:
-        raise ValueError(
-            f"num_samples = {num_samples} is too small: a spectral start whitens one Gaussian "
-            f"seed per slot on each half of the antithetic pairs, so num_samples / 2 must "
-            f"exceed steps + {extra_slots + 3} = {algorithm.steps + extra_slots + 3}"
-        )
-    keys = jax.random.split(key, num_replicas)
-    prior = problem.prior
-    problem, algorithm, init, theory_arr = as_arrays((problem, algorithm, init, theory))
-    obs, kernels, extra = solve_spectral_batch(problem, algorithm, init, keys, num_samples,
-                                               estimator, method, theory_arr,
-                                               schedule and (schedule[0], schedule[1], None),
-                                               eps0, law_times)
-    info = _info(num_samples, num_replicas, estimator)
-    handed = _hand_off(problem, algorithm, obs, info)
-    if handed is None:  # no valid fixed point: integrate every step after all
-        _refuse_handoff(info)
-        obs, kernels, extra = solve_spectral_batch(
-            problem, algorithm, init, keys, num_samples, (estimator[0], estimator[1], None),
-            method, theory_arr, schedule and (schedule[0], schedule[1], None), eps0, law_times)
-        handed = obs
-    obs = handed
-    info.update(spectral_method=method, cosine2_theory=float(theory.cosine2),
-                top_eigenvalue=float(theory.top_eigenvalue), R_vv=float(theory.R_vv))
-    if method == "prehistory":
-        info.update(power_steps=schedule[1], shift=schedule[0], power_rate=schedule[2],
-                    power_cosine=np.asarray(extra["power_cosine"]).mean(0))
-    else:
-        info.update(norm_v=np.asarray(extra["norm_v"]).mean())
-    return _assemble(obs, kernels, info, law_times, prior)
-
-
-
-

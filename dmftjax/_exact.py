@@ -58,3 +58,45 @@ def least_squares_theory(alpha, lam, step_size, steps, overlap, norm=1.0, noise=
         "error": q - 2 * m + 1,
         "kappa_inf": float((w / (s + lam)).sum()),
     }
+
+
+def linear_method_theory(alpha, coefficients, overlap, norm=1.0, noise=0.0, num=400):
+    r"""The d = infinity trajectory of any linear first-order method (an algorithm's
+    `Coefficients` `(a, b, c)`, ridge included in `a`) on least squares with
+    `y = z + noise eps`, eigen-direction by eigen-direction of `S = A^T A`:
+
+        x^{t+1} = sum_j (a_j + b s c_j) x^{t-j} - b (s theta*_s + noise (A^T eps)_s)
+
+    (`x^{-j} = x^0`: no initial velocity), so the coefficients of `theta*`, of the start's
+    independent part and of the noise follow three scalar recursions per eigenvalue `s`,
+    averaged under Marchenko-Pastur.
+
+    **Returns:** dict with `overlap`, `norm`, `error` over t = 0..T.
+    """
+    s, w = marchenko_pastur_quadrature(float(alpha), num)
+    a, b, c = (np.asarray(v, dtype=float) for v in (coefficients.a, coefficients.b,
+                                                    coefficients.c))
+    s = np.asarray(s)
+    w = np.asarray(w)
+    steps, p = a.shape
+    hist = {k: [v] * p for k, v in (("star", np.full_like(s, overlap)),
+                                    ("free", np.full_like(s, np.sqrt(norm - overlap**2))),
+                                    ("noise", np.zeros_like(s)))}
+    m, q = [], []
+
+    def record():
+        x, y, n = hist["star"][-1], hist["free"][-1], hist["noise"][-1]
+        m.append(float(np.sum(w * x)))
+        q.append(float(np.sum(w * (x**2 + y**2 + s * n**2))))
+
+    record()
+    for t in range(steps):
+        mult = [a[t, j] + b[t] * s * c[t, j] for j in range(p)]
+        drive = {"star": -b[t] * s, "free": 0.0, "noise": -b[t] * noise}
+        for k in hist:
+            past = hist[k]
+            new = sum(mult[j] * past[-1 - j] for j in range(p)) + drive[k]
+            past.append(new)
+        record()
+    m, q = np.asarray(m), np.asarray(q)
+    return {"overlap": m, "norm": q, "error": q - 2 * m + 1}

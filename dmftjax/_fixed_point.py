@@ -59,7 +59,7 @@ from jaxtyping import Array, Bool, Float, Int
 
 from ._losses import AbstractLoss, WirtingerLoss
 from ._models import AbstractBinaryModel, GaussianPrior
-from ._problem import GradientDescent, Problem, check_problem
+from ._problem import Problem, check_problem
 from ._quadrature import _hermite_nodes, half_hermite_nodes
 from ._simulate import num_rows
 from ._trajectory import OBSERVABLES, Trajectory
@@ -849,16 +849,21 @@ class RatePrediction(eqx.Module):
     - `lower_edge`, `upper_edge`: edges of the limiting spectral law of the Hessian
       `H = A^T diag(loss''(y, r)) A + lam I` at the fixed point (`upper_edge = inf` when
       `loss''` is unbounded, e.g. the Wirtinger loss).
-    - `rate`: `max(|1 - eta lower_edge|, |1 - eta upper_edge|)`, the factor by which the
-      distance to the fixed point shrinks per step; when `upper_edge` is infinite the
-      limit is formally unstable and `rate` is `|1 - eta lower_edge|`, which is what a
-      finite-`n` run shows as long as `eta lambda_max(H) < 2 - eta lower_edge`.
+    - `rate`: the largest per-step contraction of a Hessian mode over the spectrum
+      (gradient descent: `max(|1 - eta lower_edge|, |1 - eta upper_edge|)`), the factor
+      by which the distance to the fixed point shrinks per step; when `upper_edge` is
+      infinite the limit is formally unstable and `rate` is the contraction at
+      `lower_edge`, which is what a finite-`n` run shows as long as no row puts an
+      eigenvalue of `H` beyond `stability_edge`.
+    - `step_size`: the method's last step size; `stability_edge`: the largest Hessian
+      eigenvalue whose mode still contracts (`2 / eta` for gradient descent).
     - `upper_unbounded`: whether `loss''` has unbounded support at the fixed point.
     - `upper_edge_quadrature`: the upper edge of the law with `D` discretised on the
       quadrature nodes (a proxy for a finite-`n` top edge when `upper_unbounded`).
-    - `critical_curvature`: `D_c = 1 / G(2 / eta)`: a row with `loss''(y_i, r_i) > D_c`
-      pushes an outlier eigenvalue of `H` above `2 / eta` (the per-row instability);
-      `0` (with `unstable_row_mass = 1`) when the bulk itself reaches `2 / eta`.
+    - `critical_curvature`: `D_c = 1 / G(stability_edge)`: a row with
+      `loss''(y_i, r_i) > D_c` pushes an outlier eigenvalue of `H` beyond the stability
+      edge (the per-row instability); `0` (with `unstable_row_mass = 1`) when the bulk
+      itself reaches it.
     - `unstable_row_mass`: `P(loss''(y, r) > D_c)` at the fixed point
       (`expected_unstable_rows(n)` multiplies by a number of rows).
     """
@@ -868,6 +873,7 @@ class RatePrediction(eqx.Module):
     upper_edge: Float[Array, ""]
     upper_edge_quadrature: Float[Array, ""]
     step_size: Float[Array, ""]
+    stability_edge: Float[Array, ""]
     critical_curvature: Float[Array, ""]
     unstable_row_mass: Float[Array, ""]
     upper_unbounded: bool = eqx.field(static=True, default=False)
@@ -952,25 +958,26 @@ def _curvature_law(problem, fp, rule, branch):
 
 
 @eqx.filter_jit
-def _rate_core(problem, fixed, eta, rule: _Rule, branch: str, tail: float):
+def _rate_core(problem, fixed, edge, rule: _Rule, branch: str, tail: float):
     d, w = _curvature_law(problem, fixed, rule, branch)
     lower = _edge(d, w, problem.alpha, problem.lam, False, tail)
     upper_q = _edge(d, w, problem.alpha, problem.lam, True, tail)
-    d_crit, mass = _row_threshold(d, w, problem.alpha, problem.lam, eta, tail)
+    d_crit, mass = _row_threshold(d, w, problem.alpha, problem.lam, edge, tail)
     return lower, upper_q, d_crit, mass
 
 
-def _row_threshold(d, wts, alpha, lam, eta, tail: float = 1e-12, grid: int = 96):
+def _row_threshold(d, wts, alpha, lam, edge, tail: float = 1e-12, grid: int = 96):
     r"""The curvature `D_c` above which a single row makes the limit point unstable.
 
     A row `i` adds `D_i a_i a_i^T` to the rest of the Hessian and, when `D_i` is large,
     an outlier eigenvalue `x` with `1 = D_i G(x)` (`G` the Stieltjes transform of the
-    rest). GD's limit is unstable once that outlier passes `2 / eta`, i.e. for
-    `D_i > D_c = 1 / G(2 / eta)`, where `G` is computed from the law of `D` below `D_c`
-    (rows above it are the rare outliers): solve
-    `x_c(D_c) = lam + D_c + alpha E[D 1{D < D_c} / (1 - D / D_c)] = 2 / eta`.
+    rest). The method's limit is unstable once that outlier passes its stability edge
+    (`edge`, the largest Hessian eigenvalue whose mode still contracts: `2 / eta` for
+    GD), i.e. for `D_i > D_c = 1 / G(edge)`, where `G` is computed from the law of `D`
+    below `D_c` (rows above it are the rare outliers): solve
+    `x_c(D_c) = lam + D_c + alpha E[D 1{D < D_c} / (1 - D / D_c)] = edge`.
     Returns `(D_c, mass of D > D_c)`; `D_c = 0` when even the bulk is unstable."""
-    target = 2.0 / eta
+    target = edge
     keep = jnp.where(wts >= tail, wts, 0.0)
 
     def x_of(dc):
@@ -996,62 +1003,83 @@ def _row_threshold(d, wts, alpha, lam, eta, tail: float = 1e-12, grid: int = 96)
     lo, hi = jax.lax.fori_loop(0, 60, body, (lo, hi))
     dc = 0.5 * (lo + hi)
     # outliers exist only above the bulk: if the bulk (rows below dc) already reaches
-    # 2 / eta, every step is unstable, not just rare rows
+    # the edge, every step is unstable, not just rare rows
     bulk_top = _edge(d, jnp.where(d < 0.95 * dc, wts, 0.0), alpha, lam, True, tail)
     ok = (idx >= 0) & (bulk_top < target)
     dc = jnp.where(ok, dc, 0.0)
     return dc, jnp.where(ok, jnp.sum(jnp.where(d >= dc, wts, 0.0)), 1.0)
 
 
-def predicted_rate(problem: Problem, step_size, *, fixed: FixedPoint | None = None,
+def as_algorithm(algorithm_or_step):
+    """An algorithm, or `GradientDescent(step_size)` from a bare step size."""
+    from ._algorithms import AbstractAlgorithm, GradientDescent
+
+    if isinstance(algorithm_or_step, AbstractAlgorithm):
+        return algorithm_or_step
+    check_positive("step_size", algorithm_or_step)
+    return GradientDescent(float(algorithm_or_step), 1)
+
+
+def predicted_rate(problem: Problem, algorithm, *, fixed: FixedPoint | None = None,
                    start=None, num_nodes: int = 48, branch: Branch = "global",
                    tail: float = 1e-12) -> RatePrediction:
-    r"""Predicted exponential rate at which gradient descent approaches its fixed point.
+    r"""Predicted exponential rate at which a method approaches its fixed point.
 
-    Linearising GD at the limit, `theta^{t+1} - theta^inf = (I - eta H)(theta^t - theta^inf)`
-    with `H = A^T diag(loss''(y_i, r_i)) A + lam I`; in the proportional limit the
-    spectral law of `H` has Stieltjes transform `G(x) = (1/d) tr (x - H)^{-1}` solving
-    `G = 1 / (x - lam - alpha E[D / (1 - D G)])` with `D = loss''(y, r)` at the fixed
-    point, and its edges are where `x'(G) = 0` on the inverse function
-    `x(G) = lam + 1/G + alpha E[D / (1 - D G)]`. The distance to the limit then decays as
-    `rate^t` times a power of `t` (`t^{-3/2}` for a square-root edge seen by a generic
-    vector). When `loss''` is unbounded (Wirtinger), the top of the spectrum consists of
-    single-row outliers; `critical_curvature` and `unstable_row_mass` say how likely a
-    row is to make the limit unstable for this step size.
+    Linearising the method at the limit, every eigenvector of
+    `H = A^T diag(loss''(y_i, r_i)) A + lam I` is a mode with its own recursion (GD:
+    `e^{t+1} = (1 - eta h) e^t`; heavy ball: `e^{t+1} = (1 + beta - eta h) e^t - beta
+    e^{t-1}`), contracting by the algorithm's `mode_contraction(h)` per step. In the
+    proportional limit the spectral law of `H` has Stieltjes transform
+    `G(x) = (1/d) tr (x - H)^{-1}` solving `G = 1 / (x - lam - alpha E[D / (1 - D G)])`
+    with `D = loss''(y, r)` at the fixed point, and its edges are where `x'(G) = 0` on
+    the inverse function `x(G) = lam + 1/G + alpha E[D / (1 - D G)]`. The rate is the
+    largest contraction over the spectrum (at its lower edge when `loss''` is unbounded:
+    the top then consists of single-row outliers; `critical_curvature` and
+    `unstable_row_mass` say how likely a row is to put one beyond the method's
+    stability edge). The distance to the limit decays as `rate^t` times a power of `t`
+    (`t^{-3/2}` for a square-root edge seen by a generic vector).
 
-    **Arguments:** `problem`; `step_size` `eta`; `fixed` a solved `FixedPoint` (else
-    `fixed_point(problem, start=start)` is solved); `num_nodes`, `branch` as for
+    **Arguments:** `problem`; `algorithm`: an algorithm (its last step's coefficients
+    are used) or a bare step size (gradient descent); `fixed` a solved `FixedPoint`
+    (else `fixed_point(problem, start=start)` is solved); `num_nodes`, `branch` as for
     `fixed_point`; `tail`: quadrature atoms of `D` with less mass than this are ignored
     (the law of `loss''` of a non-convex loss reaches down towards `-1/kappa` with
     astronomically small mass; such rows would add isolated eigenvalues below the bulk
     at sizes `n ~ 1/mass`, never seen in practice).
 
-    **Returns:** a `RatePrediction`.
+    **Returns:** a `RatePrediction`. A method without a fixed point (constant-step SGD,
+    Langevin) is refused.
 
     References: Silverstein & Choi (1995), "Analysis of the limiting spectral
-    distribution of large dimensional random matrices".
+    distribution of large dimensional random matrices"; Polyak (1964).
     """
     check_problem(problem)
-    check_positive("step_size", step_size)
+    algorithm = as_algorithm(algorithm)
+    if not algorithm.has_fixed_point:
+        raise ValueError(
+            f"{type(algorithm).__name__} has no fixed point (a constant-step stochastic method "
+            "converges to a stationary law, not a point), so it has no rate of approach to one")
     if fixed is None:
         fixed = fixed_point(problem, start=start, num_nodes=num_nodes, branch=branch)
     elif not isinstance(fixed, FixedPoint):
         raise ValueError("fixed must be a FixedPoint")
     check_positive("tail", tail)
+    edge = algorithm.stability_edge(problem)
     lower, upper_q, d_crit, mass = _rate_core(as_arrays(problem), fixed,
-                                              jnp.asarray(step_size, dtype=float),
-                                              rule_of(problem, num_nodes, curvature=True), branch,
-                                    float(tail))
+                                              jnp.asarray(edge, dtype=float),
+                                              rule_of(problem, num_nodes, curvature=True),
+                                              branch, float(tail))
     unbounded = _upper_unbounded(problem.loss)
     upper = jnp.inf if unbounded else upper_q
-    eta = jnp.asarray(step_size, dtype=float)
-    rate = jnp.abs(1.0 - eta * lower)
-    if not unbounded:
-        rate = jnp.maximum(rate, jnp.abs(1.0 - eta * upper))
-    return RatePrediction(rate=rate, lower_edge=lower, upper_edge=jnp.asarray(upper),
-                          upper_edge_quadrature=upper_q, step_size=eta,
-                          critical_curvature=d_crit, unstable_row_mass=mass,
-                          upper_unbounded=unbounded)
+    lo = float(lower)
+    spectrum = [lo] if unbounded else np.concatenate([[lo, float(upper)],
+                                                      np.linspace(lo, float(upper), 257)])
+    rate = float(np.max(algorithm.mode_contraction(problem, np.asarray(spectrum))))
+    _, b, _ = algorithm.asymptotic(problem)
+    return RatePrediction(rate=jnp.asarray(rate), lower_edge=lower, upper_edge=jnp.asarray(upper),
+                          upper_edge_quadrature=upper_q, step_size=jnp.asarray(-b),
+                          stability_edge=jnp.asarray(edge), critical_curvature=d_crit,
+                          unstable_row_mass=mass, upper_unbounded=unbounded)
 
 
 def measured_rate(values, *, limit=None, window: tuple[int, int] | None = None,
@@ -1158,14 +1186,15 @@ class HessianCheck(eqx.Module):
     error: Float[Array, ""]
     errors: Float[Array, " T"]
     gd_grad_norm: Float[Array, ""]
-    step_size: Float[Array, ""]
+    stability_edge: Float[Array, ""]
     max_row_curvature: Float[Array, ""]
 
     @property
     def gd_stable(self):
-        """`eta lambda_max(H) < 2`: the limit point is linearly stable for GD (otherwise
-        GD ends in a period-2 orbit around it, the per-row instability)."""
-        return self.step_size * self.eig_max < 2.0
+        """`lambda_max(H)` below the method's stability edge (`eta lambda_max(H) < 2` for
+        GD): the limit point is linearly stable (otherwise the method ends in an orbit
+        around it, the per-row instability)."""
+        return self.eig_max < self.stability_edge
 
 
 def _draw(problem: Problem, dim: int, n: int, key):
@@ -1177,9 +1206,8 @@ def _draw(problem: Problem, dim: int, n: int, key):
     return theta_star, a, y, k_init
 
 
-@eqx.filter_jit
-def _hessian_check(problem, algorithm, init, dim: int, rows: int, key, polish: int):
-    loss, lam, eta = problem.loss, problem.lam, algorithm.step_size
+def _hessian_check(problem, algorithm, init, dim: int, rows: int, key, polish: int, edge):
+    loss, lam = problem.loss, problem.lam
     theta_star, a, y, k_init = _draw(problem, dim, rows, key)
     theta0 = init.simulator_start(problem, theta_star, a, y, key=k_init)
     even = problem.model.even
@@ -1189,11 +1217,19 @@ def _hessian_check(problem, algorithm, init, dim: int, rows: int, key, polish: i
         q = theta @ theta / dim
         return q - 2 * (jnp.abs(m) if even else m) + theta_star @ theta_star / dim
 
-    def gd(theta, _):
-        grad = a.T @ jax.vmap(loss.grad)(y, a @ theta) + lam * theta
-        return theta - eta * grad, err(theta)
+    co = algorithm.coefficients(problem)
 
-    theta, errors = jax.lax.scan(gd, theta0, None, length=algorithm.steps)
+    def gradient(phi):
+        return a.T @ jax.vmap(loss.grad)(y, a @ phi)
+
+    def run(state, xs):
+        t, k = xs
+        return algorithm.simulator_step(co, state, t, gradient, 0.0, k), err(state[0])
+
+    xs = (jnp.arange(algorithm.steps), jax.random.split(jax.random.fold_in(key, 5),
+                                                        algorithm.steps))
+    state, errors = jax.lax.scan(run, algorithm.simulator_init(theta0), xs)
+    theta = state[0]
     gd_grad = a.T @ jax.vmap(loss.grad)(y, a @ theta) + lam * theta
     gd_grad_norm = jnp.linalg.norm(gd_grad) / jnp.sqrt(dim)
 
@@ -1218,24 +1254,27 @@ def _hessian_check(problem, algorithm, init, dim: int, rows: int, key, polish: i
         kappa_trace=kappa_tr, kappa_equation=kappa_eq,
         grad_norm=jnp.linalg.norm(grad) / jnp.sqrt(dim), eig_min=eig[0], eig_max=eig[-1],
         m=m, q=q, error=err(theta), errors=errors, gd_grad_norm=gd_grad_norm,
-        step_size=jnp.asarray(eta, dtype=float),
+        stability_edge=jnp.asarray(edge, dtype=float),
         max_row_curvature=jnp.max(d_ * jnp.sum(a**2, axis=1)),
     )
 
 
+_hessian_check_jit = eqx.filter_jit(_hessian_check)
+
+
 @eqx.filter_jit
-def _hessian_check_many(problem, algorithm, init, dim: int, rows: int, keys, polish: int):
-    return jax.lax.map(lambda k: _hessian_check(problem, algorithm, init, dim, rows, k, polish),
-                       keys)
+def _hessian_check_many(problem, algorithm, init, dim: int, rows: int, keys, polish: int, edge):
+    return jax.lax.map(
+        lambda k: _hessian_check(problem, algorithm, init, dim, rows, k, polish, edge), keys)
 
 
-def hessian_check(problem: Problem, algorithm: GradientDescent, init, *, dim: int, key,
+def hessian_check(problem: Problem, algorithm, init, *, dim: int, key,
                   num_seeds: int = 1, polish: int = 8) -> HessianCheck:
     r"""Run gradient descent at finite `d` to its limit point and test the kappa equation
     on the instance: `kappa = tr(H^-1)/d` against
     `1 / (lam + (1/d) sum_i D_i / (1 + kappa D_i))`, `H = A^T diag(D) A + lam I`.
 
-    **Arguments:** `problem`, `algorithm` (`GradientDescent`, run for `steps` steps),
+    **Arguments:** `problem`, `algorithm` (any algorithm, run for `steps` steps),
     `init` (e.g. `InformedInit`), `dim`, `key`, `num_seeds` (vmapped; fields get a
     leading seed axis when > 1), `polish` Newton steps on the empirical risk after GD
     (they converge to the local minimum GD was approaching, to machine precision).
@@ -1248,11 +1287,13 @@ def hessian_check(problem: Problem, algorithm: GradientDescent, init, *, dim: in
     polish = check_int("polish", polish, 0)
     check_key(key)
     rows = num_rows(problem, dim)
+    edge = algorithm.stability_edge(problem)
     problem, algorithm, init = as_arrays((problem, algorithm, init))
     if num_seeds == 1:
-        return _hessian_check(problem, algorithm, init, dim, rows, key, polish)
+        return _hessian_check_jit(problem, algorithm, init, dim, rows, key, polish, edge)
     return _hessian_check_many(problem, algorithm, init, dim, rows,
-                               jax.random.split(key, num_seeds), polish)
+                               jax.random.split(key, num_seeds), polish, edge)
+
 
 
 __all__ = ["fixed_point", "fixed_point_sweep", "FixedPoint", "predicted_rate", "RatePrediction",

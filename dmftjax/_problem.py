@@ -1,4 +1,4 @@
-"""The learning problem, the initialisations and the algorithm."""
+"""The learning problem and the initialisations (the algorithms: `_algorithms.py`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from ._losses import AbstractLoss, Ridge
 from ._models import AbstractModel, AbstractPrior, GaussianPrior
-from ._validate import check_int, check_nonnegative, check_positive, check_real
+from ._validate import check_nonnegative, check_positive, check_real
 
 
 class Problem(eqx.Module):
@@ -52,9 +52,56 @@ class Problem(eqx.Module):
         return self.regulariser.lam
 
 
+class DMFTStart(eqx.Module):
+    r"""What the DMFT needs of an initialisation (`AbstractInit.dmft_start`): the slots
+    before the algorithm's first step and how to sample them.
+
+    - `kind`: `"informed"` (slot 0 is `theta^0 = a0 theta* + b0 zeta`), `"slot"` (slot 0
+      is the top eigenvector `v` as one stationary slot, `slot = (R_vv, m_v)`, then
+      `theta^0 = s0 v`; derivation section 3b) or `"prehistory"` (`power_steps`
+      normalised power steps on `D` with `shift`, from `a0 theta* + b0 zeta`, the last
+      one rescaled by `s0`).
+    - `prep`: the preprocessing `T` (spectral starts); `s0`: the scale, or `None` for
+      `model.default_scale(y)` on the samples.
+    - `antithetic`: antithetic seed pairs; `z_tangent`: the exact `z`-tangent (the link
+      and `T` have no jumps) rather than Gaussian integration by parts on `z`.
+    - `facts`: concrete facts to report (`Trajectory.info`), as `(name, value)` pairs;
+      `info` gives them as a dict.
+    """
+
+    kind: str = eqx.field(static=True)
+    a0: jax.Array | float
+    b0: jax.Array | float
+    z_tangent: bool = eqx.field(static=True)
+    slot: tuple | None = None
+    prep: eqx.Module | None = None
+    s0: jax.Array | float | None = None
+    power_steps: int = eqx.field(static=True, default=0)
+    shift: jax.Array | float = 0.0
+    antithetic: bool = eqx.field(static=True, default=False)
+    facts: tuple = eqx.field(static=True, default=())
+
+    @property
+    def info(self) -> dict:
+        """The concrete facts to report, as a dict."""
+        return dict(self.facts)
+
+    @property
+    def slots(self) -> int:
+        """Slots before `theta^0`."""
+        return int(self.kind == "slot") + self.power_steps
+
+    def min_samples(self, steps: int) -> int:
+        """The smallest `num_samples` that whitens one seed per slot (on each half of
+        the antithetic pairs)."""
+        need = steps + self.slots + 4
+        return 2 * need if self.antithetic else need
+
+
 class AbstractInit(eqx.Module):
-    """How `theta^0` is chosen. `simulator_start` gives the finite-d start; the DMFT
-    engines dispatch on the concrete class."""
+    """How `theta^0` is chosen: `simulator_start` gives the finite-d start,
+    `dmft_start` what the DMFT needs (a `DMFTStart`). A new initialisation implements
+    both; the engines never look at the concrete class."""
 
     @abc.abstractmethod
     def simulator_start(self, problem: Problem, theta_star, a, y, *, key):
@@ -65,6 +112,12 @@ class AbstractInit(eqx.Module):
         """`(theta^0, diagnostics)`: the start and a dict of scalars the simulator reports
         per seed (e.g. whether an eigensolver converged). Default: no diagnostics."""
         return self.simulator_start(problem, theta_star, a, y, key=key), {}
+
+    @abc.abstractmethod
+    def dmft_start(self, problem: Problem, *, spectral_method: str = "slot",
+                   eps0: float = 0.1) -> DMFTStart:
+        """The DMFT's start for `problem`. Called before tracing (where it may refuse
+        with a ValueError) and again inside the traced engine (where it must not)."""
 
 
 class InformedInit(AbstractInit):
@@ -88,6 +141,12 @@ class InformedInit(AbstractInit):
                 "by Cauchy-Schwarz |<theta*, theta^0>/d|^2 <= |theta^0|^2/d"
             )
 
+    def dmft_start(self, problem, *, spectral_method="slot", eps0=0.1):
+        del spectral_method, eps0
+        return DMFTStart(kind="informed", a0=self.overlap,
+                         b0=jnp.sqrt(self.norm - self.overlap**2),
+                         z_tangent=problem.model.smooth)
+
     def simulator_start(self, problem, theta_star, a, y, *, key):
         del problem, a, y
         d = theta_star.shape[0]
@@ -97,25 +156,17 @@ class InformedInit(AbstractInit):
         return self.overlap * theta_star + jnp.sqrt(self.norm - self.overlap**2) * xi
 
 
-class GradientDescent(eqx.Module):
-    r"""Full-batch gradient descent
-    `theta^{t+1} = theta^t - step_size (A^T loss'(y, A theta^t) + lam theta^t)` for `steps` steps."""
-
-    step_size: float
-    steps: int = eqx.field(static=True)
-
-    def __check_init__(self):
-        check_positive("step_size", self.step_size)
-        check_int("steps", self.steps, 1)
-
-
 _NOT_GIVEN = object()
 
 
 def check_problem(problem, algorithm=_NOT_GIVEN) -> None:
     """The type checks every entry point runs first: `problem` is a `Problem` and, when
-    passed, `algorithm` a `GradientDescent`."""
+    passed, `algorithm` an `AbstractAlgorithm`."""
+    from ._algorithms import AbstractAlgorithm
+
     if not isinstance(problem, Problem):
         raise ValueError("problem must be a dmftjax.Problem")
-    if algorithm is not _NOT_GIVEN and not isinstance(algorithm, GradientDescent):
-        raise ValueError("algorithm must be a dmftjax.GradientDescent")
+    if algorithm is not _NOT_GIVEN and not isinstance(algorithm, AbstractAlgorithm):
+        raise ValueError(
+            "algorithm must be a dmftjax algorithm (GradientDescent, HeavyBall, Nesterov or "
+            f"a subclass of AbstractAlgorithm), got {type(algorithm).__name__}")

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._problem import AbstractInit, GradientDescent, InformedInit, Problem, check_problem
+from ._problem import AbstractInit, InformedInit, Problem, check_problem
 from ._trajectory import OBSERVABLES, Trajectory, finish, sample_observables
 from ._validate import as_arrays, check_int, check_key
 
@@ -52,40 +52,48 @@ class _Options(eqx.Module):
     law_times: tuple = eqx.field(static=True, default=())
 
 
-def _run_gd(problem: Problem, algorithm: GradientDescent, theta_star, a, z, y, theta0,
-            test, probes):
-    """Gradient descent from `theta0`; with `probes` (`[T, d]`) also the linear response
-    to a field `h^s` added to the gradient at step `s` (`theta^{s+1} -= eta h^s`), carried
-    as a forward tangent: `R(t, s)` is estimated by `<h^s, d theta^t> / d`."""
+def _run(problem: Problem, algorithm, theta_star, a, z, y, theta0, test, probes, key):
+    """The algorithm from `theta0` (its own `simulator_step`, one key per step); with
+    `probes` (`[T, d]`) also the linear response to a field `h^s` added to the gradient
+    at step `s`, carried as a forward tangent: `R(t, s)` is estimated by
+    `<h^s, d theta^t> / d`."""
     loss = problem.loss
-    eta, lam = algorithm.step_size, problem.lam
+    co = algorithm.coefficients(problem)
+    steps = algorithm.steps
 
-    def update(theta, field):
-        grad = a.T @ jax.vmap(loss.grad)(y, a @ theta) + lam * theta + field
-        return theta - eta * grad
+    def gradient(phi):
+        return a.T @ jax.vmap(loss.grad)(y, a @ phi)
 
-    def step(carry, h):
-        theta, dtheta = carry
+    def update(state, field, t, k):
+        return algorithm.simulator_step(co, state, t, gradient, field, k)
+
+    def step(carry, xs):
+        state, dstate = carry
+        t, h, k = xs
+        theta = state[0]
         obs = observables(problem, theta_star, theta, z, y, a @ theta, test)
         if probes is None:
-            return (update(theta, 0.0), None), (obs, theta)
-        new, dnew = jax.jvp(update, (theta, jnp.zeros_like(theta)), (dtheta, h))
-        return (new, dnew), (obs, theta, dtheta)
+            return (update(state, 0.0, t, k), None), (obs, theta)
+        new, dnew = jax.jvp(lambda s_, f_: update(s_, f_, t, k), (state, jnp.zeros_like(theta)),
+                            (dstate, h))
+        return (new, dnew), (obs, theta, dstate[0])
 
-    steps = algorithm.steps
-    xs = probes if probes is not None else None
-    init = (theta0, None if probes is None else jnp.zeros_like(theta0))
-    (theta_T, dtheta_T), out = jax.lax.scan(step, init, xs, length=steps)
+    state0 = algorithm.simulator_init(theta0)
+    keys = jax.random.split(key, steps)
+    xs = (jnp.arange(steps), probes if probes is not None else jnp.zeros((steps, 0)), keys)
+    init = (state0, None if probes is None else jnp.zeros_like(state0))
+    (state_T, dstate_T), out = jax.lax.scan(step, init, xs)
+    theta_T = state_T[0]
     last = observables(problem, theta_star, theta_T, z, y, a @ theta_T, test)
     obs = jax.tree.map(lambda c, end: jnp.concatenate([c, end[None]]), out[0], last)
     thetas = jnp.concatenate([out[1], theta_T[None]])
-    dthetas = None if probes is None else jnp.concatenate([out[2], dtheta_T[None]])
+    dthetas = None if probes is None else jnp.concatenate([out[2], dstate_T[0][None]])
     return obs, thetas, dthetas
 
 
-def simulate_one(problem: Problem, algorithm: GradientDescent, init, dim: int, n: int, key,
+def simulate_one(problem: Problem, algorithm, init, dim: int, n: int, key,
                  options: _Options = _Options()):
-    """One seed: draw data, start, run gradient descent; observables over t = 0..T, and
+    """One seed: draw data, start, run the algorithm; observables over t = 0..T, and
     what `options` asks for (kernels, laws, the start's diagnostics)."""
     k_data, k_init = jax.random.split(key)
     theta_star, a, z, y = draw_data(problem, dim, n, k_data)
@@ -100,8 +108,8 @@ def simulate_one(problem: Problem, algorithm: GradientDescent, init, dim: int, n
     probes = None
     if options.kernels:
         probes = jax.random.normal(jax.random.fold_in(k_data, 2), (algorithm.steps, dim))
-    obs, thetas, dthetas = _run_gd(problem, algorithm, theta_star, a, z, y, theta0, test,
-                                   probes)
+    obs, thetas, dthetas = _run(problem, algorithm, theta_star, a, z, y, theta0, test,
+                                probes, jax.random.fold_in(k_init, 3))
     out = {"obs": obs, "start": start_info}
     if options.kernels:
         out["C"] = thetas @ thetas.T / dim
@@ -133,7 +141,7 @@ def _simulate_batch(problem, algorithm, init, keys, dim: int, n: int, batch_size
 
 def simulate(
     problem: Problem,
-    algorithm: GradientDescent,
+    algorithm,
     init,
     *,
     dim: int,

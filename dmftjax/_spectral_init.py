@@ -22,6 +22,7 @@ run inside `jit`, `vmap` and `lax.map` (fixed shapes, a `while_loop` for restart
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import equinox as eqx
@@ -31,11 +32,76 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from ._preprocess import AbstractPreprocessing
-from ._problem import AbstractInit, Problem
+from ._problem import AbstractInit, DMFTStart, Problem
 from ._simulate import num_rows
-from ._validate import as_arrays, check_int, check_key, check_positive
+from ._spectral import spectral_theory, weak_recovery_threshold
+from ._validate import as_arrays, check_int, check_key, check_positive, is_concrete
 
 _METHODS = ("auto", "dense", "lanczos")
+
+
+MAX_POWER_STEPS = 2000
+
+
+class _Negated(AbstractPreprocessing):
+    """`-T`: its top bulk edge is minus the bottom edge of the spectrum of `D`."""
+
+    inner: AbstractPreprocessing
+
+    def __call__(self, y):
+        return -self.inner(y)
+
+    def breakpoints(self):
+        return self.inner.breakpoints()
+
+
+def check_outlier(problem, init):
+    """The closed form of the start; refuses (ValueError) without an outlier."""
+    theory = spectral_theory(problem, init.preprocessing)
+    if not bool(theory.has_outlier):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            thr = float(weak_recovery_threshold(problem.model, init.preprocessing))
+        if math.isfinite(thr):
+            where = f"the weak-recovery threshold of this preprocessing is alpha = {thr:.4g}"
+        else:
+            where = "no alpha up to 1000 gives an outlier with this preprocessing"
+        raise ValueError(
+            f"no spectral outlier at alpha = {float(problem.alpha):.4g}: the top eigenvector "
+            f"carries no overlap, so spectral-initialised GD has no meaningful DMFT; {where}. "
+            f"{theory.explanation}"
+        )
+    return theory
+
+
+def power_schedule(problem, init, eps0: float, tol: float = 1e-2):
+    """`(shift, K, rho)` for the prehistory from the predicted spectrum of `D`."""
+    theory = check_outlier(problem, init)
+    lam1, lam2 = float(theory.top_eigenvalue), float(theory.bulk_edge)
+    neg = spectral_theory(problem, _Negated(init.preprocessing.specialise(problem.alpha)))
+    lam_min = -float(neg.bulk_edge)
+    if not math.isfinite(lam_min):
+        raise ValueError(
+            "the preprocessing is unbounded below, so the spectrum of D has no bottom edge and "
+            "no shift makes the power method converge; clip it from below "
+            "(e.g. LuoAlghamdiLu(clip=-5)) or use the stationary slot"
+        )
+    shift = -(lam2 + lam_min) / 2
+    rho = (lam2 - lam_min) / 2 / (lam1 + shift)
+    if not 0 < rho < 1:
+        raise ValueError(
+            f"the shifted power method does not contract here (rate {rho:.4g}); use "
+            "spectral_method='slot'"
+        )
+    steps = int(math.ceil(math.log(tol * eps0) / math.log(rho)))
+    if steps > MAX_POWER_STEPS:
+        raise ValueError(
+            f"the prehistory would need {steps} power steps (spectral gap too small: rate "
+            f"{rho:.4g}, close to the weak-recovery threshold); use spectral_method='slot'"
+        )
+    return shift, steps, rho
+
+
 
 
 class EigenInfo(eqx.Module):
@@ -301,6 +367,39 @@ class SpectralInit(AbstractInit):
 
     def simulator_start(self, problem, theta_star, a, y, *, key):
         return self.simulator_start_with_info(problem, theta_star, a, y, key=key)[0]
+
+    def dmft_start(self, problem, *, spectral_method="slot", eps0=0.1):
+        """The stationary slot (`"slot"`, section 3b: `(R_vv, m_v)` from the closed form;
+        traceable, so a sweep can vary `alpha` or the preprocessing) or the power-method
+        prehistory (`"prehistory"`: `K` and the shift from the predicted spectrum, fixed
+        before tracing). Refuses, when its inputs are concrete, a start without a
+        spectral outlier."""
+        prep = self.preprocessing.specialise(problem.alpha)
+        z_tangent = problem.model.smooth and len(prep.breakpoints()) == 0
+        concrete = all(is_concrete(leaf) for leaf in jax.tree.leaves((problem, self)))
+        if concrete:
+            theory = check_outlier(problem, self)
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                theory = spectral_theory(problem, self.preprocessing)
+        info = {}
+        if concrete:
+            info = dict(cosine2_theory=float(theory.cosine2),
+                        top_eigenvalue=float(theory.top_eigenvalue), R_vv=float(theory.R_vv))
+        if spectral_method == "slot":
+            return DMFTStart(kind="slot", a0=theory.m_v, b0=0.0, z_tangent=z_tangent,
+                             slot=(theory.R_vv, theory.m_v), prep=prep, s0=self.scale,
+                             antithetic=True, facts=tuple(info.items()))
+        if not concrete:
+            raise ValueError("the power-method prehistory fixes its number of steps from the "
+                             "spectrum before tracing: use spectral_method='slot' in a "
+                             "traced (swept, differentiated) DMFT")
+        shift, steps, rate = power_schedule(problem, self, eps0)
+        info.update(power_steps=steps, shift=shift, power_rate=rate)
+        return DMFTStart(kind="prehistory", a0=eps0, b0=math.sqrt(1 - eps0**2),
+                         z_tangent=z_tangent, prep=prep, s0=self.scale, power_steps=steps,
+                         shift=shift, antithetic=True, facts=tuple(info.items()))
 
     def simulator_start_with_info(self, problem, theta_star, a, y, *, key):
         lam, v, info = self.eigenpair(problem, theta_star, a, y, key=key)

@@ -40,7 +40,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from ._problem import AbstractInit, GradientDescent, InformedInit, Problem, check_problem
+from ._algorithms import AbstractAlgorithm
+from ._estimators import as_estimator
+from ._problem import AbstractInit, Problem, check_problem
 from ._trajectory import OBSERVABLES
 from ._validate import check_int, check_key
 
@@ -110,7 +112,15 @@ def preprocessing_parameter(preprocessing) -> str:
 
 
 def _axis_values(name: str, values) -> np.ndarray:
-    arr = np.asarray(values, dtype=float).ravel()
+    if isinstance(values, (str, bytes)):
+        raise ValueError(f"the {name} axis must be numbers, got the string {values!r}")
+    try:
+        arr = np.asarray(values, dtype=float)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"the {name} axis must be a 1-d sequence of numbers: {err}") from None
+    if arr.ndim != 1:
+        raise ValueError(f"the {name} axis must be 1-d, got shape {arr.shape} (the grid is "
+                         "the product of the axes: pass each axis separately)")
     if arr.size == 0:
         raise ValueError(f"the {name} axis is empty")
     if not np.all(np.isfinite(arr)):
@@ -124,18 +134,59 @@ def _axis_values(name: str, values) -> np.ndarray:
     return arr
 
 
-def _set(tree_tuple, name: str, value, prep_field: str | None):
+ROOTS = ("problem", "algorithm", "init")
+_SHORT = {"alpha": ("problem", ("alpha",)), "lam": ("problem", ("regulariser", "lam")),
+          "step_size": ("algorithm", ("step_size",))}
+
+
+def axis_path(name: str, prep_field: str | None = None) -> tuple[str, tuple[str, ...]]:
+    """`(root, attributes)` of an axis: a short name (`alpha`, `lam`, `step_size`, `prep`)
+    or a path into the settings such as `"algorithm.momentum"` or
+    `"init.preprocessing.tau"` (roots: `problem`, `algorithm`, `init`)."""
+    if name in _SHORT:
+        return _SHORT[name]
+    if name == "prep":
+        return "prep", (prep_field,)
+    root, _, rest = name.partition(".")
+    if root not in ROOTS or not rest:
+        raise ValueError(
+            f"unknown sweep axis {name!r}: use alpha, lam, step_size, prep, or a path such as "
+            "'algorithm.momentum', 'problem.model.noise' or 'init.preprocessing.tau'")
+    return root, tuple(rest.split("."))
+
+
+def _get(obj, attrs):
+    for a in attrs:
+        obj = getattr(obj, a)
+    return obj
+
+
+def _replace(obj, attrs, value, *, check: bool = False):
+    """`obj` with the field at `attrs` set to `value`; with `check`, the module that
+    owns the field is rebuilt so that its own checks (`__check_init__`) run."""
+    if not check:
+        return eqx.tree_at(lambda o: _get(o, attrs), obj, value)
+    owner = _get(obj, attrs[:-1])
+    fields = {f.name: getattr(owner, f.name) for f in dataclasses.fields(owner) if f.init}
+    rebuilt = type(owner)(**{**fields, attrs[-1]: value})
+    return rebuilt if len(attrs) == 1 else eqx.tree_at(lambda o: _get(o, attrs[:-1]), obj, rebuilt)
+
+
+def _set(tree_tuple, name: str, value, prep_field: str | None, *, check: bool = False):
     problem, algorithm, init, prep = tree_tuple
-    if name == "alpha":
-        problem = eqx.tree_at(lambda p: p.alpha, problem, value)
-    elif name == "lam":
-        problem = eqx.tree_at(lambda p: p.regulariser.lam, problem, value)
-    elif name == "step_size":
-        algorithm = eqx.tree_at(lambda a: a.step_size, algorithm, value)
-    elif name == "prep":
-        prep = eqx.tree_at(lambda q: getattr(q, prep_field), prep, value)
-        if init is not None and hasattr(init, "preprocessing"):
+    root, attrs = axis_path(name, prep_field)
+    if root == "problem":
+        problem = _replace(problem, attrs, value, check=check)
+    elif root == "algorithm":
+        algorithm = _replace(algorithm, attrs, value, check=check)
+    elif root == "prep":
+        prep = _replace(prep, attrs, value, check=check)
+        if init is not None and isinstance(getattr(init, "preprocessing", None), eqx.Module):
             init = eqx.tree_at(lambda i: i.preprocessing, init, prep)
+    else:
+        init = _replace(init, attrs, value, check=check)
+        if attrs[0] == "preprocessing" and prep is not None:
+            prep = init.preprocessing
     return problem, algorithm, init, prep
 
 
@@ -144,12 +195,13 @@ def _set(tree_tuple, name: str, value, prep_field: str | None):
 
 
 def _dmft_point(problem, algorithm, init, prep, key, num_samples, num_replicas, estimator):
-    from ._dmft import _solve_one
+    from ._dmft import dmft_replica
 
     del prep
     keys = jax.random.split(key, num_replicas)
-    obs, _ = jax.vmap(lambda k: _solve_one(problem, algorithm, init, k, num_samples,
-                                           estimator))(keys)
+    obs, _ = jax.vmap(lambda k: dmft_replica(problem, algorithm, init, key=k,
+                                             num_samples=num_samples,
+                                             estimator=estimator))(keys)
     norm = obs["norm"]
     ok = jnp.all(jnp.isfinite(norm) & (jnp.abs(norm) <= DIVERGENCE_NORM), axis=-1)  # [R]
     n_ok = jnp.sum(ok)
@@ -387,13 +439,14 @@ def _write_manifest(folder: Path, digest: str, settings: dict, axes: dict, chunk
 
 def sweep(
     problem: Problem,
-    algorithm: GradientDescent | None = None,
+    algorithm=None,
     init: AbstractInit | None = None,
     *,
     alpha=None,
     lam=None,
     step_size=None,
     prep=None,
+    axes: dict | None = None,
     preprocessing=None,
     engine: str = "dmft",
     num_samples: int = 1000,
@@ -420,11 +473,16 @@ def sweep(
       (`None`: not swept). The grid is their Cartesian product, in this order.
       `prep` sets the numeric parameter of `preprocessing` (`tau` of `Trimmed`/`Clipped`,
       `clip` of `LuoAlghamdiLu`, `alpha` of `MondelliMontanari`).
+    - `axes`: more axes, any numeric field by its path:
+      `{"algorithm.momentum": [0.0, 0.5, 0.9], "init.preprocessing.tau": [...],
+      "problem.model.noise": [...]}` (after the named ones in the grid's order). Each
+      value is checked by the module that owns the field.
     - `preprocessing`: a spectral preprocessing: the `spectral` engine's `T`; for the
       other engines, the one whose weak-recovery threshold is recorded (default:
       `init.preprocessing` when `init` has one).
-    - `engine`: `"dmft"` (the trajectory, `_solve_one` of `solve_dmft` with
-      `num_replicas` replicas of `num_samples` samples), `"fixed_point"` (the
+    - `engine`: `"dmft"` (the trajectory: `dmft_replica`, the engine of `solve_dmft`,
+      with `num_replicas` replicas of `num_samples` samples, from any initialisation: a
+      spectral start uses its stationary slot), `"fixed_point"` (the
       long-time limit) or `"spectral"` (the closed-form spectral start).
     - `estimator`: the DMFT's estimator (`"tangent"`, `"ibp"` or `"windowed"`, the
       long-horizon mode of `solve_dmft`, with `window` lags).
@@ -457,21 +515,22 @@ def sweep(
         key = jax.random.key(0)
     check_key(key)
     if engine == "dmft":
-        if not isinstance(algorithm, GradientDescent):
-            raise ValueError("the dmft engine needs algorithm=GradientDescent(step_size, steps)")
-        if not isinstance(init, InformedInit):
-            raise ValueError(
-                "the dmft sweep runs from an InformedInit (a vmappable DMFT of the "
-                f"spectral start is not available yet), got {type(init).__name__}"
-            )
-        if estimator not in ("tangent", "ibp", "windowed"):
-            raise ValueError("estimator must be 'tangent', 'ibp' or 'windowed', "
-                             f"got {estimator!r}")
-        window = check_int("window", window, 2)
-        window = -(-window // 8) * 8
-        if num_samples <= algorithm.steps + 3:
-            raise ValueError(f"num_samples = {num_samples} must exceed steps + 3 = "
-                             f"{algorithm.steps + 3}")
+        if not isinstance(algorithm, AbstractAlgorithm):
+            raise ValueError("the dmft engine needs an algorithm (e.g. "
+                             "GradientDescent(step_size, steps))")
+        if not isinstance(init, AbstractInit):
+            raise ValueError(f"the dmft engine needs an initialisation, got "
+                             f"{type(init).__name__}")
+        estimator = as_estimator(estimator, window=window if estimator == "windowed" else None)
+        if getattr(estimator, "handoff", None) is not None:
+            raise ValueError("sweeps integrate every step: pass Windowed(window) without "
+                             "handoff")
+        window = estimator.engine[1] if estimator.kind == "windowed" else None
+        start = init.dmft_start(problem)  # the start's own checks (e.g. a spectral outlier)
+        need = start.min_samples(algorithm.steps)
+        if num_samples < need or (start.antithetic and num_samples % 2):
+            raise ValueError(f"num_samples = {num_samples} must be at least {need}"
+                             f"{' and even' if start.antithetic else ''} for this start")
     if preprocessing is None and init is not None and hasattr(init, "preprocessing"):
         preprocessing = init.preprocessing
     if engine == "spectral" and preprocessing is None:
@@ -480,7 +539,26 @@ def sweep(
         raise ValueError(f"the {engine} engine has no step size: drop the step_size axis")
 
     given = {"alpha": alpha, "lam": lam, "step_size": step_size, "prep": prep}
+    if axes is not None and not isinstance(axes, dict):
+        raise ValueError("axes must be a dict {path: values}, e.g. {'algorithm.momentum': [0, 0.5]}")
+    for name in (axes or {}):
+        if name in given and given[name] is not None:
+            raise ValueError(f"the {name} axis is given twice")
+        axis_path(name)  # a known root
+    given.update(axes or {})
     axes = {k: _axis_values(k, v) for k, v in given.items() if v is not None}
+    for name in axes:
+        root, attrs = axis_path(name, "?")
+        if root == "algorithm" and engine != "dmft":
+            raise ValueError(f"the {engine} engine has no algorithm: drop the {name} axis")
+        obj = {"problem": problem, "algorithm": algorithm, "init": init}.get(root)
+        if root != "prep":
+            try:
+                leaf = _get(obj, attrs)
+            except AttributeError:
+                raise ValueError(f"the sweep axis {name!r} names no field of the {root}") from None
+            if isinstance(leaf, eqx.Module) or isinstance(leaf, (str, bool)) or leaf is None:
+                raise ValueError(f"the sweep axis {name!r} is not a number field")
     if not axes:
         raise ValueError("nothing to sweep: pass at least one of alpha, lam, step_size, prep")
     prep_field = None
@@ -489,14 +567,15 @@ def sweep(
             raise ValueError("the prep axis needs a preprocessing (preprocessing=... or a "
                              "SpectralInit)")
         prep_field = preprocessing_parameter(preprocessing)
-        if engine == "dmft":
-            raise ValueError("the prep axis changes the spectral start; the dmft sweep runs "
-                             "from an InformedInit (use engine='spectral')")
-        # construct each value once: the preprocessing's own checks (tau > 0, ...)
-        for v in axes["prep"]:
-            type(preprocessing)(**{**{f.name: getattr(preprocessing, f.name)
-                                      for f in dataclasses.fields(preprocessing)},
-                                   prep_field: float(v)})
+    # every value once through the checks of the module that owns its field (tau > 0,
+    # momentum < 1, ...), before anything is traced
+    checked = (problem, algorithm, init, preprocessing)
+    for name, vals in axes.items():
+        for v in vals:
+            try:
+                _set(checked, name, float(v), prep_field, check=True)
+            except (ValueError, TypeError) as err:
+                raise ValueError(f"the sweep axis {name} = {float(v)}: {err}") from None
     shape = tuple(len(v) for v in axes.values())
     num_points = int(np.prod(shape))
 
@@ -510,8 +589,8 @@ def sweep(
         "axes": {k: v.tolist() for k, v in axes.items()},
         "num_samples": num_samples if engine == "dmft" else None,
         "num_replicas": num_replicas if engine == "dmft" else None,
-        "estimator": estimator if engine == "dmft" else None,
-        "window": window if engine == "dmft" and estimator == "windowed" else None,
+        "estimator": describe(estimator) if engine == "dmft" else None,
+        "window": window if engine == "dmft" else None,
         "key": describe(key) if engine == "dmft" else None,
         "common_random_numbers": bool(common_random_numbers) if engine == "dmft" else None,
         "x64": bool(jax.config.jax_enable_x64),
@@ -569,7 +648,7 @@ def sweep(
             indices = todo[start:start + chunk_len]
             trees, padded = chunk_inputs(indices)
             res = _run_chunk(engine, trees, padded, key, num_samples, num_replicas,
-                             (estimator, window, None), sharding, bool(common_random_numbers))
+                             estimator, sharding, bool(common_random_numbers))
             arrays = {k: np.asarray(v)[: len(indices)] for k, v in res.items()}
             name = f"chunk-{number:05d}.npz"
             if folder is not None:

@@ -151,6 +151,7 @@ def finish(curves: dict, source: str, info: dict) -> Trajectory:
     info["diverged_at_runs"] = first[~ok].tolist()
     # per seed / replica: heavy tails (rows trapped in a wrong well) show up here first
     info["final_error_runs"] = np.asarray(curves["error"])[:, -1].tolist()
+    info["final_runs"] = {name: np.asarray(curves[name])[:, -1].tolist() for name in OBSERVABLES}
     if not ok.all():
         # what the means over every run would be, up to the first divergence (after it
         # they are not finite): the survivors' means are conditioned on not diverging

@@ -28,7 +28,10 @@ from jax.flatten_util import ravel_pytree
 from tqdm.auto import tqdm
 
 from ._fixed_point import FixedPoint, _solve, _start_vector
-from ._problem import GradientDescent, Problem, check_problem
+from ._algorithms import GradientDescent
+from ._estimators import as_estimator
+from ._problem import Problem, check_problem
+from ._trajectory import OBSERVABLES
 from ._validate import as_arrays, check_int, check_key, check_positive
 
 Mode = Literal["reverse", "forward"]
@@ -270,16 +273,21 @@ def step_size_objective(problem: Problem, init, *, horizon: int, num_samples: in
                         num_replicas: int = 1, estimator: str = "tangent",
                         metric: str = "error"):
     r"""`objective(log_eta) -> metric after `horizon` steps` from the DMFT with a fixed
-    key (common random numbers), averaged over `num_replicas` replicas. Calls
-    `dmftjax._dmft._solve_one`."""
-    from ._dmft import _solve_one  # the engine; imported late to keep import order simple
+    key (common random numbers), averaged over `num_replicas` replicas of the traceable
+    engine `dmft_replica`."""
+    from ._dmft import dmft_replica  # the engine; imported late to keep import order simple
 
+    estimator = as_estimator(estimator)
+    _check_metric(metric)
     keys = jax.random.split(key, num_replicas)
 
     def objective(log_eta):
         alg = GradientDescent(step_size=jnp.exp(log_eta), steps=horizon)
+
         def one(k):
-            return _solve_one(problem, alg, init, k, num_samples, estimator)[0][metric][-1]
+            obs, _ = dmft_replica(problem, alg, init, key=k, num_samples=num_samples,
+                                  estimator=estimator)
+            return obs[metric][-1]
 
         return jnp.mean(jax.vmap(one)(keys))
 
@@ -323,12 +331,21 @@ def tune_step_size(
     check_positive("eta0", eta0)
     if num_samples <= horizon + 3:
         raise ValueError(f"num_samples = {num_samples} must exceed horizon + 3 = {horizon + 3}")
+    estimator = as_estimator(estimator)
+    _check_metric(metric)
+    if mode not in ("reverse", "forward"):
+        raise ValueError(f"mode must be 'reverse' or 'forward', got {mode!r}")
     optimizer = optax.rprop(0.1) if optimizer is None else optimizer
     obj = step_size_objective(problem, init, horizon=horizon, num_samples=num_samples,
                               key=key, num_replicas=num_replicas, estimator=estimator,
                               metric=metric)
     return tune(obj, jnp.log(jnp.asarray(float(eta0))), optimizer=optimizer, steps=steps,
                 mode=mode, progress=progress, desc="tune_step_size")
+
+
+def _check_metric(metric):
+    if metric not in OBSERVABLES:
+        raise ValueError(f"metric must be one of {OBSERVABLES}, got {metric!r}")
 
 
 # --------------------------------------------------------------------------------------

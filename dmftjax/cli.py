@@ -218,8 +218,13 @@ ALPHA = click.option("--alpha", default=3.0, show_default=True, type=POSITIVE,
                      help="sample ratio n/d")
 LAM = click.option("--lam", default=0.05, show_default=True, type=NONNEGATIVE,
                    help="ridge strength")
+METHODS = ["gd", "heavy-ball", "nesterov"]
 ALGORITHM = _options(
+    click.option("--algorithm", type=click.Choice(METHODS), default="gd", show_default=True,
+                 help="gradient descent, heavy-ball (Polyak) or Nesterov momentum"),
     click.option("--step", default=0.05, show_default=True, type=POSITIVE, help="step size"),
+    click.option("--momentum", default=None, type=click.FloatRange(min=0, max=1, max_open=True),
+                 help="momentum beta in [0, 1) (heavy-ball and nesterov; default 0.5)"),
     click.option("--steps", default=100, show_default=True, type=click.IntRange(min=1),
                  help="number of gradient steps"),
 )
@@ -317,7 +322,15 @@ def _preprocessing(p, alpha=None):
 def _algorithm(p):
     import dmftjax as dj
 
+    kind, beta = p.get("algorithm", "gd"), p.get("momentum")
+    if kind == "gd" and beta is not None:
+        _fail("--momentum needs --algorithm heavy-ball or nesterov")
+    beta = 0.5 if beta is None else float(beta)
     try:
+        if kind == "heavy-ball":
+            return dj.HeavyBall(float(p["step"]), beta, int(p["steps"]))
+        if kind == "nesterov":
+            return dj.Nesterov(float(p["step"]), beta, int(p["steps"]))
         return dj.GradientDescent(float(p["step"]), int(p["steps"]))
     except ValueError as err:
         _fail(str(err))
@@ -1018,8 +1031,17 @@ def _spectral_figure(grid, cos2, alpha_c, p, th, measured):
               help="ridge grid")
 @click.option("--step", "step_grid", default="0.05", show_default=True, type=GRID,
               help="step-size grid (dmft engine)")
+@click.option("--algorithm", type=click.Choice(METHODS), default="gd", show_default=True,
+              help="the method (dmft engine)")
+@click.option("--momentum", "momentum_grid", default=None, type=GRID,
+              help="momentum grid (dmft engine, heavy-ball or nesterov; default 0.5)")
+@click.option("--init", "init_kind", type=click.Choice(["informed", "spectral"]),
+              default="informed", show_default=True,
+              help="the DMFT's start (dmft engine): informed (--overlap, --norm) or the "
+                   "spectral start with --preprocessing")
 @click.option("--tau", "tau_grid", default=None, type=GRID,
-              help="grid of the preprocessing parameter (spectral engine)")
+              help="grid of the preprocessing parameter (spectral engine; dmft engine "
+                   "with --init spectral)")
 @click.option("--engine", type=click.Choice(["dmft", "fixed-point", "spectral"]),
               default="dmft", show_default=True)
 @click.option("--steps", default=50, show_default=True, type=click.IntRange(min=1),
@@ -1073,13 +1095,26 @@ def sweep_cmd(ctx, **p):
     alg = init = None
     axes = dict(alpha=p["alpha_grid"], lam=p["lam_grid"])
     if engine == "dmft":
-        alg = _algorithm(dict(p, step=float(p["step_grid"][0])))
-        init = _init(dict(p, init_kind="informed"))
+        beta = None if p["momentum_grid"] is None else float(p["momentum_grid"][0])
+        alg = _algorithm(dict(p, step=float(p["step_grid"][0]), momentum=beta))
+        if p["init_kind"] == "spectral":
+            if prep is None:
+                _fail("--init spectral needs --preprocessing (e.g. mondelli-montanari)")
+            init = _api("SpectralInit")(prep)
+        else:
+            init = _init(dict(p, init_kind="informed"))
         if len(p["step_grid"]) > 1:
             axes["step_size"] = p["step_grid"]
+        if p["momentum_grid"] is not None and len(p["momentum_grid"]) > 1:
+            axes["axes"] = {"algorithm.momentum": p["momentum_grid"]}
         _check_dmft_sizes(p)
-    elif len(p["step_grid"]) > 1:
-        _fail(f"--step is a grid only for the dmft engine (not {p['engine']})")
+    else:
+        if len(p["step_grid"]) > 1:
+            _fail(f"--step is a grid only for the dmft engine (not {p['engine']})")
+        if p["momentum_grid"] is not None or p["algorithm"] != "gd":
+            _fail(f"--algorithm and --momentum are for the dmft engine (not {p['engine']})")
+        if p["init_kind"] != "informed":
+            _fail(f"--init is for the dmft engine (not {p['engine']})")
     if engine == "spectral":
         axes.pop("lam")
         if prep is None:
@@ -1087,9 +1122,17 @@ def sweep_cmd(ctx, **p):
     if p["tau_grid"] is not None:
         if prep is None:
             _fail("--tau needs --preprocessing")
-        if engine != "spectral":
-            _fail("--tau is a grid only for the spectral engine")
-        axes["prep"] = p["tau_grid"]
+        if engine == "dmft" and p["init_kind"] == "spectral":
+            if len(p["tau_grid"]) > 1:
+                extra = axes.setdefault("axes", {})
+                from dmftjax._sweep import preprocessing_parameter
+
+                extra[f"init.preprocessing.{preprocessing_parameter(prep)}"] = p["tau_grid"]
+        elif engine != "spectral":
+            _fail("--tau is a grid only for the spectral engine (or the dmft engine with "
+                  "--init spectral)")
+        else:
+            axes["prep"] = p["tau_grid"]
     metric = p["metric"] or ("cosine2" if engine == "spectral" else "error")
     outputs = _Outputs(p["out"], "sweep", ["png", "json", "csv"], p["overwrite"])
     done = {"chunks": 0}

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -200,3 +201,28 @@ def test_predict_long_horizon_mode_with_handoff(tmp_path):
     assert info["estimator"] == "windowed" and info["window"] == 24
     assert info["handed_off"] and all(0 < t < 120 for t in info["handoff_at"])
     assert len(data["dmft"]["values"]["error"]) == 121
+
+
+def test_momentum_sweep_from_a_spectral_start(tmp_path):
+    # the seed's own two-stage algorithm, swept over the momentum from its spectral start
+    args = ["sweep", "--algorithm", "heavy-ball", "--momentum", "0,0.5", "--init", "spectral",
+            "--preprocessing", "mondelli-montanari", "--alpha", "3", "--lam", "0.05",
+            "--step", "0.02", "--steps", "8", "--samples", "400", "--out", tmp_path, "-q"]
+    res = run(*args)
+    assert res.exit_code == 0, res.output
+    data = json.loads((tmp_path / "sweep.json").read_text())
+    assert data["sweep"]["axes"] == {"alpha": [3.0], "lam": [0.05],
+                                     "algorithm.momentum": [0.0, 0.5]}
+    err = np.asarray(data["sweep"]["values"]["error"], dtype=float).ravel()
+    assert err.size == 2 and np.all(np.isfinite(err)) and err[0] != err[1]
+    # the momentum-free point is gradient descent from the same start and key
+    gd = run("predict", "--init", "spectral", "--preprocessing", "mondelli-montanari",
+             "--alpha", "3", "--lam", "0.05", "--step", "0.02", "--steps", "8",
+             "--samples", "400", "--replicas", "2", "--out", tmp_path / "gd", "-q")
+    assert gd.exit_code == 0, gd.output
+    gd_err = json.loads((tmp_path / "gd" / "predict.json").read_text())["dmft"]["values"]["error"]
+    assert err[0] == pytest.approx(gd_err[-1], rel=1e-9)
+    bad = run("sweep", "--momentum", "0,0.5", "--steps", "5", "--samples", "64", "-q")
+    assert "heavy-ball or nesterov" in assert_one_line_error(bad)
+    bad = run("sweep", "--init", "spectral", "--steps", "5", "--samples", "64", "-q")
+    assert "preprocessing" in assert_one_line_error(bad)

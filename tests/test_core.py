@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import dmftjax as dj
-from dmftjax._dmft import _solve_one, whitened_seeds
+from dmftjax._dmft import whitened_seeds
 from dmftjax._exact import least_squares_theory
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -68,9 +68,9 @@ def test_jax_solver_equals_numpy_reference(key):
     # non-linear (Wirtinger) trajectory and kernels must agree to rounding.
     steps, num = 25, 3000
     problem = wirtinger(lam=0.05, noise=0.1)
-    out, kernels = jax.jit(lambda k: _solve_one(
-        problem, dj.GradientDescent(0.05, steps), dj.InformedInit(0.5, 1.0), k, num, "tangent"
-    ))(key)
+    out, kernels = jax.jit(lambda k: dj.dmft_replica(
+        problem, dj.GradientDescent(0.05, steps), dj.InformedInit(0.5, 1.0), key=k,
+        num_samples=num))(key)
     seeds = np.asarray(whitened_seeds(key, num, steps + 3))
     err, ref = solve_numpy(seeds, 3.0, 0.05, 0.05, steps, 0.5, 1.0, noise=0.1)
     np.testing.assert_allclose(out["error"], err, rtol=1e-9, atol=1e-12)

@@ -19,6 +19,7 @@ TINY = {
                         "np.array([0.0, 0.1]), 5, 64, np.array([4.0, 8.0])"),
     "04_spectral_initialisation.ipynb": "DIM, SEEDS, STEPS, SAMPLES, POINTS = 60, 2, 5, 64, 4",
     "05_fixed_point_and_tuning.ipynb": "STEPS, SAMPLES, ITERATIONS, GRID = 40, 128, 2, 4",
+    "06_momentum_after_a_spectral_start.ipynb": "STEPS, SAMPLES, REPLICAS, DIM, SEEDS = 8, 64, 2, 60, 2",
 }
 
 

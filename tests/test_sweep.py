@@ -27,11 +27,12 @@ SCRIPT = textwrap.dedent("""
     import numpy as np
     import dmftjax as dj
     sys.path.insert(0, os.environ["DMFTJAX_TESTS"])
-    from test_sweep import GRID, SIZES, _tiny as make
+    from test_sweep import GRIDS, SIZES, _tiny as make
 
     if __name__ == "__main__":
-        mode, target = sys.argv[1], sys.argv[2]
-        problem, alg, init = make()
+        mode, target, start = sys.argv[1], sys.argv[2], sys.argv[3]
+        problem, alg, init = make(start)
+        GRID = GRIDS[start]
         if mode == "values":  # write the values to an npz file
             r = dj.sweep(problem, alg, init, **GRID, **SIZES, key=jax.random.key(7))
             np.savez(target, devices=len(r.info["devices"]), chunk_len=r.info["chunk_len"],
@@ -63,20 +64,27 @@ def script(tmp_path_factory):
     return path
 
 
-def _tiny():
+def _tiny(start="informed"):
     problem = dj.Problem(dj.PhaseRetrieval(0.1), dj.WirtingerLoss(), alpha=3.0,
                          regulariser=dj.Ridge(0.05))
-    return problem, dj.GradientDescent(0.05, 4), dj.InformedInit(0.5, 1.0)
+    init = (dj.InformedInit(0.5, 1.0) if start == "informed"
+            else dj.SpectralInit(dj.MondelliMontanari()))
+    return problem, dj.GradientDescent(0.05, 4), init
 
 
-GRID = dict(alpha=[2.0, 3.0, 4.0], lam=[0.0, 0.1])
+# the spectral start: the seed's two-stage algorithm over (alpha, step)
+GRIDS = {"informed": dict(alpha=[2.0, 3.0, 4.0], lam=[0.0, 0.1]),
+         "spectral": dict(alpha=[2.0, 3.0, 4.0], step_size=[0.02, 0.05])}
+GRID = GRIDS["informed"]
 SIZES = dict(num_samples=32, num_replicas=2, batch_size=1, progress=False)
 
 
-def test_one_and_four_devices_agree_bit_for_bit(script, tmp_path):
+@pytest.mark.parametrize("start", ["informed", "spectral"])
+def test_one_and_four_devices_agree_bit_for_bit(script, tmp_path, start):
     """The same sweep on 1 and on 4 (host) devices: identical arrays, not just close."""
     procs = {
-        n: subprocess.Popen([sys.executable, str(script), "values", str(tmp_path / f"{n}.npz")],
+        n: subprocess.Popen([sys.executable, str(script), "values", str(tmp_path / f"{n}.npz"),
+                             start],
                             env=_env(n), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
         for n in (1, 4)
@@ -95,9 +103,10 @@ def test_one_and_four_devices_agree_bit_for_bit(script, tmp_path):
     assert np.all(np.isfinite(one["error"]))
 
 
-def test_killed_sweep_resumes_every_point_exactly_once(script, tmp_path):
+@pytest.mark.parametrize("start", ["informed", "spectral"])
+def test_killed_sweep_resumes_every_point_exactly_once(script, tmp_path, start):
     out = tmp_path / "runs"
-    proc = subprocess.run([sys.executable, str(script), "kill", str(out)], env=_env(1),
+    proc = subprocess.run([sys.executable, str(script), "kill", str(out), start], env=_env(1),
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0  # killed by SIGKILL after the first chunk
     (folder,) = out.glob("sweep-*")
@@ -107,7 +116,8 @@ def test_killed_sweep_resumes_every_point_exactly_once(script, tmp_path):
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["done"] == 1 and not manifest["complete"]
 
-    problem, alg, init = _tiny()
+    problem, alg, init = _tiny(start)
+    GRID = GRIDS[start]
     resumed = dj.sweep(problem, alg, init, **GRID, **SIZES, key=jax.random.key(7), out=out)
     assert resumed.folder == folder
     assert resumed.computed == 5  # only the missing points
@@ -193,11 +203,29 @@ def test_bad_sweeps_raise(kwargs, match):
         dj.sweep(problem, alg, init, **kw)
 
 
-def test_dmft_sweep_refuses_spectral_start():
-    problem, alg, _ = _tiny()
-    with pytest.raises(ValueError, match="InformedInit"):
-        dj.sweep(problem, alg, dj.SpectralInit(dj.Trimmed(4.0)), alpha=[3.0], num_samples=32,
-                 key=jax.random.key(0), progress=False)
+def test_spectral_start_sweep_by_paths_equals_solve_dmft():
+    # any field by its path: the momentum of heavy ball and the preprocessing's parameter
+    # of the spectral start; each point is solve_dmft's number on the same key
+    problem, _, _ = _tiny()
+    alg = dj.HeavyBall(0.02, 0.0, 6)
+    init = dj.SpectralInit(dj.Trimmed(4.0))
+    key = jax.random.key(4)
+    res = dj.sweep(problem, alg, init, axes={"algorithm.momentum": [0.0, 0.5],
+                                             "init.preprocessing.tau": [3.0, 5.0]},
+                   num_samples=200, num_replicas=2, key=key, progress=False)
+    assert res.values["error"].shape == (2, 2)
+    for i, beta in enumerate([0.0, 0.5]):
+        for j, tau in enumerate([3.0, 5.0]):
+            traj = dj.solve_dmft(problem, dj.HeavyBall(0.02, beta, 6),
+                                 dj.SpectralInit(dj.Trimmed(tau)), num_samples=200,
+                                 num_replicas=2, key=key)
+            np.testing.assert_allclose(res.values["error"][i, j], traj.error[-1], rtol=1e-10)
+    with pytest.raises(ValueError, match="momentum"):
+        dj.sweep(problem, alg, init, axes={"algorithm.momentum": [0.5, 1.2]},
+                 num_samples=200, key=key, progress=False)
+    with pytest.raises(ValueError, match="no field"):
+        dj.sweep(problem, alg, init, axes={"algorithm.beta": [0.5]}, num_samples=200,
+                 key=key, progress=False)
 
 
 def test_phase_diagram_draws(tmp_path):

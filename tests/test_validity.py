@@ -302,15 +302,14 @@ def test_dmft_gradient_matches_the_simulator():
     # d error(T) / d step and d lam on Wirtinger flow with noise: forward mode through
     # the DMFT's scan against the exact derivative of each finite-d run (forward mode
     # through the simulator, seed by seed), with common random numbers on each side.
-    from dmftjax._dmft import _solve_one
     from dmftjax._simulate import simulate_one
 
     steps, dim = 20, 400
 
     def dmft_err(eta, lam, key):
         p = wirtinger(3.0, lam, 0.1)
-        obs, _ = _solve_one(p, dj.GradientDescent(eta, steps), dj.InformedInit(0.5, 1.0),
-                            key, 4000, "tangent")
+        obs, _ = dj.dmft_replica(p, dj.GradientDescent(eta, steps), dj.InformedInit(0.5, 1.0),
+                                 key=key, num_samples=4000)
         return obs["error"][-1]
 
     def sim_err(eta, lam, key):

@@ -1,0 +1,286 @@
+r"""First-order methods as one linear plan (derivation, section 2b).
+
+Every method here is the recursion with a **query point** `phi^t` (where the gradient is
+taken) and an **update** over the last `p` iterates,
+
+    phi^t       = sum_{j<p} c[t, j] theta^{t-j}
+    theta^{t+1} = sum_{j<p} a[t, j] theta^{t-j} + b[t] (A^T g_t(y, A phi^t) + field^t),
+
+with `g_t = loss'` (`theta^{-j} = theta^0`: no initial velocity). An algorithm is an
+Equinox module that states its coefficients (`coefficients`) and its time axis; every
+engine reads them:
+
+- the simulator runs the recursion itself at finite `d` (`simulator_step`, written once
+  here from the coefficients; a method that is not such a recursion overrides it);
+- the DMFT puts `phi` in place of `theta` on every sample-side quantity and the same
+  coefficients on the parameter side (`_dmft.py`);
+- the long-time tools ask for the contraction of one Hessian mode
+  (`mode_contraction`: the largest root modulus of the mode's recursion
+  `e^{t+1} = sum_j (a_j + b h c_j) e^{t-j}`), the largest stable Hessian eigenvalue
+  (`stability_edge`: what the per-row instability is measured against) and whether a
+  fixed point exists (`has_fixed_point`).
+
+A new method is one small subclass of `AbstractAlgorithm` implementing `coefficients`
+(see `HeavyBall`). Schedules: `GradientDescent(step_size=...)` takes a constant, an
+array of `steps` values, or an optax schedule (a callable of the step number).
+
+References: Polyak (1964) for the heavy ball; Nesterov (1983); Celentano, Montanari and
+Wu (2020) for the DMFT of general first-order methods.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from typing import ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from ._validate import check_int, check_nonnegative, check_positive, is_concrete
+
+
+class Coefficients(eqx.Module):
+    """`a` (`[T, p]`), `b` (`[T]`), `c` (`[T, p]`): the plan of `T` steps over the last
+    `p` iterates (column `j` multiplies `theta^{t-j}`)."""
+
+    a: Float[Array, "T p"]
+    b: Float[Array, " T"]
+    c: Float[Array, "T p"]
+
+    @property
+    def memory(self) -> int:
+        return self.a.shape[1]
+
+
+def _schedule_values(step_size, steps: int):
+    """The step size at `t = 0..steps-1`: a number, an array of `steps` values, or a
+    callable of the step number (an optax schedule)."""
+    if callable(step_size):
+        return jnp.asarray(jax.vmap(step_size)(jnp.arange(steps)), dtype=float)
+    eta = jnp.asarray(step_size, dtype=float)
+    if eta.ndim == 0:
+        return jnp.full(steps, eta)
+    return eta
+
+
+def _check_schedule(step_size, steps: int):
+    if isinstance(step_size, bool):
+        raise ValueError("step_size must be a number, an array or a schedule, got a bool")
+    if callable(step_size):
+        try:
+            values = np.asarray(_schedule_values(step_size, steps))
+        except Exception as err:  # noqa: BLE001 - a user's callable: say what it did
+            raise ValueError(f"step_size schedule failed on the step numbers 0..{steps - 1}: "
+                             f"{err}") from err
+    else:
+        if isinstance(step_size, (str, bytes)):
+            raise ValueError(f"step_size must be a number, got the string {step_size!r}")
+        arr = step_size
+        if not is_concrete(arr):
+            return
+        try:
+            values = np.asarray(arr, dtype=float)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"step_size must be a number or an array, got {arr!r}") from err
+        if values.ndim == 0:
+            check_positive("step_size", float(values))
+            return
+        if values.shape != (steps,):
+            raise ValueError(f"a step-size array must have one value per step ({steps}), "
+                             f"got shape {values.shape}")
+    if not is_concrete(values):
+        return
+    if not np.all(np.isfinite(values)) or np.any(values <= 0):
+        bad = values[~(np.isfinite(values) & (values > 0))][0]
+        raise ValueError(f"every step size must be finite and > 0, got {bad}")
+
+
+class AbstractAlgorithm(eqx.Module):
+    r"""A first-order method of the form of section 2b.
+
+    Subclasses implement `coefficients(problem)` and declare `steps` (static) and, for a
+    method over more than the last iterate, `memory` (`p`). Class attributes:
+    `has_fixed_point` (constant-step stochastic methods have a stationary law instead),
+    `query_is_iterate` (False when the gradient is taken elsewhere than at `theta^t`,
+    as in Nesterov's method).
+    """
+
+    # every subclass declares `steps: int = eqx.field(static=True)` (its last field, so
+    # that positional arguments read `(step_size, ..., steps)`)
+    has_fixed_point: ClassVar[bool] = True
+    query_is_iterate: ClassVar[bool] = True  # c = (1, 0, ...): the gradient at theta^t
+
+    @abc.abstractmethod
+    def coefficients(self, problem) -> Coefficients:
+        """The plan `(a, b, c)` over `steps` steps for `problem` (its ridge enters `a`)."""
+
+    def times(self) -> Float[Array, " T+1"]:
+        """The time of each iterate `theta^0..theta^T` (the step number; gradient flow:
+        physical time)."""
+        return jnp.arange(self.steps + 1, dtype=float)
+
+    # ----------------------------------------------------------------- the simulator
+
+    def simulator_init(self, theta0):
+        """The state before step 0: the last `p` iterates, newest first (no velocity)."""
+        return jnp.broadcast_to(theta0, (self.memory,) + theta0.shape)
+
+    @property
+    def memory(self) -> int:
+        return 1
+
+    def simulator_step(self, coefficients: Coefficients, state, t, gradient: Callable,
+                       field, key):
+        """One step at finite `d`: `gradient(phi)` is `A^T loss'(y, A phi)`; `field` is
+        added to it (the probe of the response kernel); `key` for stochastic methods.
+        Returns the new state (newest iterate first)."""
+        del key
+        a, b, c = coefficients.a[t], coefficients.b[t], coefficients.c[t]
+        phi = jnp.tensordot(c, state, axes=1)
+        new = jnp.tensordot(a, state, axes=1) + b * (gradient(phi) + field)
+        return jnp.concatenate([new[None], state[:-1]], axis=0)
+
+    # ----------------------------------------------------------- the long-time tools
+
+    def asymptotic(self, problem) -> tuple[np.ndarray, float, np.ndarray]:
+        """`(a, b, c)` of the last step (the time-invariant recursion near the limit)."""
+        co = self.coefficients(problem)
+        return np.asarray(co.a[-1]), float(co.b[-1]), np.asarray(co.c[-1])
+
+    def mode_contraction(self, problem, curvature):
+        r"""Per-step contraction of the error mode at Hessian eigenvalue `curvature`
+        (`H = A^T D A + lam I`, ridge included): the largest root modulus of
+        `x^p = sum_j (a_j + b (H - lam) c_j) x^{p-1-j}` with the last step's
+        coefficients. Vectorised over `curvature`."""
+        a, b, c = self.asymptotic(problem)
+        lam = float(problem.lam)
+        h = np.atleast_1d(np.asarray(curvature, dtype=float)) - lam
+        out = np.empty(h.shape)
+        for i, hh in enumerate(h):
+            coef = a + b * hh * c
+            roots = np.roots(np.concatenate([[1.0], -coef])) if coef.size > 1 else coef
+            out[i] = np.max(np.abs(roots))
+        return out if np.ndim(curvature) else float(out[0])
+
+    def stability_edge(self, problem, lower: float = 0.0) -> float:
+        """The largest Hessian eigenvalue whose mode still contracts (above `lower`): a
+        limit point whose Hessian reaches it is unstable for this method (GD: `2/eta`)."""
+        lo = max(float(lower), 0.0)
+        # at zero curvature a mode is marginal (contraction 1 without ridge): only a
+        # positive lower end can itself be unstable
+        if lo > 0.0 and self.mode_contraction(problem, lo) >= 1.0:
+            return lo
+        hi = max(2.0 * lo, 1.0)
+        while self.mode_contraction(problem, hi) < 1.0:
+            hi *= 2.0
+            if hi > 1e12:
+                return float("inf")
+        for _ in range(80):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if self.mode_contraction(problem, mid) < 1.0 else (lo, mid)
+        return lo
+
+
+class GradientDescent(AbstractAlgorithm):
+    r"""Full-batch gradient descent
+    `theta^{t+1} = theta^t - eta_t (A^T loss'(y, A theta^t) + lam theta^t)` for `steps`
+    steps.
+
+    **Arguments:**
+
+    - `step_size`: `eta_t`: a number, an array of `steps` values (one per step), or an
+      optax schedule (a callable of the step number, e.g.
+      `optax.cosine_decay_schedule(0.05, 100)`); differentiable in its parameters.
+    - `steps`: the number of steps.
+    """
+
+    step_size: float | Array | Callable
+    steps: int = eqx.field(static=True)
+
+    def __check_init__(self):
+        check_int("steps", self.steps, 1)
+        _check_schedule(self.step_size, self.steps)
+
+    def coefficients(self, problem):
+        eta = _schedule_values(self.step_size, self.steps)
+        lam = jnp.asarray(problem.lam, dtype=float)
+        return Coefficients(a=(1.0 - eta * lam)[:, None], b=-eta, c=jnp.ones((self.steps, 1)))
+
+
+class HeavyBall(AbstractAlgorithm):
+    r"""Polyak's heavy-ball momentum, started with zero velocity:
+    `theta^{t+1} = theta^t - eta_t (A^T loss'(y, A theta^t) + lam theta^t)
+    + beta (theta^t - theta^{t-1})`.
+
+    **Arguments:** `step_size` (as for `GradientDescent`), `momentum` `beta` in [0, 1),
+    `steps`.
+
+    This is the worked example of a new method: its plan over the last two iterates is
+    `a = (1 - eta lam + beta, -beta)`, `b = -eta`, `c = (1, 0)`; nothing else is needed.
+    """
+
+    step_size: float | Array | Callable
+    momentum: float
+    steps: int = eqx.field(static=True)
+
+    def __check_init__(self):
+        check_int("steps", self.steps, 1)
+        _check_schedule(self.step_size, self.steps)
+        _check_momentum(self.momentum)
+
+    @property
+    def memory(self) -> int:
+        return 2
+
+    def coefficients(self, problem):
+        eta = _schedule_values(self.step_size, self.steps)
+        lam = jnp.asarray(problem.lam, dtype=float)
+        beta = jnp.broadcast_to(jnp.asarray(self.momentum, dtype=float), eta.shape)
+        a = jnp.stack([1.0 - eta * lam + beta, -beta], axis=1)
+        c = jnp.broadcast_to(jnp.array([1.0, 0.0]), (self.steps, 2))
+        return Coefficients(a=a, b=-eta, c=c)
+
+
+class Nesterov(AbstractAlgorithm):
+    r"""Nesterov's accelerated gradient with constant momentum, started with zero
+    velocity: `phi^t = theta^t + beta (theta^t - theta^{t-1})`,
+    `theta^{t+1} = phi^t - eta_t (A^T loss'(y, A phi^t) + lam phi^t)`.
+
+    **Arguments:** `step_size` (as for `GradientDescent`), `momentum` `beta` in [0, 1),
+    `steps`.
+    """
+
+    query_is_iterate: ClassVar[bool] = False
+
+    step_size: float | Array | Callable
+    momentum: float
+    steps: int = eqx.field(static=True)
+
+    def __check_init__(self):
+        check_int("steps", self.steps, 1)
+        _check_schedule(self.step_size, self.steps)
+        _check_momentum(self.momentum)
+
+    @property
+    def memory(self) -> int:
+        return 2
+
+    def coefficients(self, problem):
+        eta = _schedule_values(self.step_size, self.steps)
+        lam = jnp.asarray(problem.lam, dtype=float)
+        beta = jnp.broadcast_to(jnp.asarray(self.momentum, dtype=float), eta.shape)
+        c = jnp.stack([1.0 + beta, -beta], axis=1)
+        return Coefficients(a=(1.0 - eta * lam)[:, None] * c, b=-eta, c=c)
+
+
+def _check_momentum(beta):
+    check_nonnegative("momentum", beta)
+    if is_concrete(beta) and not float(beta) < 1.0:
+        raise ValueError(f"momentum must be in [0, 1), got {float(beta)}")
+
+
+__all__ = ["AbstractAlgorithm", "Coefficients", "GradientDescent", "HeavyBall", "Nesterov"]
