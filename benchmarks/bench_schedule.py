@@ -3,12 +3,16 @@
 Side by side, for T = 25, 50, 100 steps of regularised Wirtinger flow (alpha 3, noise 0.2,
 lam 0.05, M = 1000 samples): the time and the compiled working memory of one gradient of
 the final error over all T step sizes, by reverse mode (`reverse_mode=True`: sqrt(T)
-checkpointed blocks) and by forward mode (`jax.jacfwd`, one tangent per step size). Then
-the tuning itself at T = 60: the best constant step of a grid against a schedule tuned by
-adam, the tuned schedule checked with the simulator. Writes
-`benchmarks/results/schedule.json` and `benchmarks/results/schedule.png`.
+checkpointed blocks) and by forward mode (`jax.jacfwd`, one tangent per step size).
 
-    python benchmarks/bench_schedule.py
+Then the tuning (T = 50 or 60): the best constant step of a grid against a schedule of
+one step size per step tuned by adam through reverse mode, the tuned schedule checked
+with a fresh DMFT key and with the simulator (d = 1000, 8 seeds, the same data for both
+schedules). `--problem least-squares` (default; the DMFT is exact there, so nothing is
+overfitted) or `--problem wirtinger` (the objective is one replica of M samples: see
+the note it prints). Writes `benchmarks/results/schedule-<problem>.json` and `.png`.
+
+    python benchmarks/bench_schedule.py [--problem least-squares|wirtinger] [--no-timing]
 """
 
 from __future__ import annotations
@@ -25,17 +29,21 @@ jax.config.update("jax_enable_x64", True)
 import dmftjax as dj  # noqa: E402
 from _common import RESULTS, fmt, peak_rss_mb, timeit, write  # noqa: E402
 
-PROBLEM = dj.Problem(dj.PhaseRetrieval(0.2), dj.WirtingerLoss(), alpha=3.0,
-                     regulariser=dj.Ridge(0.05))
-INIT = dj.InformedInit(0.5, 1.0)
+WIRTINGER = dj.Problem(dj.PhaseRetrieval(0.2), dj.WirtingerLoss(), alpha=3.0,
+                       regulariser=dj.Ridge(0.05))
+LEAST_SQUARES = dj.Problem(dj.LinearModel(0.3), dj.SquareLoss(), alpha=3.0,
+                           regulariser=dj.Ridge(0.05))
+CASES = {  # problem, start, tuned horizon, DMFT samples of the objective, step grid
+    "wirtinger": (WIRTINGER, dj.InformedInit(0.5, 1.0), 60, 1000, (0.01, 0.2, 9)),
+    "least-squares": (LEAST_SQUARES, dj.InformedInit(0.0, 1.0), 50, 128, (0.05, 0.3, 11)),
+}
 KEY = jax.random.key(21)
-M = 1000
 
 
-def final_error(steps, reverse):
+def final_error(steps, reverse, problem=WIRTINGER, init=CASES["wirtinger"][1], m=1000):
     def f(log_eta):
         alg = dj.GradientDescent(jnp.exp(log_eta), steps)
-        obs, _ = dj.dmft_replica(PROBLEM, alg, INIT, key=KEY, num_samples=M,
+        obs, _ = dj.dmft_replica(problem, alg, init, key=KEY, num_samples=m,
                                  reverse_mode=reverse)
         return obs["error"][-1]
     return f
@@ -48,9 +56,15 @@ def temp_mb(fn, x):
 
 
 def main():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--problem", choices=sorted(CASES), default="least-squares")
+    parser.add_argument("--no-timing", action="store_true")
+    args = parser.parse_args()
     rows = []
-    for steps in (25, 50, 100):
-        x = jnp.full(steps, np.log(0.05))
+    for steps in () if args.no_timing else (25, 50, 100):
+        x = jnp.full(steps, np.log(0.03))
         rev = jax.grad(final_error(steps, True))
         fwd = jax.jacfwd(final_error(steps, False))
         value = jax.jit(final_error(steps, False))
@@ -68,9 +82,9 @@ def main():
               f" forward {row['forward_temp_mb']:.1f}  |rev - fwd| / |fwd| "
               f"{row['max_rel_diff']:.1e}")
 
-    steps = 60
-    f = final_error(steps, True)
-    grid = np.exp(np.linspace(np.log(0.01), np.log(0.2), 9))
+    problem, init, steps, m, (lo, hi, num) = CASES[args.problem]
+    f = final_error(steps, True, problem, init, m)
+    grid = np.exp(np.linspace(np.log(lo), np.log(hi), num))
     values = np.asarray(jax.jit(jax.vmap(lambda e: f(jnp.full(steps, jnp.log(e)))))(
         jnp.asarray(grid)))
     best = int(np.nanargmin(values))
@@ -79,14 +93,21 @@ def main():
                   steps=40, progress=False)
     t_tune = time.perf_counter() - t0
     schedule = np.exp(np.asarray(res.best_params))
-    sims = {name: dj.simulate(PROBLEM, dj.GradientDescent(s, steps), INIT, dim=1000,
-                              num_seeds=8, key=jax.random.key(22))
+    sims = {name: dj.simulate(problem, dj.GradientDescent(s, steps), init, dim=1000,
+                              num_seeds=8, key=jax.random.key(22), test_rows=0)
             for name, s in (("tuned", jnp.asarray(schedule)), ("constant", grid[best]))}
-    dmft = {name: dj.solve_dmft(PROBLEM, dj.GradientDescent(s, steps), INIT,
+    dmft = {name: dj.solve_dmft(problem, dj.GradientDescent(s, steps), init,
                                 num_samples=4000, num_replicas=8, key=jax.random.key(23))
             for name, s in (("tuned", jnp.asarray(schedule)), ("constant", grid[best]))}
-    print(f"T = 60: best constant step {grid[best]:.4g} -> error {values[best]:.4f}; tuned "
-          f"schedule (60 parameters, 40 adam steps, {t_tune:.0f} s) -> {res.best_value:.4f}")
+    print(f"{args.problem}, T = {steps}: best constant step {grid[best]:.4g} -> error "
+          f"{values[best]:.6f}; tuned schedule ({steps} parameters, 40 adam steps, "
+          f"{t_tune:.0f} s) -> {res.best_value:.6f}")
+    runs = {k: np.asarray(v.info["final_error_runs"]) for k, v in sims.items()}
+    print(f"  simulation, per seed (same data): tuned {np.round(runs['tuned'], 5)}")
+    print(f"                                 constant {np.round(runs['constant'], 5)}")
+    print(f"  diverged seeds: tuned {sims['tuned'].info['num_diverged']}, constant "
+          f"{sims['constant'].info['num_diverged']}; DMFT replicas (fresh key): tuned "
+          f"{dmft['tuned'].info['num_diverged']}, constant {dmft['constant'].info['num_diverged']}")
     for name in sims:
         print(f"  {name:8s} DMFT (fresh key) {float(dmft[name].error[-1]):.4f} "
               f"+- {float(dmft[name].error_se[-1]):.4f}   simulation d = 1000, 8 seeds "
@@ -107,13 +128,13 @@ def main():
         a2.errorbar(np.arange(steps + 1), np.asarray(sims[name].error),
                     yerr=2 * np.asarray(sims[name].error_se), fmt=".", color=color, ms=3,
                     label=f"{name}: simulation d = 1000")
-    a2.set(xlabel="step t", ylabel="test error", yscale="log", title="Wirtinger flow, "
-           "alpha 3, noise 0.2, lam 0.05")
+    a2.set(xlabel="step t", ylabel="error", yscale="log", title=args.problem +
+           ", alpha 3, lam 0.05")
     a2.legend(fontsize=8)
     fig.tight_layout()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    fig.savefig(RESULTS / "schedule.png", dpi=120)
-    write("schedule.json", dict(
+    fig.savefig(RESULTS / f"schedule-{args.problem}.png", dpi=120)
+    write(f"schedule-{args.problem}.json", dict(problem=args.problem,
         device=str(jax.devices()[0]), gradients=rows,
         tuning=dict(steps=steps, grid=grid.tolist(), grid_values=values.tolist(),
                     best_constant=float(grid[best]), best_constant_value=float(values[best]),
@@ -121,6 +142,7 @@ def main():
                     schedule=schedule.tolist(),
                     simulation={k: [float(v.error[-1]), float(v.error_se[-1])]
                                 for k, v in sims.items()},
+                    simulation_runs={k: v.tolist() for k, v in runs.items()},
                     dmft={k: [float(v.error[-1]), float(v.error_se[-1])]
                           for k, v in dmft.items()}),
         peak_rss_mb=peak_rss_mb()))

@@ -29,10 +29,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._estimators import ADJOINT_BLOCK, DEFAULT_WINDOW, Tangent, as_estimator
+from ._estimators import ADJOINT_BLOCK, Tangent, as_estimator
 from ._problem import AbstractInit, Problem, check_problem
 from ._trajectory import OBSERVABLES, Trajectory, finish, first_divergence, sample_observables
-from ._validate import as_arrays, check_int, check_key, check_positive, check_real
+from ._validate import (as_arrays, check_int, check_key, check_real,
+                        check_resources)
 
 WINDOW_WARN = 2e-3
 
@@ -769,6 +770,8 @@ def solve_dmft(
             f"seed per slot (steps + {start.slots + 3} of them"
             f"{' on each half of the antithetic pairs' if start.antithetic else ''}), so "
             f"{half} must exceed steps + {start.slots + 3} = {algorithm.steps + start.slots + 3}")
+    check_dmft_resources(num_samples, algorithm.steps + start.slots + 3, num_replicas,
+                         engine)
     keys = jax.random.split(key, num_replicas)
     prior = problem.prior
     problem, algorithm, start = as_arrays((problem, algorithm, start))
@@ -790,6 +793,20 @@ def solve_dmft(
     if "start_power_cosine" in kernels:
         info["power_cosine"] = np.asarray(kernels.pop("start_power_cosine")).mean(0)
     return _assemble(handed, kernels, info, law_times, prior)
+
+
+def check_dmft_resources(num_samples: int, width: int, batch: int, engine) -> None:
+    """The DMFT's histories are `[width, M]` arrays (about eight of them per replica:
+    seeds, QR basis, fields, curvatures, tangents) and its kernels `[width, width]`;
+    `batch` replicas (or sweep points) run at once."""
+    per_replica = 8.0 * (8 * width * num_samples + 12 * width**2)
+    if engine[0] == "windowed":
+        per_replica += 8.0 * 2 * engine[1] * num_samples
+    check_resources(f"the DMFT ({batch} x {num_samples} samples x {width} slots)",
+                    largest=(width + 2) * num_samples, nbytes=batch * per_replica,
+                    fix="use fewer samples per replica and more replicas (the standard "
+                        "error falls the same way), or fewer steps (estimator='windowed' "
+                        "for long runs)")
 
 
 def _refuse_handoff(info: dict):

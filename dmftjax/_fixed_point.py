@@ -54,7 +54,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
-from jax.scipy.special import ndtr
 from jaxtyping import Array, Bool, Float, Int
 
 from ._losses import AbstractLoss, WirtingerLoss

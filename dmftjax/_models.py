@@ -8,7 +8,6 @@ own model is one small subclass.
 from __future__ import annotations
 
 import abc
-import functools
 import math
 from typing import ClassVar
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from ._problem import AbstractInit, InformedInit, Problem, check_problem
 from ._trajectory import OBSERVABLES, Trajectory, finish, sample_observables
-from ._validate import as_arrays, check_int, check_key
+from ._validate import as_arrays, check_int, check_key, check_positive, check_resources
 
 
 def observables(problem: Problem, theta_star, theta, z, y, r, test=None):
@@ -194,7 +194,13 @@ def simulate(
     test_rows = n if test_rows is None else check_int("test_rows", test_rows, 0)
     law_times = _check_times(laws_at, algorithm.steps)
     options = _Options(test_rows=test_rows, kernels=bool(kernels), law_times=law_times)
+    check_positive("memory_budget", memory_budget)
     per_seed = 8.0 * (n + test_rows) * dim * (1 if isinstance(init, InformedInit) else 3)
+    if kernels:
+        per_seed += 8.0 * 3 * (algorithm.steps + 1) * dim
+    check_resources(f"simulate (dim = {dim}, {n} rows)", largest=max(n, test_rows) * dim,
+                    nbytes=per_seed, fix="use a smaller dim (the finite-size extrapolation "
+                                         "over several d is the check that matters)")
     batch_size = int(max(1, min(num_seeds, memory_budget // per_seed)))
     keys = jax.random.split(key, num_seeds)
     problem, algorithm, init = as_arrays((problem, algorithm, init))

@@ -531,6 +531,11 @@ def sweep(
         if num_samples < need or (start.antithetic and num_samples % 2):
             raise ValueError(f"num_samples = {num_samples} must be at least {need}"
                              f"{' and even' if start.antithetic else ''} for this start")
+        from ._dmft import check_dmft_resources
+
+        # per device: batch_size points of num_replicas replicas at once
+        check_dmft_resources(num_samples, algorithm.steps + start.slots + 3,
+                             batch_size * num_replicas, estimator.engine)
     if preprocessing is None and init is not None and hasattr(init, "preprocessing"):
         preprocessing = init.preprocessing
     if engine == "spectral" and preprocessing is None:

@@ -78,3 +78,33 @@ def as_arrays(tree):
         lambda x: jax.numpy.asarray(x, dtype=float) if isinstance(x, (int, float)) and not isinstance(x, bool) else x,
         tree,
     )
+
+
+INDEX_LIMIT = 2**31 - 1  # XLA's 32-bit index range for one array
+
+
+def available_memory() -> int:
+    """Bytes one call may use: the default device's limit when it reports one (GPU, TPU),
+    else the machine's physical memory."""
+    try:
+        stats = jax.devices()[0].memory_stats() or {}
+    except Exception:  # noqa: BLE001 - backends without memory statistics
+        stats = {}
+    if stats.get("bytes_limit"):
+        return int(stats["bytes_limit"])
+    import os
+
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def check_resources(what: str, *, largest: int, nbytes: float, fix: str) -> None:
+    """Refuse before compiling a call whose largest array would overflow a 32-bit index
+    (`largest` elements) or whose working memory (`nbytes`, an estimate) exceeds what
+    the machine has; `fix` says how to make it fit."""
+    if largest > INDEX_LIMIT:
+        raise ValueError(f"{what}: one array would hold {largest:.3g} elements, beyond the "
+                         f"2^31 - 1 that XLA can index; {fix}")
+    have = available_memory()
+    if nbytes > 0.8 * have:
+        raise ValueError(f"{what} needs about {nbytes / 2**30:.3g} GiB of memory, more than "
+                         f"the {have / 2**30:.3g} GiB here; {fix}")

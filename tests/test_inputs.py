@@ -166,3 +166,24 @@ def test_user_defined_loss_and_model_run_in_both_engines():
     sim = dj.simulate(prob, alg, init, dim=1000, num_seeds=8, key=jax.random.key(1))
     assert_agree(sim, dmft, ("error", "overlap", "norm", "train_loss"))
     assert float(dmft.error[-1]) < 0.8 * float(dmft.error[0])
+
+
+def test_sizes_beyond_the_machine_are_refused_before_compiling():
+    # these used to abort the process inside XLA (a 32-bit shape overflow) or fail
+    # after compiling with RESOURCE_EXHAUSTED
+    problem = dj.Problem(dj.PhaseRetrieval(0.1), dj.WirtingerLoss(), alpha=3.0)
+    gd, init, key = dj.GradientDescent(0.05, 10), dj.InformedInit(0.5, 1.0), jax.random.key(0)
+    traces = _dmft.TRACES["dmft"]
+    with pytest.raises(ValueError, match="32|2\\^31"):
+        dj.solve_dmft(problem, gd, init, num_samples=10**10, key=key)
+    with pytest.raises(ValueError, match="GiB"):
+        dj.solve_dmft(problem, gd, init, num_samples=10**8, num_replicas=64, key=key)
+    with pytest.raises(ValueError, match="2\\^31|GiB"):
+        dj.sweep(problem, gd, init, alpha=[2.0, 3.0], num_samples=10**10, key=key,
+                 progress=False)
+    with pytest.raises(ValueError, match="2\\^31|GiB"):
+        dj.simulate(problem, gd, init, dim=10**5, num_seeds=2, key=key)
+    for budget in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="memory_budget"):
+            dj.simulate(problem, gd, init, dim=50, num_seeds=2, key=key, memory_budget=budget)
+    assert _dmft.TRACES["dmft"] == traces  # refused up front: nothing was traced

@@ -5,7 +5,6 @@ samples, its gradients against the simulator's, and no silent changes."""
 
 import math
 import sys
-import warnings
 from pathlib import Path
 
 import jax
