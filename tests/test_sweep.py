@@ -205,19 +205,20 @@ def test_bad_sweeps_raise(kwargs, match):
 
 def test_spectral_start_sweep_by_paths_equals_solve_dmft():
     # any field by its path: the momentum of heavy ball and the preprocessing's parameter
-    # of the spectral start; each point is solve_dmft's number on the same key
+    # of the spectral start (Mondelli-Montanari tuned to an alpha); each point is
+    # solve_dmft's number on the same key
     problem, _, _ = _tiny()
     alg = dj.HeavyBall(0.02, 0.0, 6)
-    init = dj.SpectralInit(dj.Trimmed(4.0))
+    init = dj.SpectralInit(dj.MondelliMontanari(3.0))
     key = jax.random.key(4)
     res = dj.sweep(problem, alg, init, axes={"algorithm.momentum": [0.0, 0.5],
-                                             "init.preprocessing.tau": [3.0, 5.0]},
+                                             "init.preprocessing.alpha": [3.0, 5.0]},
                    num_samples=200, num_replicas=2, key=key, progress=False)
     assert res.values["error"].shape == (2, 2)
     for i, beta in enumerate([0.0, 0.5]):
-        for j, tau in enumerate([3.0, 5.0]):
+        for j, tuned in enumerate([3.0, 5.0]):
             traj = dj.solve_dmft(problem, dj.HeavyBall(0.02, beta, 6),
-                                 dj.SpectralInit(dj.Trimmed(tau)), num_samples=200,
+                                 dj.SpectralInit(dj.MondelliMontanari(tuned)), num_samples=200,
                                  num_replicas=2, key=key)
             np.testing.assert_allclose(res.values["error"][i, j], traj.error[-1], rtol=1e-10)
     with pytest.raises(ValueError, match="momentum"):
