@@ -631,6 +631,17 @@ def dmft_replica(problem: Problem, algorithm, init, *, key, num_samples: int,
       holds `O(sqrt(T))` copies of the state instead of `T`. Forward mode (`jax.jvp`,
       `jax.jacfwd`) works either way and is cheaper for a few parameters.
 
+    **When derivatives hold.** The Gaussian field of the DMFT is realised on the samples
+    through a QR of the past gradients `g_t` (`kernels["innovation"]` is its diagonal).
+    Once a run has nearly converged, successive `g_t` are nearly collinear, the
+    innovation falls (below about 1e-6 of its largest value), and the M-sample
+    realisation of the field rotates at a rate `1 / innovation` in every parameter: the
+    value stays accurate, but any pathwise derivative (forward or reverse alike) is then
+    dominated by that rotation and no longer follows the smooth trend. Measured on
+    Wirtinger flow (alpha 3, noise 0.2, M = 1000, step 0.03): derivatives agree with
+    finite differences to 5e-4 at T = 20 (innovation ratio 5e-6) and are off by 2x and
+    more from T = 30 (ratio 5e-10). Check the ratio before trusting a gradient.
+
     **Returns:** `(observables, kernels)`: every observable over `t = 0..T` (arrays), and
     the kernels `C`, `Cu`, `A`, `B`, `innovation` (and `R`, `Gamma`, `Gamma_star` for
     the tangent and windowed estimators) of this replica.
@@ -788,6 +799,10 @@ def solve_dmft(
         obs, kernels = _solve_batch(*args, (engine[0], engine[1], None), law_times)
         handed = obs
     kernels = dict(kernels)
+    if "innovation" in kernels:  # how far derivatives of this run can be trusted
+        inn = np.abs(np.asarray(kernels["innovation"])).reshape(num_replicas, -1)
+        ratios = [row[row > 0].min() / row.max() for row in inn if np.any(row > 0)]
+        info["innovation_ratio"] = float(min(ratios)) if ratios else float("nan")
     if "start_norm_v" in kernels:
         info["norm_v"] = float(np.asarray(kernels.pop("start_norm_v")).mean())
     if "start_power_cosine" in kernels:

@@ -290,17 +290,20 @@ def test_reverse_mode_equals_forward_mode_and_differences(estimator):
 
 @pytest.mark.slow
 def test_a_tuned_per_step_schedule_beats_the_best_constant_step():
-    # 60 step sizes, one per step, tuned by adam through reverse-mode gradients of the
+    # 20 step sizes, one per step, tuned by adam through reverse-mode gradients of the
     # DMFT (Wirtinger flow with noise), from the best constant step of a grid on the same
-    # key. What the tuned schedule does on fresh data (the simulator; it sits near the
-    # per-row stability edge) is measured by benchmarks/bench_schedule.py.
+    # key. The horizon is where the pathwise derivative is valid: once the gradients of
+    # successive steps are nearly collinear (the innovation of the Gaussian field below
+    # ~1e-6 of its size, t >~ 25 here) the M-sample realisation of the field rotates at a
+    # rate 1 / innovation and no pathwise derivative follows the smooth trend (see
+    # dmft_replica); that is checked here too.
     problem = dj.Problem(dj.PhaseRetrieval(0.2), dj.WirtingerLoss(), alpha=3.0,
                          regulariser=dj.Ridge(0.05))
-    init, key, steps = dj.InformedInit(0.5, 1.0), jax.random.key(21), 60
+    init, key, steps = dj.InformedInit(0.5, 1.0), jax.random.key(21), 20
 
     def final_error(log_eta, reverse=True):
         alg = dj.GradientDescent(jnp.exp(log_eta), steps)
-        obs, _ = dj.dmft_replica(problem, alg, init, key=key, num_samples=500,
+        obs, _ = dj.dmft_replica(problem, alg, init, key=key, num_samples=1000,
                                  reverse_mode=reverse)
         return obs["error"][-1]
 
@@ -308,10 +311,18 @@ def test_a_tuned_per_step_schedule_beats_the_best_constant_step():
     constant = jax.jit(jax.vmap(lambda e: final_error(jnp.full(steps, jnp.log(e)))))
     values = np.asarray(constant(jnp.asarray(grid)))
     best = int(np.nanargmin(values))
-    res = dj.tune(final_error, jnp.full(steps, np.log(grid[best])),
-                  optimizer=optax.adam(0.05), steps=30, progress=False)
+    x0 = jnp.full(steps, np.log(grid[best]))
+    _, kernels = dj.dmft_replica(problem, dj.GradientDescent(grid[best], steps), init,
+                                 key=key, num_samples=1000)
+    innovation = np.abs(np.asarray(kernels["innovation"]))
+    assert innovation.min() > 1e-6 * innovation.max()
+    g = np.asarray(jax.jit(jax.grad(final_error))(x0))
+    v = jnp.asarray(np.sign(g))
+    fd = (float(final_error(x0 + 1e-4 * v, False)) - float(final_error(x0 - 1e-4 * v, False))) / 2e-4
+    assert float(g @ np.asarray(v)) == pytest.approx(fd, rel=1e-3)
+    res = dj.tune(final_error, x0, optimizer=optax.adam(0.05), steps=30, progress=False)
     assert np.asarray(res.best_params).shape == (steps,)
-    assert res.best_value < 0.9 * values[best], (res.best_value, values[best])
+    assert res.best_value < 0.95 * values[best], (res.best_value, values[best])
     # the value tune reports is the forward engine's on the tuned schedule
     assert float(final_error(res.best_params, reverse=False)) == pytest.approx(
         res.best_value, rel=1e-10)
