@@ -79,8 +79,9 @@ def as_estimator(estimator, *, window: int | None = None,
     """An estimator module from a module or a name (`"tangent"`, `"ibp"`, `"windowed"`;
     `window` and `handoff` go with `"windowed"`). Anything else is an error."""
     if isinstance(estimator, AbstractEstimator):
-        if (window is not None or handoff is not None) and not isinstance(estimator, Windowed):
-            raise ValueError("window and handoff belong to the Windowed estimator")
+        if window is not None or handoff is not None:
+            raise ValueError("window and handoff belong to the estimator module: pass "
+                             "Windowed(window, handoff) alone")
         return estimator
     if not isinstance(estimator, str) or estimator not in _NAMES:
         raise ValueError(
