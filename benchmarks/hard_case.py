@@ -53,7 +53,7 @@ def main(quick=False):
                          regulariser=dj.Ridge(0.01))
     init = dj.SpectralInit(dj.MondelliMontanari())
     gd = dj.GradientDescent(0.02, STEPS)
-    sizes = [(100, 24, 24), (250, 16, 16)] if quick else \
+    sizes = [(150, 24, 24), (250, 16, 16)] if quick else \
         [(250, 48, 48), (500, 40, 40), (1000, 32, 32), (2000, 16, 24)]
     out = {"alpha": ALPHA, "lam": 0.01, "step": 0.02, "steps": STEPS, "stall": STALL,
            "sizes": []}
