@@ -48,12 +48,12 @@ def summary(err, ww):
                 errors=err.tolist(), wrong_well=ww.tolist())
 
 
-def main(quick=False):
+def main(quick=False, sizes=None, name="hard_case.json"):
     problem = dj.Problem(dj.PhaseRetrieval(0.0), dj.WirtingerLoss(), alpha=ALPHA,
                          regulariser=dj.Ridge(0.01))
     init = dj.SpectralInit(dj.MondelliMontanari())
     gd = dj.GradientDescent(0.02, STEPS)
-    sizes = [(150, 24, 24), (250, 16, 16)] if quick else \
+    sizes = sizes or [(150, 24, 24), (250, 16, 16)] if quick else sizes or \
         [(250, 48, 48), (500, 40, 40), (1000, 32, 32), (2000, 16, 24)]
     out = {"alpha": ALPHA, "lam": 0.01, "step": 0.02, "steps": STEPS, "stall": STALL,
            "sizes": []}
@@ -86,8 +86,14 @@ def main(quick=False):
               f"wrong well sim {s['wrong_well_mean']:.2e}, dmft {m['wrong_well_mean']:.2e}; "
               f"KS p: error {ks_err.pvalue:.2f}, wrong well {ks_ww.pvalue:.2f} "
               f"({t1 - t0:.0f} s + {t2 - t1:.0f} s)", flush=True)
-    write("hard_case.json", out)
+    write(name, out)
 
 
 if __name__ == "__main__":
-    main("--quick" in sys.argv)
+    # --sizes d:seeds:replicas,... runs only those (written to hard_case-<sizes>.json)
+    chosen = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--sizes=")), None)
+    if chosen:
+        sizes = [tuple(int(v) for v in item.split(":")) for item in chosen.split(",")]
+        main(sizes=sizes, name=f"hard_case-{chosen.replace(':', 'x').replace(',', '_')}.json")
+    else:
+        main("--quick" in sys.argv)
