@@ -211,7 +211,30 @@ class GradientDescent(AbstractAlgorithm):
         return Coefficients(a=(1.0 - eta * lam)[:, None], b=-eta, c=jnp.ones((self.steps, 1)))
 
 
-class HeavyBall(AbstractAlgorithm):
+class _AbstractMomentum(AbstractAlgorithm):
+    """A step-size schedule and a constant momentum `beta` over the last two iterates."""
+
+    step_size: eqx.AbstractVar[float | Array | Callable]
+    momentum: eqx.AbstractVar[float]
+
+    def __check_init__(self):
+        check_int("steps", self.steps, 1)
+        _check_schedule(self.step_size, self.steps)
+        _check_momentum(self.momentum)
+
+    @property
+    def memory(self) -> int:
+        return 2
+
+    def _schedule(self, problem):
+        """`(eta_t, lam, beta_t)` over the steps."""
+        eta = _schedule_values(self.step_size, self.steps)
+        lam = jnp.asarray(problem.lam, dtype=float)
+        beta = jnp.broadcast_to(jnp.asarray(self.momentum, dtype=float), eta.shape)
+        return eta, lam, beta
+
+
+class HeavyBall(_AbstractMomentum):
     r"""Polyak's heavy-ball momentum, started with zero velocity:
     `theta^{t+1} = theta^t - eta_t (A^T loss'(y, A theta^t) + lam theta^t)
     + beta (theta^t - theta^{t-1})`.
@@ -227,25 +250,14 @@ class HeavyBall(AbstractAlgorithm):
     momentum: float
     steps: int = eqx.field(static=True)
 
-    def __check_init__(self):
-        check_int("steps", self.steps, 1)
-        _check_schedule(self.step_size, self.steps)
-        _check_momentum(self.momentum)
-
-    @property
-    def memory(self) -> int:
-        return 2
-
     def coefficients(self, problem):
-        eta = _schedule_values(self.step_size, self.steps)
-        lam = jnp.asarray(problem.lam, dtype=float)
-        beta = jnp.broadcast_to(jnp.asarray(self.momentum, dtype=float), eta.shape)
+        eta, lam, beta = self._schedule(problem)
         a = jnp.stack([1.0 - eta * lam + beta, -beta], axis=1)
         c = jnp.broadcast_to(jnp.array([1.0, 0.0]), (self.steps, 2))
         return Coefficients(a=a, b=-eta, c=c)
 
 
-class Nesterov(AbstractAlgorithm):
+class Nesterov(_AbstractMomentum):
     r"""Nesterov's accelerated gradient with constant momentum, started with zero
     velocity: `phi^t = theta^t + beta (theta^t - theta^{t-1})`,
     `theta^{t+1} = phi^t - eta_t (A^T loss'(y, A phi^t) + lam phi^t)`.
@@ -260,19 +272,8 @@ class Nesterov(AbstractAlgorithm):
     momentum: float
     steps: int = eqx.field(static=True)
 
-    def __check_init__(self):
-        check_int("steps", self.steps, 1)
-        _check_schedule(self.step_size, self.steps)
-        _check_momentum(self.momentum)
-
-    @property
-    def memory(self) -> int:
-        return 2
-
     def coefficients(self, problem):
-        eta = _schedule_values(self.step_size, self.steps)
-        lam = jnp.asarray(problem.lam, dtype=float)
-        beta = jnp.broadcast_to(jnp.asarray(self.momentum, dtype=float), eta.shape)
+        eta, lam, beta = self._schedule(problem)
         c = jnp.stack([1.0 + beta, -beta], axis=1)
         return Coefficients(a=(1.0 - eta * lam)[:, None] * c, b=-eta, c=c)
 

@@ -41,6 +41,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ._algorithms import AbstractAlgorithm
+from ._dmft import check_dmft_resources, dmft_replica
 from ._estimators import as_estimator
 from ._problem import AbstractInit, Problem, check_problem
 from ._trajectory import OBSERVABLES
@@ -195,7 +196,6 @@ def _set(tree_tuple, name: str, value, prep_field: str | None, *, check: bool = 
 
 
 def _dmft_point(problem, algorithm, init, prep, key, num_samples, num_replicas, estimator):
-    from ._dmft import dmft_replica
 
     del prep
     keys = jax.random.split(key, num_replicas)
@@ -531,8 +531,6 @@ def sweep(
         if num_samples < need or (start.antithetic and num_samples % 2):
             raise ValueError(f"num_samples = {num_samples} must be at least {need}"
                              f"{' and even' if start.antithetic else ''} for this start")
-        from ._dmft import check_dmft_resources
-
         # per device: batch_size points of num_replicas replicas at once
         check_dmft_resources(num_samples, algorithm.steps + start.slots + 3,
                              batch_size * num_replicas, estimator.engine)
