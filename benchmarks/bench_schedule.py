@@ -8,9 +8,11 @@ checkpointed blocks) and by forward mode (`jax.jacfwd`, one tangent per step siz
 Then the tuning (T = 20 or 50): the best constant step of a grid against a schedule of
 one step size per step tuned by adam through reverse mode, the tuned schedule checked
 with a fresh DMFT key and with the simulator (d = 1000, 8 seeds, the same data for both
-schedules). `--problem wirtinger` (default; the objective is one DMFT replica of M = 1000
-samples) or `--problem least-squares` (the DMFT is exact there; GD has converged by T = 50,
-so there is little to gain). Writes `benchmarks/results/schedule-<problem>.json` and `.png`.
+schedules). `--problem wirtinger` (default, T = 20; the objective is one DMFT replica of
+M = 1000 samples) or `--problem least-squares` (T = 50 step sizes on ill-conditioned ridge
+least squares, alpha 1.5, lam 0.001, noiseless: the DMFT is exact there, so the tuned
+schedule is also checked against the Marchenko-Pastur closed form and Chebyshev's steps,
+and against the simulator at d = 1000 and 4000). Writes `benchmarks/results/schedule-<problem>.json` and `.png`.
 
     python benchmarks/bench_schedule.py [--problem wirtinger|least-squares] [--no-timing]
 """
@@ -31,24 +33,37 @@ from _common import RESULTS, fmt, peak_rss_mb, timeit, write  # noqa: E402
 
 WIRTINGER = dj.Problem(dj.PhaseRetrieval(0.2), dj.WirtingerLoss(), alpha=3.0,
                        regulariser=dj.Ridge(0.05))
-LEAST_SQUARES = dj.Problem(dj.LinearModel(0.3), dj.SquareLoss(), alpha=3.0,
-                           regulariser=dj.Ridge(0.05))
-CASES = {  # problem, start, tuned horizon, DMFT samples of the objective, step grid
+LEAST_SQUARES = dj.Problem(dj.LinearModel(0.0), dj.SquareLoss(), alpha=1.5,
+                           regulariser=dj.Ridge(0.001))
+# per problem: the start, the tuned horizon, the DMFT samples of the objective, the step
+# grid of the best constant, adam's learning rate and steps, the spread of the start
+CASES = {
     # T = 20: beyond about 25 steps the DMFT's pathwise derivatives stop following the
     # smooth trend (innovation ratio < 1e-6, see dmft_replica), printed below per T
-    "wirtinger": (WIRTINGER, dj.InformedInit(0.5, 1.0), 20, 1000, (0.01, 0.2, 9)),
-    "least-squares": (LEAST_SQUARES, dj.InformedInit(0.0, 1.0), 50, 128, (0.05, 0.3, 11)),
+    "wirtinger": dict(problem=WIRTINGER, init=dj.InformedInit(0.5, 1.0), steps=20, m=1000,
+                      grid=(0.01, 0.2, 9), lr=0.05, adam_steps=40, spread=0.0),
+    # ill-conditioned ridge least squares (condition number ~ 500): the DMFT is exact here
+    # on any number of whitened samples, so 64 suffice. The final error is symmetric in the
+    # step sizes (a product of commuting factors), so adam starts from a spread-out start
+    # (log steps + N(0, 1); on the closed form, 5 of 5 such starts
+    # reach < 1.5e-5 in 1000 adam steps, against 4e-3 for the best constant step) instead of the symmetric point of the constant step
+    "least-squares": dict(problem=LEAST_SQUARES, init=dj.InformedInit(0.0, 1.0), steps=50,
+                          m=64, grid=(0.1, 0.45, 23), lr=0.05, adam_steps=1000, spread=1.0),
 }
 KEY = jax.random.key(21)
 
 
-def final_error(steps, reverse, problem=WIRTINGER, init=CASES["wirtinger"][1], m=1000):
+def final_error(steps, reverse, problem=WIRTINGER, init=CASES["wirtinger"]["init"], m=1000):
     def f(log_eta):
         alg = dj.GradientDescent(jnp.exp(log_eta), steps)
         obs, _ = dj.dmft_replica(problem, alg, init, key=KEY, num_samples=m,
                                  reverse_mode=reverse)
         return obs["error"][-1]
     return f
+
+
+def sig(values):
+    return "[" + " ".join(f"{v:.3g}" for v in values) + "]"
 
 
 def temp_mb(fn, x):
@@ -78,7 +93,8 @@ def main():
                    value_temp_mb=temp_mb(final_error(steps, False), x),
                    reverse_temp_mb=temp_mb(rev, x), forward_temp_mb=temp_mb(fwd, x),
                    max_rel_diff=float(np.max(np.abs(g_rev - g_fwd)) / np.max(np.abs(g_fwd))))
-        _, ker = dj.dmft_replica(WIRTINGER, dj.GradientDescent(0.03, steps), CASES["wirtinger"][1],
+        _, ker = dj.dmft_replica(WIRTINGER, dj.GradientDescent(0.03, steps),
+                                 CASES["wirtinger"]["init"],
                                  key=KEY, num_samples=1000)
         inn = np.abs(np.asarray(ker["innovation"]))
         row["innovation_ratio"] = float(inn[inn > 0].min() / inn.max())
@@ -88,36 +104,72 @@ def main():
               f" forward {row['forward_temp_mb']:.1f}  |rev - fwd| / |fwd| "
               f"{row['max_rel_diff']:.1e}  innovation ratio {row['innovation_ratio']:.1e}")
 
-    problem, init, steps, m, (lo, hi, num) = CASES[args.problem]
+    case = CASES[args.problem]
+    problem, init, steps, m = case["problem"], case["init"], case["steps"], case["m"]
     f = final_error(steps, True, problem, init, m)
-    grid = np.exp(np.linspace(np.log(lo), np.log(hi), num))
+    grid = np.exp(np.linspace(np.log(case["grid"][0]), np.log(case["grid"][1]),
+                              case["grid"][2]))
     values = np.asarray(jax.jit(jax.vmap(lambda e: f(jnp.full(steps, jnp.log(e)))))(
         jnp.asarray(grid)))
     best = int(np.nanargmin(values))
+    start = jnp.log(grid[best]) + case["spread"] * jax.random.normal(jax.random.key(5), (steps,))
+    grad_mb = temp_mb(jax.grad(f), start)
     t0 = time.perf_counter()
-    res = dj.tune(f, jnp.full(steps, np.log(grid[best])), optimizer=optax.adam(0.05),
-                  steps=40, progress=False)
+    res = dj.tune(f, start, optimizer=optax.adam(case["lr"]), steps=case["adam_steps"],
+                  progress=False)
     t_tune = time.perf_counter() - t0
     schedule = np.exp(np.asarray(res.best_params))
-    sims = {name: dj.simulate(problem, dj.GradientDescent(s, steps), init, dim=1000,
-                              num_seeds=8, key=jax.random.key(22), test_rows=0)
-            for name, s in (("tuned", jnp.asarray(schedule)), ("constant", grid[best]))}
+    schedules = (("tuned", jnp.asarray(schedule)), ("constant", grid[best]))
+    dims = (1000, 4000) if args.problem == "least-squares" else (1000,)
+    sims = {(name, d): dj.simulate(problem, dj.GradientDescent(s, steps), init, dim=d,
+                                   num_seeds=8, key=jax.random.key(22), test_rows=0)
+            for name, s in schedules for d in dims}
     dmft = {name: dj.solve_dmft(problem, dj.GradientDescent(s, steps), init,
                                 num_samples=4000, num_replicas=8, key=jax.random.key(23))
-            for name, s in (("tuned", jnp.asarray(schedule)), ("constant", grid[best]))}
+            for name, s in schedules}
+    exact = {}
+    if args.problem == "least-squares":
+        # the closed form (Marchenko-Pastur, _exact.linear_method_theory) for both
+        # schedules, and Chebyshev's steps on the support as a reference
+        from dmftjax._exact import linear_method_theory
+
+        def closed_form(s):
+            alg = dj.GradientDescent(jnp.broadcast_to(jnp.asarray(s), (steps,)), steps)
+            out = linear_method_theory(problem.alpha, alg.coefficients(problem),
+                                       init.overlap, init.norm, problem.model.noise)
+            return float(out["error"][-1])
+
+        exact = {name: closed_form(s) for name, s in schedules}
+        a, lam = problem.alpha, problem.regulariser.lam
+        lo, hi = a * (1 - a ** -0.5) ** 2 + lam, a * (1 + a ** -0.5) ** 2 + lam
+        k = np.arange(1, steps + 1)
+        cheb = 1 / ((hi + lo) / 2 + (hi - lo) / 2 * np.cos((2 * k - 1) * np.pi / (2 * steps)))
+        exact["chebyshev (largest step first)"] = closed_form(np.sort(cheb)[::-1].copy())
+        exact["ridge limit (T = 5000)"] = float(linear_method_theory(
+            a, dj.GradientDescent(1 / hi, 5000).coefficients(problem), init.overlap,
+            init.norm, problem.model.noise)["error"][-1])
+        for name, v in exact.items():
+            print(f"  closed form (d = infinity) {name:32s} {v:.6e}")
     print(f"{args.problem}, T = {steps}: best constant step {grid[best]:.4g} -> error "
-          f"{values[best]:.6f}; tuned schedule ({steps} parameters, 40 adam steps, "
-          f"{t_tune:.0f} s) -> {res.best_value:.6f}")
-    runs = {k: np.asarray(v.info["final_error_runs"]) for k, v in sims.items()}
-    print(f"  simulation, per seed (same data): tuned {np.round(runs['tuned'], 5)}")
-    print(f"                                 constant {np.round(runs['constant'], 5)}")
-    print(f"  diverged seeds: tuned {sims['tuned'].info['num_diverged']}, constant "
-          f"{sims['constant'].info['num_diverged']}; DMFT replicas (fresh key): tuned "
-          f"{dmft['tuned'].info['num_diverged']}, constant {dmft['constant'].info['num_diverged']}")
-    for name in sims:
-        print(f"  {name:8s} DMFT (fresh key) {float(dmft[name].error[-1]):.4f} "
-              f"+- {float(dmft[name].error_se[-1]):.4f}   simulation d = 1000, 8 seeds "
-              f"{float(sims[name].error[-1]):.4f} +- {float(sims[name].error_se[-1]):.4f}")
+          f"{values[best]:.6g}; tuned schedule ({steps} parameters, {case['adam_steps']} "
+          f"adam steps, {t_tune:.0f} s, gradient's compiled working memory {grad_mb:.1f} MB)"
+          f" -> {res.best_value:.6g} (range of the steps {schedule.min():.3g} .. "
+          f"{schedule.max():.3g})")
+    for d in dims:
+        runs = {name: np.asarray(sims[name, d].info["final_error_runs"]) for name, _ in schedules}
+        print(f"  simulation d = {d}, per seed (same data): tuned {sig(runs['tuned'])}")
+        print(f"  {'':33s}constant {sig(runs['constant'])}")
+        print(f"  diverged seeds: tuned {sims['tuned', d].info['num_diverged']}, constant "
+              f"{sims['constant', d].info['num_diverged']}")
+    print(f"  DMFT replicas diverged (fresh key): tuned {dmft['tuned'].info['num_diverged']}, "
+          f"constant {dmft['constant'].info['num_diverged']}")
+    for name, _ in schedules:
+        line = (f"  {name:8s} DMFT (fresh key) {float(dmft[name].error[-1]):.4g} "
+                f"+- {float(dmft[name].error_se[-1]):.2g}")
+        for d in dims:
+            line += (f"   simulation d = {d}, 8 seeds {float(sims[name, d].error[-1]):.4g} "
+                     f"+- {float(sims[name, d].error_se[-1]):.2g}")
+        print(line)
     from dmftjax._validate import available_memory
 
     have = available_memory() / 2**20
@@ -131,15 +183,16 @@ def main():
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6))
     a1.plot(schedule, ".-", label="tuned (reverse mode, adam)")
     a1.axhline(grid[best], color="k", ls="--", label=f"best constant {grid[best]:.3g}")
-    a1.set(xlabel="step t", ylabel="step size", title="schedule")
+    a1.set(xlabel="step t", ylabel="step size", title="schedule", yscale="log")
     a1.legend(fontsize=8)
     for name, color in (("tuned", "C0"), ("constant", "k")):
         a2.plot(np.asarray(dmft[name].error), color=color, label=f"{name}: DMFT")
-        a2.errorbar(np.arange(steps + 1), np.asarray(sims[name].error),
-                    yerr=2 * np.asarray(sims[name].error_se), fmt=".", color=color, ms=3,
-                    label=f"{name}: simulation d = 1000")
-    a2.set(xlabel="step t", ylabel="error", yscale="log", title=args.problem +
-           ", alpha 3, lam 0.05")
+        for d, marker in zip(dims, ".x"):
+            a2.errorbar(np.arange(steps + 1), np.asarray(sims[name, d].error),
+                        yerr=2 * np.asarray(sims[name, d].error_se), fmt=marker, color=color,
+                        ms=3, label=f"{name}: simulation d = {d} (2 s.e.)")
+    a2.set(xlabel="step t", ylabel="error", yscale="log",
+           title=f"{args.problem}, alpha {problem.alpha:g}, lam {problem.regulariser.lam:g}")
     a2.legend(fontsize=8)
     fig.tight_layout()
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -150,9 +203,11 @@ def main():
                     best_constant=float(grid[best]), best_constant_value=float(values[best]),
                     tuned_value=float(res.best_value), tune_seconds=t_tune,
                     schedule=schedule.tolist(),
-                    simulation={k: [float(v.error[-1]), float(v.error_se[-1])]
-                                for k, v in sims.items()},
-                    simulation_runs={k: v.tolist() for k, v in runs.items()},
+                    gradient_temp_mb=grad_mb, closed_form=exact,
+                    simulation={f"{k}, d = {d}": [float(v.error[-1]), float(v.error_se[-1])]
+                                for (k, d), v in sims.items()},
+                    simulation_runs={f"{k}, d = {d}": np.asarray(
+                        v.info["final_error_runs"]).tolist() for (k, d), v in sims.items()},
                     dmft={k: [float(v.error[-1]), float(v.error_se[-1])]
                           for k, v in dmft.items()}),
         peak_rss_mb=peak_rss_mb()))
