@@ -195,17 +195,34 @@ def test_hessian_kappa_per_instance(instances):
     assert abs(k_tr.mean() - float(fp.kappa)) < crit(k_tr.size) * se + 1.0 / 200
 
 
-def test_rate_predicted_vs_measured(instances):
+@pytest.fixture(scope="module", params=["gd", "heavy-ball", "nesterov"])
+def method_instances(request, instances):
+    # the simulator side of predicted_rate, for each method: finite-d runs (8 seeds,
+    # d = 200) of GD, heavy ball and Nesterov at steps with comparable row stability
     problem, fp, hc = instances
-    pred = predicted_rate(problem, 0.05, fixed=fp)
-    assert bool(pred.upper_unbounded) and float(pred.rate) == pytest.approx(
-        1 - 0.05 * float(pred.lower_edge))
+    if request.param == "gd":
+        return problem, fp, dj.GradientDescent(0.05, 360), hc
+    alg = (dj.HeavyBall(0.05, 0.3, 360) if request.param == "heavy-ball"
+           else dj.Nesterov(0.04, 0.3, 360))
+    return problem, fp, alg, hessian_check(problem, alg, dj.InformedInit(0.5, 1.0), dim=200,
+                                           key=jax.random.key(7), num_seeds=8, polish=8)
+
+
+def test_rate_predicted_vs_measured(method_instances):
+    problem, fp, alg, hc = method_instances
+    pred = predicted_rate(problem, alg, fixed=fp)
+    assert bool(pred.upper_unbounded)
+    # the slowest mode sits at the lower band edge: the method's own contraction there
+    assert float(pred.rate) == pytest.approx(alg.mode_contraction(problem, pred.lower_edge),
+                                             rel=1e-9)
+    if isinstance(alg, dj.GradientDescent):
+        assert float(pred.rate) == pytest.approx(1 - 0.05 * float(pred.lower_edge))
     # the smallest Hessian eigenvalue sits at the predicted lower edge (fluctuations
     # ~ d^(-2/3) around it)
     eig = np.asarray(hc.eig_min)
     se = eig.std(ddof=1) / np.sqrt(eig.size)
     assert abs(eig.mean() - float(pred.lower_edge)) < crit(eig.size) * se + 0.5 * 200 ** (-2 / 3)
-    # GD's error approaches its (polished) limit at the predicted rate, seed by seed
+    # the method's error approaches its (polished) limit at the predicted rate, seed by seed
     stable = np.asarray(hc.gd_stable)
     assert stable.sum() >= 4
     rates = np.array([measured_rate(e, limit=lim, window=(150, 350))[0]
