@@ -69,6 +69,8 @@ from ._tune import grid_search as grid_search
 from ._tune import plot_tuning as plot_tuning
 from ._tune import tune as tune
 from ._tune import tune_ridge as tune_ridge
+from ._tune import algorithm_objective as algorithm_objective
+from ._tune import tune_algorithm as tune_algorithm
 from ._tune import tune_step_size as tune_step_size
 
 try:

@@ -5,11 +5,12 @@ wrappers differentiate through the two engines:
 
 - `tune_ridge`: the asymptotic error over the ridge strength, differentiated
   implicitly through the fixed point (one linear solve per gradient);
-- `tune_step_size`: the error after `T` steps over the step size, differentiated
-  through the DMFT's forward-in-time scan, with common random numbers (one key for
-  every evaluation), so the Monte Carlo objective is a smooth deterministic function.
+- `tune_step_size`, `tune_algorithm`: the error after `T` steps over the step size (or
+  a momentum) of any method, differentiated through the DMFT's forward-in-time scan,
+  with common random numbers (one key for every evaluation), so the Monte Carlo
+  objective is a smooth deterministic function.
 
-Both optimise the logarithm of the (positive) hyperparameter.
+They optimise the logarithm of a positive hyperparameter, the logit of a momentum.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from jax.flatten_util import ravel_pytree
 from tqdm.auto import tqdm
 
 from ._fixed_point import FixedPoint, _solve, _start_vector
-from ._algorithms import GradientDescent
+from ._algorithms import AbstractAlgorithm, GradientDescent
 from ._estimators import as_estimator
 from ._problem import Problem, check_problem
 from ._trajectory import OBSERVABLES
@@ -269,20 +270,53 @@ def tune_ridge(
 # step size: error after T steps through the DMFT scan
 
 
-def step_size_objective(problem: Problem, init, *, horizon: int, num_samples: int, key,
-                        num_replicas: int = 1, estimator: str = "tangent",
-                        metric: str = "error"):
-    r"""`objective(log_eta) -> metric after `horizon` steps` from the DMFT with a fixed
+# the tunable fields of a method and their unconstrained parametrisation: the step size
+# through its logarithm, a momentum in [0, 1) through its logit
+_FIELDS = {
+    "step_size": (jnp.exp, math.log, "a positive"),
+    "momentum": (jax.nn.sigmoid, lambda b: math.log(b / (1 - b)), "in (0, 1) a"),
+}
+
+
+def _tunable(algorithm, field: str, horizon):
+    """The template method and the field to tune, checked before any tracing."""
+    if field not in _FIELDS:
+        raise ValueError(f"field must be one of {sorted(_FIELDS)}, got {field!r}")
+    if not isinstance(algorithm, AbstractAlgorithm):
+        raise ValueError(f"algorithm must be a dmftjax algorithm (GradientDescent, HeavyBall, "
+                         f"Nesterov or a subclass of AbstractAlgorithm), got "
+                         f"{type(algorithm).__name__}")
+    if not hasattr(algorithm, field):
+        raise ValueError(f"{type(algorithm).__name__} has no field {field!r} to tune")
+    if horizon is not None and check_int("horizon", horizon, 1) != algorithm.steps:
+        raise ValueError(f"horizon = {horizon} differs from the algorithm's steps = "
+                         f"{algorithm.steps}: give one of them")
+    value = getattr(algorithm, field)
+    if callable(value) or np.ndim(value) != 0:
+        raise ValueError(f"the algorithm's {field} must be a number to tune it (a schedule "
+                         f"is tuned with `tune` on its own parameters, see "
+                         f"benchmarks/bench_schedule.py)")
+    return algorithm
+
+
+def algorithm_objective(problem: Problem, algorithm, init, *, num_samples: int, key,
+                        field: str = "step_size", num_replicas: int = 1,
+                        estimator="tangent", metric: str = "error"):
+    r"""`objective(u) -> metric after the algorithm's steps` from the DMFT with a fixed
     key (common random numbers), averaged over `num_replicas` replicas of the traceable
-    engine `dmft_replica`."""
+    engine `dmft_replica`, where the method's `field` is set from the unconstrained `u`:
+    `step_size = exp(u)`, `momentum = sigmoid(u)`. `algorithm` is the template (any
+    method with that field: `GradientDescent`, `HeavyBall`, `Nesterov`, a user's own)."""
     from ._dmft import dmft_replica  # the engine; imported late to keep import order simple
 
+    algorithm = _tunable(algorithm, field, None)
     estimator = as_estimator(estimator)
     _check_metric(metric)
     keys = jax.random.split(key, num_replicas)
+    to_field = _FIELDS[field][0]
 
-    def objective(log_eta):
-        alg = GradientDescent(step_size=jnp.exp(log_eta), steps=horizon)
+    def objective(u):
+        alg = eqx.tree_at(lambda a: getattr(a, field), algorithm, to_field(u))
 
         def one(k):
             obs, _ = dmft_replica(problem, alg, init, key=k, num_samples=num_samples,
@@ -294,11 +328,21 @@ def step_size_objective(problem: Problem, init, *, horizon: int, num_samples: in
     return objective
 
 
+def step_size_objective(problem: Problem, init, *, horizon: int, num_samples: int, key,
+                        num_replicas: int = 1, estimator: str = "tangent",
+                        metric: str = "error"):
+    r"""`objective(log_eta) -> metric after `horizon` GD steps` (see
+    `algorithm_objective`, of which this is the case `GradientDescent`, `step_size`)."""
+    return algorithm_objective(problem, GradientDescent(1.0, horizon), init,
+                               num_samples=num_samples, key=key, num_replicas=num_replicas,
+                               estimator=estimator, metric=metric)
+
+
 def tune_step_size(
     problem: Problem,
     init,
     *,
-    horizon: int,
+    horizon: int | None = None,
     num_samples: int,
     key,
     eta0: float = 0.02,
@@ -309,38 +353,91 @@ def tune_step_size(
     mode: Mode = "forward",
     metric: str = "error",
     progress: bool = True,
+    algorithm=None,
 ) -> TuneResult:
-    r"""Minimise the DMFT `metric` after `horizon` GD steps over the step size,
+    r"""Minimise the DMFT `metric` after `horizon` steps over the step size,
     optimising `log eta` by differentiating through the DMFT scan.
 
-    **Arguments:** `problem`, `init` (e.g. `InformedInit`); `horizon` the number of GD
+    **Arguments:** `problem`, `init` (e.g. `InformedInit`); `horizon` the number of
     steps `T`; `num_samples`, `num_replicas`, `key` of the DMFT (the same key at every
     evaluation: common random numbers); `eta0`; `steps` optimiser steps; `optimizer`
     (default `optax.rprop(0.1)`, see `tune_ridge`); `estimator` of the DMFT; `mode`
     `"forward"` (default: forward-mode differentiation through the scan, which also
     works through the DMFT's inner adjoint loop, whose traced trip count reverse mode
-    cannot differentiate) or `"reverse"`; `metric` an observable name.
+    cannot differentiate) or `"reverse"`; `metric` an observable name; `algorithm` the
+    method whose step is tuned (default `GradientDescent(eta0, horizon)`; e.g.
+    `HeavyBall(0.02, 0.5, 30)` tunes heavy ball's step at momentum 0.5; its own step
+    size is replaced by `eta0`, `horizon` may then be left out).
 
     **Returns:** a `TuneResult` whose params are `log eta`.
     """
-    check_problem(problem)
-    horizon = check_int("horizon", horizon, 1)
+    check_positive("eta0", eta0)
+    if algorithm is None:
+        if horizon is None:
+            raise ValueError("give horizon (the number of steps) or an algorithm")
+        algorithm = GradientDescent(float(eta0), check_int("horizon", horizon, 1))
+    return tune_algorithm(problem, algorithm, init, field="step_size", start=eta0,
+                          horizon=horizon, num_samples=num_samples, key=key, steps=steps,
+                          num_replicas=num_replicas, optimizer=optimizer,
+                          estimator=estimator, mode=mode, metric=metric, progress=progress)
+
+
+def tune_algorithm(
+    problem: Problem,
+    algorithm,
+    init,
+    *,
+    field: str = "step_size",
+    num_samples: int,
+    key,
+    start: float | None = None,
+    horizon: int | None = None,
+    steps: int = 40,
+    num_replicas: int = 1,
+    optimizer: optax.GradientTransformation | None = None,
+    estimator="tangent",
+    mode: Mode = "forward",
+    metric: str = "error",
+    progress: bool = True,
+) -> TuneResult:
+    r"""Minimise the DMFT `metric` after the method's steps over one of its fields
+    (`"step_size"`, optimised as `log eta`, or `"momentum"`, optimised as its logit),
+    differentiating through the DMFT scan with common random numbers.
+
+    **Arguments:** `problem`, `algorithm` (the template: its other fields stay fixed),
+    `init`; `field`; `num_samples`, `num_replicas`, `key` of the DMFT; `start` the
+    field's starting value (default: the template's); `horizon` optional, must equal the
+    algorithm's steps; `steps` optimiser steps; `optimizer` (default `optax.rprop(0.1)`);
+    `estimator`, `mode`, `metric`, `progress` as in `tune_step_size`.
+
+    **Returns:** a `TuneResult` whose params are the unconstrained `u` (`exp(u)` or
+    `sigmoid(u)` is the tuned value).
+    """
+    check_problem(problem, algorithm)
+    algorithm = _tunable(algorithm, field, horizon)
     num_samples = check_int("num_samples", num_samples, 2)
     num_replicas = check_int("num_replicas", num_replicas, 1)
     check_key(key)
-    check_positive("eta0", eta0)
-    if num_samples <= horizon + 3:
-        raise ValueError(f"num_samples = {num_samples} must exceed horizon + 3 = {horizon + 3}")
+    start = float(getattr(algorithm, field)) if start is None else start
+    if field == "step_size":
+        check_positive("start", start)
+    elif not (isinstance(start, (int, float)) and not isinstance(start, bool)
+              and 0.0 < start < 1.0):
+        raise ValueError(f"start must be a momentum in (0, 1) to tune it, got {start!r}")
+    if num_samples <= algorithm.steps + 3:
+        raise ValueError(f"num_samples = {num_samples} must exceed the number of steps + 3 "
+                         f"= {algorithm.steps + 3}")
     estimator = as_estimator(estimator)
     _check_metric(metric)
     if mode not in ("reverse", "forward"):
         raise ValueError(f"mode must be 'reverse' or 'forward', got {mode!r}")
     optimizer = optax.rprop(0.1) if optimizer is None else optimizer
-    obj = step_size_objective(problem, init, horizon=horizon, num_samples=num_samples,
-                              key=key, num_replicas=num_replicas, estimator=estimator,
+    obj = algorithm_objective(problem, algorithm, init, num_samples=num_samples, key=key,
+                              field=field, num_replicas=num_replicas, estimator=estimator,
                               metric=metric)
-    return tune(obj, jnp.log(jnp.asarray(float(eta0))), optimizer=optimizer, steps=steps,
-                mode=mode, progress=progress, desc="tune_step_size")
+    u0 = jnp.asarray(_FIELDS[field][1](float(start)))
+    return tune(obj, u0, optimizer=optimizer, steps=steps, mode=mode, progress=progress,
+                desc=f"tune {field}")
 
 
 def _check_metric(metric):
@@ -357,7 +454,8 @@ def plot_tuning(panels: list[dict]):
 
     Each panel is a dict with `grid` (hyperparameter values), `values` (objective on
     the grid), `result` (a `TuneResult` whose params are the log of the
-    hyperparameter), and optionally `name` (axis label), `ylabel`, `title`, `exact`
+    hyperparameter, or its logit with `"transform": "logit"`: a momentum tuned by
+    `tune_algorithm`), and optionally `name` (axis label), `ylabel`, `title`, `exact`
     (a known optimum to mark), `logy` (log scale for the objective). Draws the grid
     curve, its argmin, the optimiser's path (coloured by iteration) and the tuned value.
 
@@ -377,16 +475,21 @@ def plot_tuning(panels: list[dict]):
         ax.plot(grid, vals, "-", color="0.3", lw=1.5, label="grid")
         ig = int(np.nanargmin(vals))
         ax.axvline(grid[ig], color="0.5", ls=":", label=f"grid argmin {grid[ig]:.4g}")
-        path_x = np.exp(np.asarray(res.path_params, dtype=float).ravel())
+        transform = panel.get("transform", "log")
+        if transform not in ("log", "logit"):
+            raise ValueError(f"a panel's transform must be 'log' or 'logit', got {transform!r}")
+        value = np.exp if transform == "log" else (lambda u: 1 / (1 + np.exp(-u)))
+        path_x = value(np.asarray(res.path_params, dtype=float).ravel())
         sc = ax.scatter(path_x, res.path_values, c=np.arange(path_x.size), cmap="viridis",
                         s=14, zorder=3, label="optimiser path")
-        tuned = float(np.exp(np.asarray(res.params)))
+        tuned = float(value(np.asarray(res.params, dtype=float)))
         ax.plot([tuned], [res.value], "r*", ms=14, zorder=4, label=f"tuned {tuned:.4g}")
         if panel.get("exact") is not None:
             ax.axvline(panel["exact"], color="tab:red", ls="--", lw=1,
                        label=f"exact {panel['exact']:.4g}")
-        ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())
+        if transform == "log":
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
         if panel.get("logy"):
             ax.set_yscale("log")
         ax.set_xlabel(panel.get("name", "hyperparameter"))
@@ -399,4 +502,5 @@ def plot_tuning(panels: list[dict]):
 
 
 __all__ = ["tune", "TuneResult", "grid_search", "tune_ridge", "ridge_objective",
-           "tune_step_size", "step_size_objective", "plot_tuning"]
+           "tune_step_size", "step_size_objective", "tune_algorithm", "algorithm_objective",
+           "plot_tuning"]

@@ -1179,10 +1179,11 @@ def sweep_cmd(ctx, **p):
 @PROBLEM
 @ALPHA
 @LAM
-@click.option("--param", type=click.Choice(["lam", "step"]), default="lam", show_default=True,
+@click.option("--param", type=click.Choice(["lam", "step", "momentum"]), default="lam",
+              show_default=True,
               help="lam: asymptotic error over the ridge (implicit gradients through the "
-                   "fixed point); step: error after --steps steps over the step size "
-                   "(gradients through the DMFT)")
+                   "fixed point); step, momentum: error after --steps steps of --algorithm "
+                   "over its step size or its momentum (gradients through the DMFT)")
 @click.option("--start-value", default=None, type=POSITIVE,
               help="starting value (default: --lam for lam, --step for step)")
 @click.option("--iterations", default=40, show_default=True, type=click.IntRange(min=1),
@@ -1229,23 +1230,35 @@ def tune(ctx, **p):
                 if p["samples"] <= p["steps"] + 3:
                     _fail(f"--samples {p['samples']} must exceed --steps + 3")
                 init = _init(dict(p, init_kind="informed", preprocessing="trimmed", tau=None))
-                x0 = p["start_value"] or p["step"]
+                field = "step_size" if p["param"] == "step" else "momentum"
+                if field == "momentum" and p["algorithm"] == "gd":
+                    _fail("--param momentum needs --algorithm heavy-ball or nesterov")
+                x0 = p["start_value"] or (p["step"] if field == "step_size" else
+                                          _algorithm(p).momentum)
                 opt = optax.adam(p["learning_rate"] or 0.05)
-                res = _api("tune_step_size")(problem, init, horizon=p["steps"],
-                                             num_samples=p["samples"],
+                res = _api("tune_algorithm")(problem, _algorithm(p), init, field=field,
+                                             start=x0, num_samples=p["samples"],
                                              num_replicas=p["replicas"],
-                                             key=jax.random.key(p["seed"]), eta0=x0,
+                                             key=jax.random.key(p["seed"]),
                                              steps=p["iterations"], optimizer=opt,
                                              progress=not p["quiet"])
-                label, ylabel = r"step size $\eta$", f"error after {p['steps']} steps"
+                label = (r"step size $\eta$" if field == "step_size" else
+                         r"momentum $\beta$") + f" ({p['algorithm']})"
+                ylabel = f"error after {p['steps']} steps"
             st.done()
-            tuned = float(np.exp(np.asarray(res.params)))
-            path_x = np.exp(np.asarray(res.path_params, dtype=float).ravel())
+            def to_value(u):
+                return _tuned_value(p["param"], u)
+
+            tuned = float(to_value(np.asarray(res.params)))
+            path_x = to_value(np.asarray(res.path_params, dtype=float).ravel())
             grid = vals = None
-            if p["grid_points"]:
+            if p["grid_points"] and p["param"] == "momentum":
+                grid = np.linspace(0.0, max(0.95, path_x.max(), tuned), p["grid_points"])
+            elif p["grid_points"]:
                 lo = min(path_x.min(), tuned) / 3
                 hi = max(path_x.max(), tuned) * 3
                 grid = np.geomspace(lo, hi, p["grid_points"])
+            if p["grid_points"]:
                 vals = _tune_grid(p, problem, grid)
                 st.done()
         except ValueError as err:
@@ -1253,19 +1266,30 @@ def tune(ctx, **p):
         if grid is None:
             grid, vals = path_x, np.asarray(res.path_values)
         fig = plot_tuning([dict(grid=grid, values=vals, result=res, name=label, ylabel=ylabel,
-                                title=f"alpha={p['alpha']}, noise={p['noise']}")])
+                                title=f"alpha={p['alpha']}, noise={p['noise']}",
+                                transform="logit" if p["param"] == "momentum" else "log")])
         st.done()
     meta = _meta(ctx, p)
     with _writing(outputs) as out:
         out.png(fig, meta)
-        out.json(dict(meta, tuned=tuned, value=res.value, best=float(np.exp(res.best_params)),
+        out.json(dict(meta, tuned=tuned, value=res.value,
+                      best=float(to_value(np.asarray(res.best_params))),
                       best_value=res.best_value, path=path_x, path_values=res.path_values,
                       path_grad_norms=res.path_grads, grid=grid, grid_values=vals))
         out.csv(["iteration", p["param"], "objective", "grad_norm"],
                 [[i, float(x), float(v), float(g)] for i, (x, v, g) in
                  enumerate(zip(path_x, res.path_values, res.path_grads))], meta)
     click.echo(f"tuned {p['param']} = {tuned:.6g} (objective {res.value:.6g}; best seen "
-               f"{float(jnp.exp(res.best_params)):.6g} at {res.best_value:.6g})")
+               f"{float(to_value(np.asarray(res.best_params))):.6g} at {res.best_value:.6g})")
+
+
+def _tuned_value(param, u):
+    """The tuned parameter from the optimiser's unconstrained one: `exp` for the ridge
+    and the step (tune_ridge, tune_algorithm), the logistic function for a momentum."""
+    import numpy as np
+
+    u = np.asarray(u, dtype=float)
+    return 1 / (1 + np.exp(-u)) if param == "momentum" else np.exp(u)
 
 
 def _tune_grid(p, problem, grid):
@@ -1278,8 +1302,9 @@ def _tune_grid(p, problem, grid):
         fps = _api("fixed_point_sweep")(problem, lam=grid)
         vals = np.where(np.asarray(fps.valid), np.asarray(fps.error), np.nan)
         return vals
-    res = dj.sweep(problem, dj.GradientDescent(float(grid[0]), p["steps"]),
-                   dj.InformedInit(p["overlap"], p["norm"]), step_size=grid,
+    axis = "algorithm.step_size" if p["param"] == "step" else "algorithm.momentum"
+    res = dj.sweep(problem, _algorithm(p), dj.InformedInit(p["overlap"], p["norm"]),
+                   axes={axis: grid},
                    num_samples=p["samples"], num_replicas=max(2, p["replicas"]),
                    key=jax.random.key(p["seed"]), threshold=False, progress=False,
                    batch_size=len(grid))

@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
+import optax
 import pytest
 from click.testing import CliRunner
 
@@ -226,3 +228,24 @@ def test_momentum_sweep_from_a_spectral_start(tmp_path):
     assert "heavy-ball or nesterov" in assert_one_line_error(bad)
     bad = run("sweep", "--init", "spectral", "--steps", "5", "--samples", "64", "-q")
     assert "preprocessing" in assert_one_line_error(bad)
+
+
+def test_tune_the_momentum_of_heavy_ball(tmp_path):
+    # dmftjax tune --param momentum: the tuned value is the library's tune_algorithm on
+    # the same key, and the figure's grid is a sweep over algorithm.momentum
+    args = ["tune", "--param", "momentum", "--algorithm", "heavy-ball", "--momentum", "0.3",
+            "--loss", "square", "--model", "linear", "--noise", "0.5", "--lam", "0",
+            "--step", "0.05", "--steps", "20", "--samples", "300", "--iterations", "5",
+            "--grid-points", "4", "--out", tmp_path, "-q"]
+    res = run(*args)
+    assert res.exit_code == 0, res.output
+    data = json.loads((tmp_path / "tune.json").read_text())
+    problem = dmftjax.Problem(dmftjax.LinearModel(0.5), dmftjax.SquareLoss(), alpha=3.0)
+    lib = dmftjax.tune_algorithm(problem, dmftjax.HeavyBall(0.05, 0.3, 20),
+                                 dmftjax.InformedInit(0.5, 1.0), field="momentum",
+                                 num_samples=300, key=jax.random.key(0), steps=5,
+                                 optimizer=optax.adam(0.05), progress=False)
+    assert data["tuned"] == pytest.approx(float(jax.nn.sigmoid(lib.params)), rel=1e-9)
+    assert 0 < data["tuned"] < 1 and len(data["grid"]) == 4 and max(data["grid"]) < 1
+    bad = run("tune", "--param", "momentum", "--steps", "5", "-q")
+    assert "heavy-ball or nesterov" in assert_one_line_error(bad)

@@ -142,6 +142,44 @@ def test_tune_step_size_matches_grid(step_size_setup):
     _as_good_as_grid(res.value, values)
 
 
+def test_tune_algorithm_momentum_and_step_of_heavy_ball_match_grids(step_size_setup):
+    # the same least-squares problem, heavy ball at step 0.05: its momentum (optimised as a
+    # logit) has an interior optimum; then its step at the tuned momentum (log)
+    problem, init, key, _ = step_size_setup
+    template = dj.HeavyBall(0.05, 0.5, 20)
+    obj = jax.jit(dj.algorithm_objective(problem, template, init, num_samples=300, key=key,
+                                         field="momentum"))
+    betas = np.linspace(0.05, 0.95, 19)
+    _, values, i = grid_search(obj, np.log(betas / (1 - betas)))
+    assert 0 < i < betas.size - 1
+    res = dj.tune_algorithm(problem, template, init, field="momentum", start=0.6,
+                            num_samples=300, key=key, steps=30, progress=False)
+    beta = float(jax.nn.sigmoid(res.params))
+    assert abs(beta - betas[i]) <= betas[1] - betas[0], (beta, betas[i])
+    _as_good_as_grid(res.value, values)
+    hb = dj.HeavyBall(0.05, beta, 20)
+    etas = np.exp(np.linspace(np.log(0.01), np.log(0.1), 13))
+    step_obj = jax.jit(dj.algorithm_objective(problem, hb, init, num_samples=300, key=key))
+    _, values, i = grid_search(step_obj, np.log(etas))
+    assert 0 < i < etas.size - 1
+    res = tune_step_size(problem, init, algorithm=hb, num_samples=300, key=key, eta0=0.02,
+                         steps=30, progress=False)
+    _log_grid_check(etas, values, float(jnp.exp(res.params)))
+    _as_good_as_grid(res.value, values)
+    # refusals before tracing
+    with pytest.raises(ValueError, match="no field 'momentum'"):
+        dj.tune_algorithm(problem, dj.GradientDescent(0.05, 20), init, field="momentum",
+                          num_samples=300, key=key)
+    with pytest.raises(ValueError, match="horizon"):
+        tune_step_size(problem, init, algorithm=hb, horizon=10, num_samples=300, key=key)
+    with pytest.raises(ValueError, match="start"):
+        dj.tune_algorithm(problem, hb, init, field="momentum", start=1.0, num_samples=300,
+                          key=key)
+    with pytest.raises(ValueError, match="schedule"):
+        dj.tune_algorithm(problem, dj.GradientDescent(jnp.full(20, 0.05), 20), init,
+                          num_samples=300, key=key)
+
+
 def test_plot_tuning_returns_figure():
     from matplotlib.figure import Figure
 
