@@ -221,6 +221,12 @@ def test_spectral_start_sweep_by_paths_equals_solve_dmft():
                                  dj.SpectralInit(dj.MondelliMontanari(tuned)), num_samples=200,
                                  num_replicas=2, key=key)
             np.testing.assert_allclose(res.values["error"][i, j], traj.error[-1], rtol=1e-10)
+    # the phase diagram of this sweep over two paths draws, with its axes named
+    from dmftjax.plotting import plot_phase_diagram
+
+    fig = plot_phase_diagram(res, "error", x="algorithm.momentum", y="init.preprocessing.alpha")
+    ax = fig.axes[0]
+    assert ax.get_xlabel().startswith("algorithm.momentum") and ax.get_images() + ax.collections
     with pytest.raises(ValueError, match="momentum"):
         dj.sweep(problem, alg, init, axes={"algorithm.momentum": [0.5, 1.2]},
                  num_samples=200, key=key, progress=False)
