@@ -21,6 +21,8 @@ for the discrete-time DMFT of first-order methods.
 
 from __future__ import annotations
 
+import dataclasses
+
 import warnings
 from typing import Literal
 
@@ -785,10 +787,14 @@ def solve_dmft(
                          engine)
     keys = jax.random.split(key, num_replicas)
     prior = problem.prior
+    info = dict(_info(num_samples, num_replicas, engine), **start.info)
+    # the start's facts are concrete numbers to report (e.g. the spectral theory's cosine
+    # at this alpha): kept out of the compiled function, whose static data they would be,
+    # so that a new alpha or preprocessing parameter does not compile anew
+    start = dataclasses.replace(start, facts=())
     problem, algorithm, start = as_arrays((problem, algorithm, start))
     args = (problem, algorithm, start, keys, num_samples)
     obs, kernels = _solve_batch(*args, engine, law_times)
-    info = dict(_info(num_samples, num_replicas, engine), **start.info)
     if spectral_method == "prehistory" and start.kind == "prehistory":
         info["spectral_method"] = "prehistory"
     elif start.kind == "slot":

@@ -116,3 +116,22 @@ def test_noisy_prehistory_matches_simulation():
                       num_seeds=8, key=jax.random.key(73))
     assert pre.info["num_diverged"] == 0 and sim.info["num_diverged"] == 0
     assert_agree(sim, pre, ("error", "overlap", "norm", "cosine"))
+
+
+def test_a_new_alpha_does_not_compile_again():
+    # the spectral start's concrete facts (its closed-form cosine, ...) are reported, not
+    # compiled in: a second alpha (or preprocessing parameter) reuses the compiled solver
+    from dmftjax import _dmft
+
+    alg, init = dj.GradientDescent(0.02, 5), SpectralInit(MondelliMontanari())
+    runs = []
+    for alpha in (2.5, 3.5, 4.5):
+        problem = dj.Problem(dj.PhaseRetrieval(0.1), dj.WirtingerLoss(), alpha=alpha,
+                             regulariser=dj.Ridge(0.05))
+        runs.append(dj.solve_dmft(problem, alg, init, num_samples=200, num_replicas=2,
+                                  key=jax.random.key(0)))
+        if alpha == 2.5:
+            traces = _dmft.TRACES["dmft"]
+    assert _dmft.TRACES["dmft"] == traces
+    cos = [r.info["cosine2_theory"] for r in runs]
+    assert cos[0] < cos[1] < cos[2]  # each run reports its own alpha's facts
