@@ -64,6 +64,8 @@ from ._sweep import SweepResult as SweepResult
 from ._sweep import sweep as sweep
 from ._trajectory import OBSERVABLES as OBSERVABLES
 from ._trajectory import Trajectory as Trajectory
+from ._cache import compilation_cache_dir as compilation_cache_dir
+from ._cache import enable_compilation_cache as enable_compilation_cache
 from ._tune import TuneResult as TuneResult
 from ._tune import grid_search as grid_search
 from ._tune import plot_tuning as plot_tuning

@@ -590,6 +590,12 @@ def main(ctx):
 
     matplotlib.use("Agg")  # the command line draws to files, on machines without a display
     jax.config.update("jax_enable_x64", True)
+    from ._cache import enable_compilation_cache
+
+    try:  # a second run of the same shape loads its compiled solver ($DMFTJAX_CACHE_DIR)
+        enable_compilation_cache()
+    except ValueError as err:
+        _fail(str(err))
     old = warnings.showwarning
 
     def one_line_warning(message, category, filename, lineno, file=None, line=None):

@@ -1,9 +1,13 @@
 import gc
+import os
 
 import jax
 import pytest
 
 jax.config.update("jax_enable_x64", True)
+# the command line turns on JAX's persistent compilation cache; the tests stay hermetic
+# (tests/test_cli.py checks the cache in subprocesses with a directory of their own)
+os.environ.setdefault("DMFTJAX_CACHE_DIR", "")
 
 
 @pytest.fixture

@@ -249,3 +249,31 @@ def test_tune_the_momentum_of_heavy_ball(tmp_path):
     assert 0 < data["tuned"] < 1 and len(data["grid"]) == 4 and max(data["grid"]) < 1
     bad = run("tune", "--param", "momentum", "--steps", "5", "-q")
     assert "heavy-ball or nesterov" in assert_one_line_error(bad)
+
+
+def test_a_second_process_loads_the_compiled_solver_from_the_cache(tmp_path):
+    # DMFTJAX_CACHE_DIR: the first `predict` fills the cache, a second process of the same
+    # shape finds it (JAX's persistent cache) and computes the same numbers
+    cache = tmp_path / "cache"
+    env = dict(os.environ, DMFTJAX_CACHE_DIR=str(cache), JAX_PLATFORMS="cpu")
+    args = [sys.executable, "-m", "dmftjax", "predict", "--steps", "5", "--samples", "64",
+            "--replicas", "2", "-q"]
+    first = subprocess.run(args + ["--out", str(tmp_path / "a")], env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    entries = {p.name for p in cache.iterdir()}
+    assert entries  # the solver's executable (and more) were written
+    second = subprocess.run(args + ["--out", str(tmp_path / "b")], env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert {p.name for p in cache.iterdir()} == entries  # nothing new to compile and store
+    values = [json.loads((tmp_path / d / "predict.json").read_text())["dmft"]["values"]
+              for d in ("a", "b")]
+    assert values[0] == values[1]
+    # turned off by the empty string; an unusable directory is a one-line error
+    assert dmftjax.compilation_cache_dir() is None  # conftest: DMFTJAX_CACHE_DIR=""
+    (tmp_path / "file").write_text("x")
+    bad = subprocess.run(args + ["--out", str(tmp_path / "c")],
+                         env=dict(env, DMFTJAX_CACHE_DIR=str(tmp_path / "file" / "sub")),
+                         capture_output=True, text=True, timeout=600)
+    assert bad.returncode != 0 and "DMFTJAX_CACHE_DIR" in bad.stderr
