@@ -242,6 +242,22 @@ def _spectral_point(problem, algorithm, init, prep, key, num_samples, num_replic
     return {k: getattr(th, k) for k in _SPECTRAL_FIELDS}
 
 
+def sweep_quantities(engine: str) -> tuple[str, ...]:
+    """The names a sweep of `engine` stores per point (`SweepResult.values`), known
+    before it runs: to check a requested quantity up front."""
+    engine = engine.replace("-", "_")
+    if engine == "dmft":
+        names = ["num_diverged", "diverged"]
+        for name in OBSERVABLES:
+            names += [name, name + "_se"]
+        return tuple(names)
+    if engine == "fixed_point":
+        return tuple(_FIXED_POINT_FIELDS) + ("valid",)
+    if engine == "spectral":
+        return tuple(_SPECTRAL_FIELDS)
+    raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+
+
 _POINT_FNS: dict[str, Callable] = {
     "dmft": _dmft_point,
     "fixed_point": _fixed_point_point,

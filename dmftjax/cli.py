@@ -77,6 +77,9 @@ def _fail(message: str):
     raise click.UsageError(message)
 
 
+_DEFAULT = click.core.ParameterSource.DEFAULT
+
+
 # --------------------------------------------------------------------------------------
 # configuration files
 
@@ -86,6 +89,17 @@ def _all_param_names() -> set[str]:
     for cmd in main.commands.values():
         names |= {p.name for p in cmd.params}
     return names
+
+
+def _users_of(name: str) -> str:
+    return ", ".join(f"[{c}]" for c, cmd in sorted(main.commands.items())
+                     if name in {p.name for p in cmd.params})
+
+
+def _toml_text(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _load_config(ctx: click.Context, param, value):
@@ -119,7 +133,12 @@ def _load_config(ctx: click.Context, param, value):
             continue
         if name in own:
             settings[name] = val
-        elif name not in known_anywhere:
+        elif name in known_anywhere:
+            raise click.BadParameter(
+                f"{path}: the setting {key!r} is not used by `dmftjax {cmd_name}` (put it "
+                f"in the table of a subcommand that uses it: {_users_of(name)})",
+                ctx, param)
+        else:
             raise click.BadParameter(f"{path}: unknown setting {key!r}", ctx, param)
     for key, val in data.get(cmd_name, {}).items():
         name = key.replace("-", "_")
@@ -128,8 +147,14 @@ def _load_config(ctx: click.Context, param, value):
                                      f"(known: {', '.join(sorted(own))})", ctx, param)
         settings[name] = val
     for name, val in settings.items():
+        # as text, so that click parses a file's value exactly as the same flag typed on
+        # the command line: `steps = 5.7` and `alpha = true` are refused, not 5 and 1.0
         if isinstance(val, list):
-            settings[name] = ",".join(str(v) for v in val)
+            settings[name] = ",".join(_toml_text(v) for v in val)
+        elif isinstance(val, dict):
+            raise click.BadParameter(f"{path}: {name} = a table is not a value", ctx, param)
+        else:
+            settings[name] = _toml_text(val)
     ctx.default_map = {**(ctx.default_map or {}), **settings}
     ctx.meta["dmftjax_config"] = str(path)
     return str(path)
@@ -1115,8 +1140,14 @@ def sweep_cmd(ctx, **p):
             axes["axes"] = {"algorithm.momentum": p["momentum_grid"]}
         _check_dmft_sizes(p)
     else:
-        if len(p["step_grid"]) > 1:
-            _fail(f"--step is a grid only for the dmft engine (not {p['engine']})")
+        dmft_only = [f"--{name}" for name in ("steps", "overlap", "norm", "samples", "replicas",
+                                             "estimator")
+                     if ctx.get_parameter_source(name) not in (None, _DEFAULT)]
+        if ctx.get_parameter_source("step_grid") not in (None, _DEFAULT):
+            dmft_only.append("--step")
+        if dmft_only:
+            _fail(f"{', '.join(dmft_only)}: for the dmft engine only, not used by the "
+                  f"{p['engine']} engine")
         if p["momentum_grid"] is not None or p["algorithm"] != "gd":
             _fail(f"--algorithm and --momentum are for the dmft engine (not {p['engine']})")
         if p["init_kind"] != "informed":
@@ -1140,6 +1171,12 @@ def sweep_cmd(ctx, **p):
         else:
             axes["prep"] = p["tau_grid"]
     metric = p["metric"] or ("cosine2" if engine == "spectral" else "error")
+    from dmftjax._sweep import sweep_quantities
+
+    stored = sweep_quantities(engine)
+    if metric not in stored:  # found before the sweep runs, not after
+        _fail(f"--metric {metric!r} is not stored by the {p['engine']} engine; choose one of "
+              f"{', '.join(sorted(stored))}")
     outputs = _Outputs(p["out"], "sweep", ["png", "json", "csv"], p["overwrite"])
     done = {"chunks": 0}
     try:

@@ -121,10 +121,36 @@ def test_help_shows_a_worked_example():
     assert run().exit_code == 0  # no arguments: the help
 
 
+@pytest.mark.parametrize("text, needle", [
+    ("steps = 5.7\n", "steps"),             # not 5
+    ("alpha = true\n", "alpha"),            # not 1.0
+    ("[predict]\nsamples = \"many\"\n", "samples"),
+    ("dim = 50\n", "not used by `dmftjax predict`"),  # simulate's setting, at top level
+    ("[predict]\nnoise = {a = 1}\n", "table"),
+])
+def test_config_values_are_parsed_strictly(text, needle, tmp_path):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(text)
+    line = assert_one_line_error(run("predict", "--config", cfg, "--out", tmp_path / "o"))
+    assert needle in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_sweep_refuses_options_its_engine_does_not_use_before_running(tmp_path):
+    for args, needle in [
+        (["--engine", "spectral", "--preprocessing", "trimmed", "--steps", "7"], "--steps"),
+        (["--engine", "fixed-point", "--samples", "64"], "--samples"),
+        (["--metric", "mse", "--steps", "3", "--samples", "64"], "mse"),
+    ]:
+        line = assert_one_line_error(run("sweep", *args, "--out", tmp_path / "o"))
+        assert needle in line
+        assert not (tmp_path / "o").exists()
+
+
 def test_predict_from_config_writes_settings_and_never_overwrites(tmp_path):
     cfg = tmp_path / "run.toml"
-    cfg.write_text("alpha = 2.5\nnoise = 0.0\ndim = 50\n[predict]\nsteps = 6\nsamples = 64\n"
-                   "lam = 0.1\n")
+    cfg.write_text("alpha = 2.5\nnoise = 0.0\n[simulate]\ndim = 50\n[predict]\nsteps = 6\n"
+                   "samples = 64\nlam = 0.1\n")
     out = tmp_path / "res"
     first = run("predict", "--config", cfg, "--out", out, "--seed", 3, "-q")
     assert first.exit_code == 0, first.output
