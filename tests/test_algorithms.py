@@ -246,6 +246,16 @@ def test_a_users_method_runs_in_every_engine():
                           key=jax.random.key(0))
     assert float(hc.stability_edge) == pytest.approx(alg.stability_edge(problem), rel=1e-9)
     assert float(hc.eig_max) < float(hc.stability_edge) and bool(hc.gd_stable)
+    # and tuning: its step through the DMFT, forward derivative against differences
+    objective = jax.jit(dj.algorithm_objective(problem, alg, init, num_samples=300,
+                                               key=jax.random.key(3)))
+    u = float(np.log(0.03))
+    g = float(jax.jit(jax.jacfwd(objective))(u))
+    fd = (float(objective(u + 1e-5)) - float(objective(u - 1e-5))) / 2e-5
+    assert g == pytest.approx(fd, rel=1e-5)
+    res = dj.tune_algorithm(problem, alg, init, num_samples=300, key=jax.random.key(3),
+                            steps=5, progress=False)
+    assert res.best_value <= float(objective(u))
 
 
 def test_bad_algorithms_are_refused():
