@@ -104,7 +104,9 @@ def _toml_text(value) -> str:
 
 def _load_config(ctx: click.Context, param, value):
     """`--config FILE`: a TOML file whose keys are this command's options (dashes or
-    underscores), at top level or in a table named after the command; flags given on
+    underscores), at top level or in a table named after the command (a top-level key
+    this command does not use is an error: put it in the table of the one that does;
+    values parse exactly as the same flag on the command line); flags given on
     the command line win."""
     if value is None:
         return None
