@@ -391,6 +391,26 @@ def _atomic_save_npz(path: Path, arrays: dict):
     os.replace(tmp, path)
 
 
+def _remove_stale_temporaries(folder: Path):
+    """Half-written files of a killed run (`.<name>.<pid>.tmp`, never a chunk: those are
+    moved into place whole) are removed when their process is gone; a live process's
+    (another run on the same folder) are left alone."""
+    for tmp in folder.glob(".*.tmp"):
+        try:
+            pid = int(tmp.name.rsplit(".", 2)[-2])
+        except ValueError:
+            continue
+        if pid != os.getpid():
+            try:
+                os.kill(pid, 0)
+                continue  # alive: its write is under way
+            except ProcessLookupError:
+                pass
+            except PermissionError:  # alive, another user's
+                continue
+        tmp.unlink(missing_ok=True)
+
+
 def _atomic_write_text(path: Path, text: str):
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w") as f:
@@ -631,6 +651,7 @@ def sweep(
     if out is not None:
         folder = Path(out) / f"sweep-{digest}"
         folder.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(folder)
         chunks = _read_chunks(folder, digest, num_points)
         _write_manifest(folder, digest, settings, axes, chunks, num_points, device_names)
 

@@ -279,3 +279,19 @@ def test_windowed_sweep_point_equals_solve_dmft():
     traj = dj.solve_dmft(problem, alg, init, num_samples=200, num_replicas=2, key=key,
                          estimator="windowed", window=8)
     np.testing.assert_allclose(res.values["error"][0], traj.error[-1], rtol=1e-10)
+
+
+def test_a_resumed_sweep_removes_the_temporary_files_of_a_killed_run(tmp_path):
+    # a run killed while writing leaves `.<name>.<pid>.tmp`; the next run on the folder
+    # removes those of dead processes and leaves a live one's alone
+    problem = dj.Problem(dj.LinearModel(0.5), dj.SquareLoss(), alpha=3.0)
+    kw = dict(engine="fixed_point", alpha=[2.0, 3.0], lam=[0.1], out=tmp_path,
+              progress=False)
+    first = dj.sweep(problem, **kw)
+    dead = first.folder / ".manifest.json.999999999.tmp"
+    live = first.folder / f".chunk.npz.{os.getppid()}.tmp"
+    dead.write_text("half")
+    live.write_text("under way")
+    again = dj.sweep(problem, **kw)
+    assert not dead.exists() and live.exists()
+    np.testing.assert_array_equal(again.values["error"], first.values["error"])
