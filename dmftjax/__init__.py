@@ -74,6 +74,7 @@ from ._tune import tune_ridge as tune_ridge
 from ._tune import algorithm_objective as algorithm_objective
 from ._tune import tune_algorithm as tune_algorithm
 from ._tune import tune_step_size as tune_step_size
+from ._tune import tuned_value as tuned_value
 
 try:
     __version__ = importlib.metadata.version("dmftjax")

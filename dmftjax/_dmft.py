@@ -22,7 +22,6 @@ for the discrete-time DMFT of first-order methods.
 from __future__ import annotations
 
 import dataclasses
-
 import warnings
 from typing import Literal
 

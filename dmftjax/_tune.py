@@ -29,7 +29,7 @@ from jax.flatten_util import ravel_pytree
 from tqdm.auto import tqdm
 
 from ._fixed_point import FixedPoint, _solve, _start_vector
-from ._algorithms import AbstractAlgorithm, GradientDescent
+from ._algorithms import GradientDescent
 from ._estimators import as_estimator
 from ._problem import Problem, check_problem
 from ._trajectory import OBSERVABLES
@@ -273,19 +273,25 @@ def tune_ridge(
 # the tunable fields of a method and their unconstrained parametrisation: the step size
 # through its logarithm, a momentum in [0, 1) through its logit
 _FIELDS = {
-    "step_size": (jnp.exp, math.log, "a positive"),
-    "momentum": (jax.nn.sigmoid, lambda b: math.log(b / (1 - b)), "in (0, 1) a"),
+    "step_size": (jnp.exp, math.log),
+    "momentum": (jax.nn.sigmoid, lambda b: math.log(b / (1 - b))),
 }
+
+
+def tuned_value(u, transform: str = "log"):
+    """The hyperparameter from the optimiser's unconstrained parameter `u` (numpy):
+    `exp(u)` for `"log"` (the ridge, a step size), `sigmoid(u)` for `"logit"` (a
+    momentum tuned by `tune_algorithm`)."""
+    if transform not in ("log", "logit"):
+        raise ValueError(f"transform must be 'log' or 'logit', got {transform!r}")
+    u = np.asarray(u, dtype=float)
+    return np.exp(u) if transform == "log" else 1 / (1 + np.exp(-u))
 
 
 def _tunable(algorithm, field: str, horizon):
     """The template method and the field to tune, checked before any tracing."""
     if field not in _FIELDS:
         raise ValueError(f"field must be one of {sorted(_FIELDS)}, got {field!r}")
-    if not isinstance(algorithm, AbstractAlgorithm):
-        raise ValueError(f"algorithm must be a dmftjax algorithm (GradientDescent, HeavyBall, "
-                         f"Nesterov or a subclass of AbstractAlgorithm), got "
-                         f"{type(algorithm).__name__}")
     if not hasattr(algorithm, field):
         raise ValueError(f"{type(algorithm).__name__} has no field {field!r} to tune")
     if horizon is not None and check_int("horizon", horizon, 1) != algorithm.steps:
@@ -309,6 +315,7 @@ def algorithm_objective(problem: Problem, algorithm, init, *, num_samples: int, 
     method with that field: `GradientDescent`, `HeavyBall`, `Nesterov`, a user's own)."""
     from ._dmft import dmft_replica  # the engine; imported late to keep import order simple
 
+    check_problem(problem, algorithm)
     algorithm = _tunable(algorithm, field, None)
     estimator = as_estimator(estimator)
     _check_metric(metric)
@@ -476,13 +483,10 @@ def plot_tuning(panels: list[dict]):
         ig = int(np.nanargmin(vals))
         ax.axvline(grid[ig], color="0.5", ls=":", label=f"grid argmin {grid[ig]:.4g}")
         transform = panel.get("transform", "log")
-        if transform not in ("log", "logit"):
-            raise ValueError(f"a panel's transform must be 'log' or 'logit', got {transform!r}")
-        value = np.exp if transform == "log" else (lambda u: 1 / (1 + np.exp(-u)))
-        path_x = value(np.asarray(res.path_params, dtype=float).ravel())
+        path_x = tuned_value(np.asarray(res.path_params, dtype=float).ravel(), transform)
         sc = ax.scatter(path_x, res.path_values, c=np.arange(path_x.size), cmap="viridis",
                         s=14, zorder=3, label="optimiser path")
-        tuned = float(value(np.asarray(res.params, dtype=float)))
+        tuned = float(tuned_value(res.params, transform))
         ax.plot([tuned], [res.value], "r*", ms=14, zorder=4, label=f"tuned {tuned:.4g}")
         if panel.get("exact") is not None:
             ax.axvline(panel["exact"], color="tab:red", ls="--", lw=1,
@@ -503,4 +507,4 @@ def plot_tuning(panels: list[dict]):
 
 __all__ = ["tune", "TuneResult", "grid_search", "tune_ridge", "ridge_objective",
            "tune_step_size", "step_size_objective", "tune_algorithm", "algorithm_objective",
-           "plot_tuning"]
+           "tuned_value", "plot_tuning"]

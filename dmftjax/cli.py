@@ -1291,8 +1291,10 @@ def tune(ctx, **p):
                          r"momentum $\beta$") + f" ({p['algorithm']})"
                 ylabel = f"error after {p['steps']} steps"
             st.done()
-            def to_value(u):
-                return _tuned_value(p["param"], u)
+            transform = "logit" if p["param"] == "momentum" else "log"
+
+            def to_value(u):  # the tuned parameter from the optimiser's unconstrained one
+                return _api("tuned_value")(u, transform)
 
             tuned = float(to_value(np.asarray(res.params)))
             path_x = to_value(np.asarray(res.path_params, dtype=float).ravel())
@@ -1312,7 +1314,7 @@ def tune(ctx, **p):
             grid, vals = path_x, np.asarray(res.path_values)
         fig = plot_tuning([dict(grid=grid, values=vals, result=res, name=label, ylabel=ylabel,
                                 title=f"alpha={p['alpha']}, noise={p['noise']}",
-                                transform="logit" if p["param"] == "momentum" else "log")])
+                                transform=transform)])
         st.done()
     meta = _meta(ctx, p)
     with _writing(outputs) as out:
@@ -1326,15 +1328,6 @@ def tune(ctx, **p):
                  enumerate(zip(path_x, res.path_values, res.path_grads))], meta)
     click.echo(f"tuned {p['param']} = {tuned:.6g} (objective {res.value:.6g}; best seen "
                f"{float(to_value(np.asarray(res.best_params))):.6g} at {res.best_value:.6g})")
-
-
-def _tuned_value(param, u):
-    """The tuned parameter from the optimiser's unconstrained one: `exp` for the ridge
-    and the step (tune_ridge, tune_algorithm), the logistic function for a momentum."""
-    import numpy as np
-
-    u = np.asarray(u, dtype=float)
-    return 1 / (1 + np.exp(-u)) if param == "momentum" else np.exp(u)
 
 
 def _tune_grid(p, problem, grid):

@@ -215,6 +215,9 @@ def test_spectral_start_sweep_by_paths_equals_solve_dmft():
                                              "init.preprocessing.alpha": [3.0, 5.0]},
                    num_samples=200, num_replicas=2, key=key, progress=False)
     assert res.values["error"].shape == (2, 2)
+    from dmftjax._sweep import sweep_quantities
+
+    assert set(res.values) == set(sweep_quantities("dmft"))
     for i, beta in enumerate([0.0, 0.5]):
         for j, tuned in enumerate([3.0, 5.0]):
             traj = dj.solve_dmft(problem, dj.HeavyBall(0.02, beta, 6),
@@ -295,3 +298,7 @@ def test_a_resumed_sweep_removes_the_temporary_files_of_a_killed_run(tmp_path):
     again = dj.sweep(problem, **kw)
     assert not dead.exists() and live.exists()
     np.testing.assert_array_equal(again.values["error"], first.values["error"])
+    # what the CLI checks a --metric against is what a sweep stores
+    from dmftjax._sweep import sweep_quantities
+
+    assert set(first.values) == set(sweep_quantities("fixed-point"))
