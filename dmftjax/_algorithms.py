@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from ._validate import check_int, check_nonnegative, check_positive, is_concrete
+from ._validate import check_int, check_nonnegative, check_positive, is_concrete, static_int
 
 
 class Coefficients(eqx.Module):
@@ -68,7 +68,7 @@ def _schedule_values(step_size, steps: int):
 
 
 def _check_schedule(step_size, steps: int):
-    if isinstance(step_size, bool):
+    if isinstance(step_size, (bool, np.bool_)) or getattr(step_size, "dtype", None) == bool:
         raise ValueError("step_size must be a number, an array or a schedule, got a bool")
     if callable(step_size):
         try:
@@ -199,7 +199,7 @@ class GradientDescent(AbstractAlgorithm):
     """
 
     step_size: float | Array | Callable
-    steps: int = eqx.field(static=True)
+    steps: int = eqx.field(static=True, converter=static_int)
 
     def __check_init__(self):
         check_int("steps", self.steps, 1)
@@ -248,7 +248,7 @@ class HeavyBall(_AbstractMomentum):
 
     step_size: float | Array | Callable
     momentum: float
-    steps: int = eqx.field(static=True)
+    steps: int = eqx.field(static=True, converter=static_int)
 
     def coefficients(self, problem):
         eta, lam, beta = self._schedule(problem)
@@ -270,7 +270,7 @@ class Nesterov(_AbstractMomentum):
 
     step_size: float | Array | Callable
     momentum: float
-    steps: int = eqx.field(static=True)
+    steps: int = eqx.field(static=True, converter=static_int)
 
     def coefficients(self, problem):
         eta, lam, beta = self._schedule(problem)

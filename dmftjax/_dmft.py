@@ -32,7 +32,8 @@ import numpy as np
 
 from ._estimators import ADJOINT_BLOCK, Tangent, as_estimator
 from ._problem import AbstractInit, Problem, check_problem
-from ._trajectory import OBSERVABLES, Trajectory, finish, first_divergence, sample_observables
+from ._trajectory import (OBSERVABLES, Trajectory, cut_at_divergence, finish, first_divergence,
+                          sample_observables)
 from ._validate import (as_arrays, check_int, check_key, check_real,
                         check_resources)
 
@@ -905,12 +906,12 @@ def _assemble(obs, kernels, info, law_times=(), prior=None) -> Trajectory:
     kernels = dict(kernels)
     rows = {k.removeprefix("rows_"): np.asarray(kernels.pop(k))[keep]
             for k in ("rows_z", "rows_y", "rows_r") if k in kernels}
-    a_runs = np.asarray(kernels["A"])[keep]
-    c_diag = np.diagonal(np.asarray(kernels["C"])[keep], axis1=1, axis2=2)
-    info = dict(info, coordinate_runs={"A": a_runs, "V": c_diag - a_runs**2},
-                prior=_prior_name(prior))
-    with warnings.catch_warnings():
+    with warnings.catch_warnings():  # diverged replicas overflow (they are cut below)
         warnings.simplefilter("ignore", RuntimeWarning)
+        a_runs = np.asarray(kernels["A"])[keep]
+        c_diag = np.diagonal(np.asarray(kernels["C"])[keep], axis1=1, axis2=2)
+        info = dict(info, coordinate_runs={"A": a_runs, "V": c_diag - a_runs**2},
+                    prior=_prior_name(prior))
         runs = {k: np.asarray(v)[keep] for k, v in kernels.items()}
         kernels = {k: jnp.asarray(np.nanmean(v, axis=0)) for k, v in runs.items()}
         if int(keep.sum()) > 1:  # the replica spread of every kernel
@@ -932,7 +933,7 @@ def _assemble(obs, kernels, info, law_times=(), prior=None) -> Trajectory:
         laws = {("row", t): {"z": rows["z"], "y": rows["y"], "r": rows["r"][:, i]}
                 for i, t in enumerate(law_times)}
         traj = eqx.tree_at(lambda t: t.laws, traj, laws, is_leaf=lambda x: x is None)
-    return traj
+    return cut_at_divergence(traj)
 
 
 def _prior_name(prior) -> str:

@@ -62,7 +62,7 @@ from ._problem import Problem, check_problem
 from ._quadrature import _hermite_nodes, half_hermite_nodes
 from ._simulate import num_rows
 from ._trajectory import OBSERVABLES, Trajectory
-from ._validate import as_arrays, check_int, check_key, check_positive, check_real
+from ._validate import as_arrays, check_int, check_key, check_positive, check_real, check_resources
 
 Branch = Literal["global", "signal"]
 _PROX_ITERS = 60
@@ -581,6 +581,21 @@ class FixedPoint(eqx.Module):
         return out
 
 
+MAX_NODES = 1024
+
+
+def check_num_nodes(num_nodes) -> int:
+    """Quadrature nodes per dimension: 4 to `MAX_NODES` (a Gauss rule costs O(n^3) to
+    build and tensor rules hold n^2 nodes; the fixed point has converged by ~160)."""
+    num_nodes = check_int("num_nodes", num_nodes, 4)
+    if num_nodes > MAX_NODES:
+        raise ValueError(f"num_nodes = {num_nodes} is beyond the {MAX_NODES} this package "
+                         "builds (a Gauss rule costs O(n^3) and a tensor rule holds n^2 "
+                         "nodes); the fixed point's quadrature has converged by about 160: "
+                         "compare 48, 96 and 160")
+    return num_nodes
+
+
 def _check_branch(branch) -> None:
     if branch not in ("global", "signal"):
         raise ValueError(f"branch must be 'global' or 'signal', got {branch!r}")
@@ -737,7 +752,7 @@ def fixed_point(
     """
     check_problem(problem)
     _check_branch(branch)
-    num_nodes = check_int("num_nodes", num_nodes, 4)
+    num_nodes = check_num_nodes(num_nodes)
     max_steps = check_int("max_steps", max_steps, 1)
     check_positive("rtol", rtol)
     check_positive("atol", atol)
@@ -808,7 +823,7 @@ def fixed_point_sweep(
     """
     check_problem(problem)
     _check_branch(branch)
-    num_nodes = check_int("num_nodes", num_nodes, 4)
+    num_nodes = check_num_nodes(num_nodes)
     max_steps = check_int("max_steps", max_steps, 1)
     base = as_arrays(problem)
     lam = base.lam if lam is None else lam
@@ -942,6 +957,12 @@ def hessian_edges(problem: Problem, fp: FixedPoint, *, num_nodes: int = 48,
                   branch: Branch = "global", tail: float = 1e-12):
     """`(lower, upper_quadrature)` edges of the Hessian's limiting spectral law at `fp`
     (quadrature atoms of `D` with weight below `tail` are ignored; see `predicted_rate`)."""
+    check_problem(problem)
+    if not isinstance(fp, FixedPoint):
+        raise ValueError(f"fp must be a FixedPoint (from fixed_point), got {type(fp).__name__}")
+    num_nodes = check_num_nodes(num_nodes)
+    _check_branch(branch)
+    check_positive("tail", tail)
     lower, upper, _, _ = _rate_core(as_arrays(problem), fp, jnp.asarray(1.0),
                                     rule_of(problem, num_nodes, curvature=True), branch,
                                     float(tail))
@@ -1105,10 +1126,23 @@ def measured_rate(values, *, limit=None, window: tuple[int, int] | None = None,
     of the fit from its residuals (not a model error).
     """
     if isinstance(values, Trajectory):
+        if values.diverged:
+            raise ValueError(f"the trajectory diverged at step {values.diverged_at}: it has "
+                             "no rate of convergence (lower the step size)")
         values = values.values["error"]
-    x = np.asarray(values, dtype=float)
+    try:
+        x = np.asarray(values, dtype=float)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"values must be a 1-d curve of numbers, got {type(values).__name__}"
+                         ) from err
     if x.ndim != 1 or x.size < 5:
         raise ValueError("values must be a 1-d curve with at least 5 points")
+    if not np.isfinite(x).all():
+        raise ValueError(f"values has {int((~np.isfinite(x)).sum())} non-finite entries (the "
+                         "first at t = {}): a diverged curve has no rate of convergence"
+                         .format(int(np.argmin(np.isfinite(x)))))
+    if np.abs(x).max() > 1e8:
+        raise ValueError("values exceed 1e8: the run diverged and has no rate of convergence")
     check_real("edge_exponent", edge_exponent)
     if limit is None:
         gap = np.abs(x[:-1] - x[1:])
@@ -1286,6 +1320,10 @@ def hessian_check(problem: Problem, algorithm, init, *, dim: int, key,
     polish = check_int("polish", polish, 0)
     check_key(key)
     rows = num_rows(problem, dim)
+    check_resources(f"hessian_check (dim = {dim}, {rows} rows)",
+                    largest=max(dim * dim, rows * dim),
+                    nbytes=8.0 * (4 * dim * dim + 3 * rows * dim),
+                    fix="use a smaller dim (it forms and factors the d x d Hessian)")
     edge = algorithm.stability_edge(problem)
     problem, algorithm, init = as_arrays((problem, algorithm, init))
     if num_seeds == 1:

@@ -6,6 +6,7 @@ Derivatives in `r` come from `jax.grad`; nothing is written twice.
 from __future__ import annotations
 
 import abc
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -14,7 +15,14 @@ from jaxtyping import Array, Bool, Float
 
 
 class AbstractLoss(eqx.Module):
-    """A per-sample loss `loss(y, r)` with `r = <a, theta>`; subclasses implement `__call__`."""
+    """A per-sample loss `loss(y, r)` with `r = <a, theta>`; subclasses implement `__call__`.
+
+    Class attribute `labels` (default `None`: any real label): the finite set of labels
+    the loss is meant for, such as `(-1.0, 1.0)` for `LogisticLoss`; `Problem` then
+    refuses a model whose labels fall outside it.
+    """
+
+    labels: ClassVar[tuple[float, ...] | None] = None
 
     @abc.abstractmethod
     def __call__(self, y: Float[Array, ""], r: Float[Array, ""]) -> Float[Array, ""]:
@@ -136,6 +144,8 @@ class WirtingerLoss(AbstractLoss):
 
 class LogisticLoss(AbstractLoss):
     r"""`log(1 + exp(-y r))` for labels `y` in {-1, +1}."""
+
+    labels: ClassVar[tuple[float, ...] | None] = (-1.0, 1.0)
 
     def __call__(self, y, r):
         return jnp.logaddexp(0.0, -y * r)

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._problem import AbstractInit, InformedInit, Problem, check_problem
-from ._trajectory import OBSERVABLES, Trajectory, finish, sample_observables
+from ._trajectory import OBSERVABLES, Trajectory, cut_at_divergence, finish, sample_observables
 from ._validate import as_arrays, check_int, check_key, check_positive, check_resources
 
 
@@ -41,7 +41,13 @@ def draw_data(problem: Problem, dim: int, n: int, key):
 
 
 def num_rows(problem: Problem, dim: int) -> int:
-    return max(1, int(round(float(problem.alpha) * dim)))
+    """`n = round(alpha d)`, refused below 2 rows (no sample statistics, no spectrum)."""
+    n = int(round(float(problem.alpha) * dim))
+    if n < 2:
+        raise ValueError(f"alpha d = {float(problem.alpha) * dim:.3g} gives {n} rows: a "
+                         f"simulation needs at least 2; raise dim to at least "
+                         f"{math.ceil(1.5 / float(problem.alpha))}")
+    return n
 
 
 class _Options(eqx.Module):
@@ -201,6 +207,14 @@ def simulate(
     check_resources(f"simulate (dim = {dim}, {n} rows)", largest=max(n, test_rows) * dim,
                     nbytes=per_seed, fix="use a smaller dim (the finite-size extrapolation "
                                          "over several d is the check that matters)")
+    # what every seed returns: its curves (and kernels, laws), held together at the end
+    kept = (len(OBSERVABLES) + 4) * (algorithm.steps + 1)
+    if kernels:
+        kept += 2 * (algorithm.steps + 1) ** 2
+    kept += (3 * n + 2 * dim) * len(law_times)
+    check_resources(f"simulate ({num_seeds} seeds)", largest=num_seeds * kept,
+                    nbytes=8.0 * num_seeds * kept + per_seed,
+                    fix="use fewer seeds (or run them in several calls)")
     batch_size = int(max(1, min(num_seeds, memory_budget // per_seed)))
     keys = jax.random.split(key, num_seeds)
     problem, algorithm, init = as_arrays((problem, algorithm, init))
@@ -222,10 +236,12 @@ def simulate(
     traj = finish(out["obs"], "simulation", info)
     if kernels:
         ok = _kept(traj, num_seeds)
-        traj = eqx.tree_at(lambda t: t.kernels, traj, {
-            "C": out["C"][ok].mean(0), "C_se": _se(out["C"][ok]),
-            "R": out["R"][ok].mean(0), "R_se": _se(out["R"][ok]),
-        }, is_leaf=lambda x: x is None)
+        with warnings.catch_warnings():  # diverged seeds overflow (cut below)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            traj = eqx.tree_at(lambda t: t.kernels, traj, {
+                "C": out["C"][ok].mean(0), "C_se": _se(out["C"][ok]),
+                "R": out["R"][ok].mean(0), "R_se": _se(out["R"][ok]),
+            }, is_leaf=lambda x: x is None)
     if law_times:
         ok = _kept(traj, num_seeds)
         laws = {}
@@ -236,7 +252,7 @@ def simulate(
             laws[("row", t)] = rows
             laws[("coordinate", t)] = coords
         traj = eqx.tree_at(lambda t: t.laws, traj, laws, is_leaf=lambda x: x is None)
-    return traj
+    return cut_at_divergence(traj)
 
 
 def _kept(traj: Trajectory, num_runs: int) -> np.ndarray:

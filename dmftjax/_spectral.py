@@ -59,8 +59,8 @@ from jaxtyping import Array, Bool, Float
 
 from ._models import AbstractBinaryModel, AbstractModel, PhaseRetrieval
 from ._preprocess import AbstractPreprocessing, supremum
-from ._problem import Problem
-from ._validate import as_arrays, check_positive, is_concrete
+from ._problem import Problem, check_problem
+from ._validate import as_arrays, check_positive, check_precision, is_concrete
 
 # Quadrature settings.
 _PANEL_NODES = 12
@@ -387,8 +387,7 @@ def spectral_theory(problem: Problem, preprocessing: AbstractPreprocessing) -> S
 
     References: Mondelli and Montanari (2018), Lemma 2; Lu and Li (2017).
     """
-    if not isinstance(problem, Problem):
-        raise ValueError(f"problem must be a dmftjax.Problem, got {type(problem).__name__}")
+    check_problem(problem)
     _check_preprocessing(preprocessing)
     check_positive("alpha", problem.alpha)
     support = label_support(problem.model)
@@ -443,6 +442,7 @@ def weak_recovery_threshold(
     outlier at `bracket[1]`. An outlier already at `bracket[0]` raises a ValueError
     (the threshold lies below the bracket: widen it).
     """
+    check_precision()
     if not isinstance(model, AbstractModel):
         raise ValueError(f"model must be an AbstractModel, got {type(model).__name__}")
     _check_preprocessing(preprocessing)

@@ -32,10 +32,10 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from ._preprocess import AbstractPreprocessing
-from ._problem import AbstractInit, DMFTStart, Problem
+from ._problem import AbstractInit, DMFTStart, Problem, check_problem
 from ._simulate import num_rows
 from ._spectral import spectral_theory, weak_recovery_threshold
-from ._validate import as_arrays, check_int, check_key, check_positive, is_concrete
+from ._validate import as_arrays, check_int, check_key, check_positive, check_precision, is_concrete
 
 _METHODS = ("auto", "dense", "lanczos")
 
@@ -299,6 +299,7 @@ def top_eigenpair(
 
     **Returns:** `(lam1, x, info)` with `|x| = 1` and an `EigenInfo`.
     """
+    check_precision()
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
     check_key(key)
@@ -310,6 +311,12 @@ def top_eigenpair(
     if jnp.ndim(a) != 2 or jnp.ndim(t) != 1 or jnp.shape(t)[0] != jnp.shape(a)[0]:
         raise ValueError(
             f"a must be [n, d] and t [n]; got shapes {jnp.shape(a)} and {jnp.shape(t)}")
+    if is_concrete(a) and is_concrete(t):
+        for name, x in (("a", a), ("t", t)):
+            finite = jnp.isfinite(x)
+            if not bool(jnp.all(finite)):
+                raise ValueError(f"{name} has {int(jnp.size(x) - jnp.sum(finite))} non-finite "
+                                 "entries: the eigenpair of such a matrix is not defined")
     return _top_eigenpair(a, t, key, method, dense_max_dim, steps, chunk, max_restarts, tol)
 
 
@@ -495,8 +502,7 @@ def spectral_simulation(
 
     **Returns:** a `SpectralSimulation`; warns when an iterative solve did not converge.
     """
-    if not isinstance(problem, Problem):
-        raise ValueError(f"problem must be a dmftjax.Problem, got {type(problem).__name__}")
+    check_problem(problem)
     init = SpectralInit(preprocessing, method=method)
     dim = check_int("dim", dim, 2)
     num_seeds = check_int("num_seeds", num_seeds, 2)

@@ -10,8 +10,11 @@ so the same call uses one CPU, one GPU or many.
 By default every point uses the same key (common random numbers: neighbouring points
 share their Monte Carlo noise, so a curve across the grid is smooth and its argmin
 reliable); with `common_random_numbers=False` point `i` uses
-`jax.random.fold_in(key, i)`. Either way its value depends neither on the chunking nor
-on the devices.
+`jax.random.fold_in(key, i)`. Either way its value does not depend on the devices, nor on
+which points share a chunk; it does depend, at the rounding level (~1e-14), on
+`batch_size`, the width of the compiled vmap (XLA orders a reduction differently for
+another width), so a resume must use the sweep's own `batch_size` and is refused
+otherwise.
 
 With `out=` a sweep is resumable. Its folder `out/sweep-<hash>` (the hash of every
 setting that changes a result) holds one `.npz` file per chunk, written to a temporary
@@ -242,6 +245,28 @@ def _spectral_point(problem, algorithm, init, prep, key, num_samples, num_replic
     return {k: getattr(th, k) for k in _SPECTRAL_FIELDS}
 
 
+def _check_devices(devices) -> list:
+    """`None` (every device), a platform name (`"cpu"`, `"gpu"`), or JAX devices."""
+    if devices is None:
+        return list(jax.devices())
+    if isinstance(devices, str):
+        try:
+            return list(jax.devices(devices))
+        except RuntimeError as err:
+            raise ValueError(f"devices={devices!r}: no such platform here "
+                             f"(this process has {sorted({d.platform for d in jax.devices()})})"
+                             ) from err
+    try:
+        devices = list(devices)
+    except TypeError:
+        raise ValueError(f"devices must be None, a platform name or a list of JAX devices, "
+                         f"got {devices!r}") from None
+    if not devices or not all(isinstance(d, jax.Device) for d in devices):
+        raise ValueError(f"devices must be a non-empty list of JAX devices (jax.devices()), "
+                         f"got {devices!r}")
+    return devices
+
+
 def sweep_quantities(engine: str) -> tuple[str, ...]:
     """The names a sweep of `engine` stores per point (`SweepResult.values`), known
     before it runs: to check a requested quantity up front."""
@@ -450,8 +475,24 @@ def _next_chunk_number(folder: Path) -> int:
     return max(numbers, default=-1) + 1
 
 
+def _check_resume_batch(folder: Path, chunks: dict, batch_size: int) -> None:
+    """A resume computes the missing points with the stored chunks' `batch_size`: another
+    vmap width changes the last bits of a point, and the grid would mix the two."""
+    if not chunks:
+        return
+    try:
+        stored = json.loads((folder / "manifest.json").read_text()).get("batch_size")
+    except (OSError, ValueError):
+        stored = None
+    if stored is not None and int(stored) != batch_size:
+        raise ValueError(
+            f"this sweep ({folder}) was started with batch_size={stored}; resume it with "
+            f"batch_size={stored} (another batch size changes the last bits of a point, "
+            "~1e-14, and the grid would mix the two), or pass another out= to start afresh")
+
+
 def _write_manifest(folder: Path, digest: str, settings: dict, axes: dict, chunks: dict,
-                    num_points: int, devices: list[str]):
+                    num_points: int, devices: list[str], batch_size: int):
     done = sum(len(idx) for idx, _ in chunks.values())
     manifest = {
         "format": FORMAT_VERSION,
@@ -464,6 +505,7 @@ def _write_manifest(folder: Path, digest: str, settings: dict, axes: dict, chunk
         "chunks": [{"file": name, "num_points": int(len(idx))}
                    for name, (idx, _) in sorted(chunks.items())],
         "devices": devices,
+        "batch_size": batch_size,
         "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     _atomic_write_text(folder / "manifest.json", json.dumps(manifest, indent=1))
@@ -527,11 +569,13 @@ def sweep(
       across the grid (the shape of a curve, an argmin) are far less noisy than the
       points; otherwise point `i` (flat index in the grid) uses
       `jax.random.fold_in(key, i)`, independent draws. Either way a point's value does
-      not depend on the chunking.
+      not depend on which points share its chunk, nor on the devices.
     - `batch_size`: points per device per chunk (a chunk holds `batch_size` times the
-      device count); one compilation serves every chunk.
+      device count); one compilation serves every chunk. A point's last bits (~1e-14)
+      depend on it, so a resume with another `batch_size` is refused.
     - `out`: a folder; the chunks go to `out/sweep-<hash>/`. `None`: nothing is written.
-    - `devices`: the devices to shard over (default: `jax.devices()`).
+    - `devices`: the devices to shard over: a list of JAX devices or a platform name
+      (`"cpu"`, `"gpu"`); default: `jax.devices()`.
     - `threshold`: compute the weak-recovery threshold when a preprocessing is known.
     - `progress`: show a progress bar (tqdm) over points.
     - `after_chunk`: called as `after_chunk(chunk_number, points_done)` after each chunk
@@ -637,7 +681,7 @@ def sweep(
     }
     digest = settings_hash(settings)
 
-    devices = list(jax.devices() if devices is None else devices)
+    devices = _check_devices(devices)
     n_dev = len(devices)
     # every device vmaps over exactly `batch_size` points, whatever the device count: the
     # per-device program is then the same on 1 or many devices, and so are the bits.
@@ -653,7 +697,9 @@ def sweep(
         folder.mkdir(parents=True, exist_ok=True)
         _remove_stale_temporaries(folder)
         chunks = _read_chunks(folder, digest, num_points)
-        _write_manifest(folder, digest, settings, axes, chunks, num_points, device_names)
+        _check_resume_batch(folder, chunks, batch_size)
+        _write_manifest(folder, digest, settings, axes, chunks, num_points, device_names,
+                        batch_size)
 
     done = np.zeros(num_points, dtype=bool)
     for idx, _ in chunks.values():
@@ -697,7 +743,7 @@ def sweep(
             chunks[name] = (indices, arrays)
             if folder is not None:
                 _write_manifest(folder, digest, settings, axes, chunks, num_points,
-                                device_names)
+                                device_names, batch_size)
             computed += len(indices)
             bar.update(len(indices))
             if after_chunk is not None:

@@ -31,8 +31,13 @@ class Trajectory(eqx.Module):
 
     `stderr` is the Monte Carlo standard error (across simulator seeds or DMFT
     replicas). The DMFT also fills `kernels` (`C`, `R`, `Gamma`, `Gamma_star`, `Cu`
-    on the `(T+1) x (T+1)` grid). `diverged` is True when the run blew up;
-    `diverged_at` is then the first step with a non-finite or exploding norm.
+    on the `(T+1) x (T+1)` grid). `diverged` is True when every run blew up;
+    `diverged_at` is then the first step with a non-finite or exploding norm (above 1e8)
+    in some run, and the curves, standard errors, kernels and laws stop just before it:
+    `times` is `0, ..., diverged_at - 1` and nothing returned is NaN or inf
+    (`info["steps_run"]` is the number of steps asked for). Runs that diverged while
+    others did not are left out of the means and reported in `info` (`num_diverged`,
+    `diverged_runs`, `mean_all_runs`) with a warning.
     """
 
     times: Float[Array, " T"]
@@ -158,16 +163,55 @@ def finish(curves: dict, source: str, info: dict) -> Trajectory:
         t_end = int(first[~ok].min())
         info["mean_all_runs"] = {name: np.asarray(curves[name])[:, :t_end].mean(axis=0).tolist()
                                  for name in OBSERVABLES}
-        msg = (
-            f"{source}: {int((~ok).sum())} of {ok.size} runs diverged (first at step "
-            f"{t_end}); the means are over the {int(ok.sum())} that did not (biased towards "
-            "them: info['mean_all_runs'] has the means over every run up to that step). "
-            "The step size is too large for this problem (see the per-row instability in "
-            "the docs)"
-        )
+        if ok.any():
+            msg = (
+                f"{source}: {int((~ok).sum())} of {ok.size} runs diverged (first at step "
+                f"{t_end}); the means are over the {int(ok.sum())} that did not (biased "
+                "towards them: info['mean_all_runs'] has the means over every run up to that "
+                "step)"
+            )
+        else:
+            msg = (f"{source}: every run diverged (the first at step {t_end}); the curves "
+                   f"stop at step {t_end - 1}, the last finite one")
+        msg += ". The step size is too large for this problem (see the per-row instability"
+        msg += " in the docs)"
         warnings.warn(msg, RuntimeWarning, stacklevel=3)
     if ok.any():
         return summarise(curves, source, finite_mask=ok, info=info)
-    return summarise(curves, source, info=info, diverged=True, diverged_at=int(first.min()))
+    # every run diverged: the curves stop before the first step at which any run blew up
+    # (the last finite one), so no NaN or inf is returned and every observable (such as
+    # `wrong_well`, which NaN comparisons would set to 0) is one of a finite state
+    t_end = int(first.min())
+    finite = np.all([np.isfinite(np.asarray(curves[name])[:, :t_end]).all(axis=0)
+                     for name in OBSERVABLES], axis=0)
+    if not finite.all():
+        t_end = max(int(np.argmin(finite)), 1)
+    cut = {name: np.asarray(curves[name])[:, :t_end] for name in OBSERVABLES}
+    info["steps_run"] = int(np.asarray(curves["norm"]).shape[-1])
+    return summarise(cut, source, info=info, diverged=True, diverged_at=t_end)
+
+
+def cut_at_divergence(traj: Trajectory) -> Trajectory:
+    """A diverged trajectory's kernels and laws cut to its curves' length (`diverged_at`
+    steps), like its curves; the identity for a run that did not diverge."""
+    if not traj.diverged:
+        return traj
+    t_end, full = traj.diverged_at, traj.info["steps_run"]
+
+    def cut(x):
+        x = np.asarray(x)
+        return jnp.asarray(x[tuple(slice(0, t_end) if n == full else slice(None)
+                                   for n in x.shape)])
+
+    if traj.kernels is not None:
+        traj = eqx.tree_at(lambda t: t.kernels, traj, {k: cut(v) for k, v in traj.kernels.items()})
+    if "coordinate_runs" in traj.info:
+        info = dict(traj.info, coordinate_runs={k: np.asarray(v)[:, :t_end] for k, v in
+                                                traj.info["coordinate_runs"].items()})
+        traj = eqx.tree_at(lambda t: t.info, traj, info)
+    if traj.laws is not None:
+        traj = eqx.tree_at(lambda t: t.laws, traj,
+                           {k: v for k, v in traj.laws.items() if k[1] < t_end})
+    return traj
 
 

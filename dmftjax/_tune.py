@@ -28,7 +28,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 from tqdm.auto import tqdm
 
-from ._fixed_point import FixedPoint, _solve, _start_vector
+from ._fixed_point import FixedPoint, _solve, _start_vector, check_num_nodes
 from ._algorithms import GradientDescent
 from ._estimators import as_estimator
 from ._problem import Problem, check_problem
@@ -184,15 +184,33 @@ def grid_search(objective: Callable, grid, *, batched: bool = False):
     r"""Evaluate a scalar `objective` on a 1-d `grid`; returns `(grid, values, argmin)`.
     `batched=True` means `objective` takes the whole grid at once (e.g. a vmapped
     engine); otherwise it is called point by point."""
-    grid = np.asarray(grid, dtype=float)
+    if not callable(objective):
+        raise ValueError(f"objective must be a function of one grid point, got "
+                         f"{type(objective).__name__}")
+    try:
+        grid = np.asarray(grid, dtype=float)
+    except (TypeError, ValueError) as err:
+        raise ValueError("grid must be a 1-d array of numbers") from err
     if grid.ndim != 1 or grid.size < 2:
         raise ValueError("grid must be a 1-d array with at least 2 points")
+    if not np.isfinite(grid).all():
+        raise ValueError(f"grid has non-finite points: {grid[~np.isfinite(grid)].tolist()}")
     if batched:
         values = np.asarray(objective(jnp.asarray(grid)), dtype=float)
+        if values.shape != grid.shape:
+            raise ValueError(f"a batched objective must return one value per grid point "
+                             f"(shape {grid.shape}), got shape {values.shape}")
     else:
         values = np.asarray([float(objective(g)) for g in grid])
-    finite = np.where(np.isfinite(values), values, np.inf)
-    return grid, values, int(np.argmin(finite))
+    finite = np.isfinite(values)
+    if not finite.any():
+        raise ValueError("the objective is not finite at any grid point (every run "
+                         "diverged?): there is no minimiser on this grid")
+    if not finite.all():
+        warnings.warn(f"grid_search: the objective is not finite at "
+                      f"{grid[~finite].tolist()}; the minimum is over the other points",
+                      RuntimeWarning, stacklevel=2)
+    return grid, values, int(np.argmin(np.where(finite, values, np.inf)))
 
 
 # --------------------------------------------------------------------------------------
@@ -210,6 +228,8 @@ def ridge_objective(problem: Problem, *, metric: str = "error", num_nodes: int =
     previous solution, carried). Differentiable (implicitly) in `log_lam`."""
     if metric not in ("error", "test_error", "train_loss"):
         raise ValueError(f"metric must be 'error', 'test_error' or 'train_loss', got {metric!r}")
+    check_problem(problem)
+    num_nodes = check_num_nodes(num_nodes)
     base = as_arrays(problem)
 
     def objective(log_lam, x):
@@ -456,6 +476,37 @@ def _check_metric(metric):
 # figure
 
 
+_PANEL_KEYS = {"grid", "values", "result", "transform", "name", "ylabel", "title", "exact",
+               "logy"}
+
+
+def _check_panels(panels) -> None:
+    if isinstance(panels, dict) or not isinstance(panels, (list, tuple)) or not panels:
+        raise ValueError("panels must be a non-empty list of dicts (one per panel)")
+    for i, panel in enumerate(panels):
+        if not isinstance(panel, dict):
+            raise ValueError(f"panel {i} must be a dict, got {type(panel).__name__}")
+        missing = {"grid", "values", "result"} - panel.keys()
+        unknown = panel.keys() - _PANEL_KEYS
+        if missing or unknown:
+            raise ValueError(f"panel {i}: " + "; ".join(
+                ([f"missing {sorted(missing)}"] if missing else [])
+                + ([f"unknown keys {sorted(unknown)} (known: {sorted(_PANEL_KEYS)})"]
+                   if unknown else [])))
+        if not isinstance(panel["result"], TuneResult):
+            raise ValueError(f"panel {i}: result must be a TuneResult (from tune), got "
+                             f"{type(panel['result']).__name__}")
+        grid, vals = np.asarray(panel["grid"], dtype=float), np.asarray(panel["values"], dtype=float)
+        if grid.ndim != 1 or grid.shape != vals.shape or grid.size < 2:
+            raise ValueError(f"panel {i}: grid and values must be 1-d of one length >= 2, got "
+                             f"shapes {grid.shape} and {vals.shape}")
+        if not np.isfinite(vals).any():
+            raise ValueError(f"panel {i}: the objective is not finite anywhere on the grid")
+        if panel.get("transform", "log") not in ("log", "logit"):
+            raise ValueError(f"panel {i}: transform must be 'log' or 'logit', got "
+                             f"{panel['transform']!r}")
+
+
 def plot_tuning(panels: list[dict]):
     r"""One figure with a panel per tuned hyperparameter.
 
@@ -471,8 +522,7 @@ def plot_tuning(panels: list[dict]):
     from matplotlib.figure import Figure  # no pyplot: no global state, any backend
     from matplotlib.ticker import NullFormatter
 
-    if not panels:
-        raise ValueError("pass at least one panel")
+    _check_panels(panels)
     fig = Figure(figsize=(5.2 * len(panels), 4.0))
     axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, panel in zip(axes[0], panels):

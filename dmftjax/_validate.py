@@ -17,6 +17,8 @@ def _as_float(name: str, value) -> float | None:
         return None  # traced (inside vmap/grad): checked by the caller's concrete value
     if isinstance(value, (str, bytes)):
         raise ValueError(f"{name} must be a real number, got the string {value!r}")
+    if isinstance(value, (bool, np.bool_)) or getattr(value, "dtype", None) == bool:
+        raise ValueError(f"{name} must be a real number, got the boolean {value!r}")
     try:
         arr = np.asarray(value, dtype=float)
     except (TypeError, ValueError) as err:
@@ -53,6 +55,25 @@ def check_int(name: str, value, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+def static_int(value):
+    """Converter of a static integer field: a numpy integer becomes a Python int (a JAX
+    or numpy scalar must not be static); anything else is left for `check_int`."""
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def check_precision() -> None:
+    """The engines need float64: with JAX's default float32 the fixed point's tolerances
+    (1e-11) cannot be met, more replicas and seeds diverge, and the memory kernels lose
+    their small tails. Refused rather than run in float32 behind the user's back."""
+    if not jax.config.jax_enable_x64:
+        raise ValueError(
+            "float64 is off (JAX's default): dmftjax computes in float64. Run "
+            "jax.config.update('jax_enable_x64', True) right after importing jax, before any "
+            "array is made (or set JAX_ENABLE_X64=1 in the environment)")
 
 
 def check_key(key) -> None:
