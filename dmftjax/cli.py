@@ -416,9 +416,14 @@ class _Outputs:
 
     def __init__(self, folder, stem: str, exts, overwrite: bool):
         self.folder = Path(folder)
+        # checked now, created at the first write: a run that fails leaves no folder
+        existing = self.folder
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=self.folder, prefix=".dmftjax-probe-"):
+            if not existing.is_dir():
+                raise NotADirectoryError(f"{existing} is not a folder")
+            with tempfile.NamedTemporaryFile(dir=existing, prefix=".dmftjax-probe-"):
                 pass
         except OSError as err:
             raise click.ClickException(
@@ -439,6 +444,11 @@ class _Outputs:
         return self.folder / f"{self.stem}.{ext}"
 
     def _tmp(self, ext: str) -> Path:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise click.ClickException(f"cannot create the output folder {self.folder}: "
+                                       f"{err.strerror or err}") from None
         fd, name = tempfile.mkstemp(dir=self.folder, prefix=f".{self.stem}.", suffix=f".{ext}")
         os.close(fd)
         tmp = Path(name)
@@ -574,8 +584,8 @@ def _trajectory_rows(trajs: dict):
         for name in OBSERVABLES:
             header += [f"{label}_{name}", f"{label}_{name}_se"]
             cols += [np.asarray(tr.values[name]), np.asarray(tr.stderr[name])]
-    n = len(cols[0])
-    rows = [[t] + [float(c[t]) for c in cols] for t in range(n)]
+    n = max(len(c) for c in cols)  # a diverged run's curves stop early: empty cells after
+    rows = [[t] + [float(c[t]) if t < len(c) else None for c in cols] for t in range(n)]
     return header, rows
 
 
@@ -858,7 +868,7 @@ def _sim_figure(sim, title):
 @ALGORITHM
 @INIT
 @DMFT
-@click.option("--nodes", default=32, show_default=True, type=click.IntRange(min=4),
+@click.option("--nodes", default=32, show_default=True, type=click.IntRange(min=4, max=1024),
               help="Gauss-Hermite nodes per dimension")
 @click.pass_context
 def fixed_point_cmd(ctx, **p):

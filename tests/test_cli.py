@@ -101,6 +101,8 @@ def test_bad_input_is_one_line(command, tmp_path, unwritable):
         (["tune", "--param", "gamma"], "param"),
         (["tune", "--start-value", "-1"], "start-value"),
         (["fixed-point", "--nodes", "2"], "nodes"),
+        (["fixed-point", "--nodes", "5000"], "nodes"),
+        (["predict", "--samples", "10000000000", "-q"], "samples"),  # refused before compiling
         (["nonsense"], "nonsense"),
     ],
 )
@@ -108,6 +110,7 @@ def test_more_bad_input(args, needle, tmp_path):
     result = run(*args, "--out", tmp_path / "o")
     line = assert_one_line_error(result)
     assert needle in line.lower()
+    assert not (tmp_path / "o").exists()  # a failed run leaves nothing behind
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
 
 

@@ -3,6 +3,8 @@ a value with a ValueError/TypeError before anything is traced, or the value was 
 divergence is a result (finite curves); precision and resumes are explicit."""
 
 import math
+import pathlib
+import sys
 import warnings
 
 import jax
@@ -14,6 +16,8 @@ from hypothesis import strategies as st
 
 import dmftjax as dj
 from dmftjax import _dmft, _simulate
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
 SETTINGS = settings(max_examples=60, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -217,3 +221,45 @@ def test_a_resume_with_another_batch_size_is_refused(tmp_path):
         dj.sweep(prob, alg, init, batch_size=2, **kw)
     res = dj.sweep(prob, alg, init, batch_size=1, **kw)
     assert res.computed == 2
+
+
+def _number(text):
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+# CLI options and whether a text is a valid value of each
+CLI_OPTIONS = {
+    "--alpha": lambda v: v is not None and math.isfinite(v) and v > 0,
+    "--lam": lambda v: v is not None and math.isfinite(v) and v >= 0,
+    "--noise": lambda v: v is not None and math.isfinite(v) and v >= 0,
+    "--step": lambda v: v is not None and math.isfinite(v) and v > 0,
+    "--steps": None,  # integers >= 1
+    "--samples": None,
+}
+CLI_TEXT = st.one_of(st.text(max_size=6), st.sampled_from(
+    ["nan", "inf", "-inf", "-1", "0", "true", "5.7", "1e400", "-0.0", "0x10", "1,2", " "]),
+    st.floats().map(repr), st.integers(-10**12, 0).map(str))
+
+
+@SETTINGS
+@given(option=st.sampled_from(sorted(CLI_OPTIONS)), text=CLI_TEXT)
+def test_the_cli_refuses_a_bad_value_in_one_line_before_computing(option, text, tmp_path_factory):
+    from hypothesis import assume
+
+    from test_cli import assert_one_line_error, run
+
+    valid = CLI_OPTIONS[option]
+    if valid is None:
+        assume(not (text.strip().lstrip("+").isdigit() and int(text) >= 1))
+    else:
+        assume(not valid(_number(text)))
+    assume("\x00" not in text)
+    out = tmp_path_factory.mktemp("o") / "results"
+    before = dict(_dmft.TRACES)
+    result = run("predict", f"{option}={text}", "--out", out, "-q")
+    line = assert_one_line_error(result, code=2)
+    assert option.lstrip("-") in line.lower()
+    assert _dmft.TRACES == before and not out.exists()
