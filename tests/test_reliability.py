@@ -70,6 +70,18 @@ FIELDS = {
     "InformedInit.norm": (lambda v: dj.InformedInit(0.1, v),
                           lambda v: positive(v) and 0.01 < float(v)),
     "Trimmed.tau": (lambda v: dj.Trimmed(v), positive),
+    "Clipped.tau": (lambda v: dj.Clipped(v), positive),
+    "LuoAlghamdiLu.clip": (lambda v: dj.LuoAlghamdiLu(v),
+                           lambda v: v is None or (is_real(v) and float(v) < 1)),
+    "MondelliMontanari.alpha": (lambda v: dj.MondelliMontanari(v),
+                                lambda v: v is None or positive(v)),
+    "LinearModel.noise": (lambda v: dj.LinearModel(v), nonnegative),
+    "ProbitModel.noise": (lambda v: dj.ProbitModel(v), nonnegative),
+    "LogisticModel.scale": (lambda v: dj.LogisticModel(v), positive),
+    "Windowed.window": (lambda v: dj.Windowed(v),
+                        lambda v: isinstance(v, (int, np.integer))
+                        and not isinstance(v, (bool, np.bool_)) and v >= 2),
+    "Windowed.handoff": (lambda v: dj.Windowed(32, v), lambda v: v is None or positive(v)),
 }
 
 
@@ -230,36 +242,51 @@ def _number(text):
         return None
 
 
-# CLI options and whether a text is a valid value of each
+# CLI options (command, option) and whether a text is a valid value of each
+def _real(lo, strict):
+    return lambda v: v is not None and math.isfinite(v) and (v > lo if strict else v >= lo)
+
+
+def _count(minimum, maximum=None):
+    def ok(text):
+        t = text.strip().lstrip("+")
+        return t.isdigit() and int(t) >= minimum and (maximum is None or int(t) <= maximum)
+    return ok
+
+
 CLI_OPTIONS = {
-    "--alpha": lambda v: v is not None and math.isfinite(v) and v > 0,
-    "--lam": lambda v: v is not None and math.isfinite(v) and v >= 0,
-    "--noise": lambda v: v is not None and math.isfinite(v) and v >= 0,
-    "--step": lambda v: v is not None and math.isfinite(v) and v > 0,
-    "--steps": None,  # integers >= 1
-    "--samples": None,
+    ("predict", "--alpha"): _real(0, True),
+    ("predict", "--lam"): _real(0, False),
+    ("predict", "--noise"): _real(0, False),
+    ("predict", "--step"): _real(0, True),
+    ("predict", "--steps"): _count(1),
+    ("predict", "--samples"): _count(2),
+    ("simulate", "--dim"): _count(2),
+    ("simulate", "--seeds"): _count(2),
+    ("fixed-point", "--nodes"): _count(4, 1024),
+    ("spectral", "--tau"): _real(0, True),
 }
+NUMERIC = {"--alpha", "--lam", "--noise", "--step", "--tau"}
 CLI_TEXT = st.one_of(st.text(max_size=6), st.sampled_from(
     ["nan", "inf", "-inf", "-1", "0", "true", "5.7", "1e400", "-0.0", "0x10", "1,2", " "]),
     st.floats().map(repr), st.integers(-10**12, 0).map(str))
 
 
 @SETTINGS
-@given(option=st.sampled_from(sorted(CLI_OPTIONS)), text=CLI_TEXT)
-def test_the_cli_refuses_a_bad_value_in_one_line_before_computing(option, text, tmp_path_factory):
+@given(where=st.sampled_from(sorted(CLI_OPTIONS)), text=CLI_TEXT)
+def test_the_cli_refuses_a_bad_value_in_one_line_before_computing(where, text, tmp_path_factory):
     from hypothesis import assume
-
     from test_cli import assert_one_line_error, run
 
-    valid = CLI_OPTIONS[option]
-    if valid is None:
-        assume(not (text.strip().lstrip("+").isdigit() and int(text) >= 1))
-    else:
-        assume(not valid(_number(text)))
+    command, option = where
+    valid = CLI_OPTIONS[where]
+    assume(not valid(_number(text) if option in NUMERIC else text))
     assume("\x00" not in text)
     out = tmp_path_factory.mktemp("o") / "results"
     before = dict(_dmft.TRACES)
-    result = run("predict", f"{option}={text}", "--out", out, "-q")
-    line = assert_one_line_error(result, code=2)
+    extra = ["--preprocessing", "trimmed"] if command == "spectral" else []
+    result = run(command, *extra, f"{option}={text}", "--out", out, "-q")
+    line = assert_one_line_error(result)
+    assert result.exit_code in (1, 2)
     assert option.lstrip("-") in line.lower()
     assert _dmft.TRACES == before and not out.exists()
