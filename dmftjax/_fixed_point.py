@@ -1324,6 +1324,9 @@ def hessian_check(problem: Problem, algorithm, init, *, dim: int, key,
                     largest=max(dim * dim, rows * dim),
                     nbytes=8.0 * (4 * dim * dim + 3 * rows * dim),
                     fix="use a smaller dim (it forms and factors the d x d Hessian)")
+    check_resources(f"hessian_check ({num_seeds} seeds)",
+                    largest=num_seeds * (algorithm.steps + 8),
+                    nbytes=8.0 * num_seeds * (algorithm.steps + 16), fix="use fewer seeds")
     edge = algorithm.stability_edge(problem)
     problem, algorithm, init = as_arrays((problem, algorithm, init))
     if num_seeds == 1:

@@ -35,7 +35,8 @@ from ._preprocess import AbstractPreprocessing
 from ._problem import AbstractInit, DMFTStart, Problem, check_problem
 from ._simulate import num_rows
 from ._spectral import spectral_theory, weak_recovery_threshold
-from ._validate import as_arrays, check_int, check_key, check_positive, check_precision, is_concrete
+from ._validate import (as_arrays, check_int, check_key, check_positive, check_precision,
+                        check_resources, is_concrete)
 
 _METHODS = ("auto", "dense", "lanczos")
 
@@ -510,6 +511,12 @@ def spectral_simulation(
     n = num_rows(problem, dim)
     dense = method == "dense" or (method == "auto" and dim <= init.dense_max_dim)
     per_seed = 8.0 * (n * dim + (dim * dim * 2 if dense else 0))
+    check_positive("memory_budget", memory_budget)
+    check_resources(f"spectral_simulation (dim = {dim}, {n} rows)",
+                    largest=max(n * dim, dim * dim if dense else 0), nbytes=per_seed,
+                    fix="use a smaller dim")
+    check_resources(f"spectral_simulation ({num_seeds} seeds)", largest=4 * num_seeds,
+                    nbytes=8.0 * 8 * num_seeds + per_seed, fix="use fewer seeds")
     chunk = int(max(1, min(num_seeds, memory_budget // per_seed)))
     keys = jax.random.split(key, num_seeds)
     # Floats as arrays: one compilation serves every alpha, noise and threshold value.

@@ -333,12 +333,17 @@ def algorithm_objective(problem: Problem, algorithm, init, *, num_samples: int, 
     engine `dmft_replica`, where the method's `field` is set from the unconstrained `u`:
     `step_size = exp(u)`, `momentum = sigmoid(u)`. `algorithm` is the template (any
     method with that field: `GradientDescent`, `HeavyBall`, `Nesterov`, a user's own)."""
-    from ._dmft import dmft_replica  # the engine; imported late to keep import order simple
+    from ._dmft import check_dmft_resources, dmft_replica  # imported late: import order
 
     check_problem(problem, algorithm)
     algorithm = _tunable(algorithm, field, None)
+    num_samples = check_int("num_samples", num_samples, 2)
+    num_replicas = check_int("num_replicas", num_replicas, 1)
+    check_key(key)
     estimator = as_estimator(estimator)
     _check_metric(metric)
+    # the replicas run at once (vmapped); an informed start has the fewest slots
+    check_dmft_resources(num_samples, algorithm.steps + 3, num_replicas, estimator.engine)
     keys = jax.random.split(key, num_replicas)
     to_field = _FIELDS[field][0]
 

@@ -140,6 +140,28 @@ def test_keys_that_are_not_keys_are_refused(key):
         dj.solve_dmft(*GOOD, num_samples=200, key=key)
 
 
+KEY = jax.random.key(0)
+HUGE = {  # each used to abort the process inside XLA (SIGABRT) or fail after compiling
+    "tune_step_size": lambda: dj.tune_step_size(GOOD[0], GOOD[2], eta0=0.05, horizon=10,
+                                                num_samples=10**10, key=KEY),
+    "tune_algorithm": lambda: dj.tune_algorithm(*GOOD, num_samples=10**10, key=KEY),
+    "spectral_simulation dim": lambda: dj.spectral_simulation(GOOD[0], dj.Trimmed(4.0),
+                                                              dim=10**5, num_seeds=2, key=KEY),
+    "spectral_simulation seeds": lambda: dj.spectral_simulation(
+        GOOD[0], dj.Trimmed(4.0), dim=50, num_seeds=10**10, key=KEY),
+    "hessian_check seeds": lambda: dj.hessian_check(*GOOD, dim=50, num_seeds=10**10, key=KEY),
+    "simulate seeds": lambda: dj.simulate(*GOOD, dim=50, num_seeds=10**10, key=KEY),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HUGE))
+def test_sizes_beyond_the_machine_are_refused_before_compiling(name):
+    before = (dict(_dmft.TRACES), dict(_simulate.TRACES))
+    with pytest.raises(ValueError, match="2\\^31|GiB"):
+        HUGE[name]()
+    assert (dict(_dmft.TRACES), dict(_simulate.TRACES)) == before
+
+
 def test_single_refusals_name_the_argument():
     key, fp = jax.random.key(0), dj.fixed_point(GOOD[0])
     cases = [
