@@ -1052,8 +1052,8 @@ def _spectral_figure(grid, cos2, alpha_c, p, th, measured):
         ax.axvline(alpha_c, color="k", ls="--", lw=1, label=rf"$\alpha_c = {alpha_c:.3g}$")
     ax.set_xlabel(r"sample ratio $\alpha = n/d$")
     ax.set_ylabel("squared cosine of the spectral start")
-    ax.set_title(f"{p['model']}, noise={p['noise']}, {p['preprocessing']} (tau={p['tau']})",
-                 fontsize=10)
+    # the preprocessing as used (its default threshold filled in), not the raw option
+    ax.set_title(f"{p['model']}, noise={p['noise']}, {_preprocessing(p)!r}", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

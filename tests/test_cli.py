@@ -306,3 +306,15 @@ def test_a_second_process_loads_the_compiled_solver_from_the_cache(tmp_path):
                          env=dict(env, DMFTJAX_CACHE_DIR=str(tmp_path / "file" / "sub")),
                          capture_output=True, text=True, timeout=600)
     assert bad.returncode != 0 and "DMFTJAX_CACHE_DIR" in bad.stderr
+
+
+def test_the_spectral_figure_names_the_preprocessing_as_used():
+    # the default threshold (tau = 4 for trimmed) used to be drawn as "tau=None"
+    from types import SimpleNamespace
+
+    from dmftjax.cli import _spectral_figure
+
+    p = dict(model="phase-retrieval", noise=0.0, preprocessing="trimmed", tau=None,
+             alpha=3.0, dim=100)
+    fig = _spectral_figure([2.0, 3.0], [0.2, 0.4], 1.5, p, SimpleNamespace(cosine2=0.4), None)
+    assert fig.axes[0].get_title() == "phase-retrieval, noise=0.0, Trimmed(tau=4.0)"
