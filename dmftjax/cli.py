@@ -479,7 +479,10 @@ class _Outputs:
         plt.close(fig)
 
     def commit(self) -> list[Path]:
+        umask = os.umask(0)
+        os.umask(umask)
         for final, tmp in self.staged.items():
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results follow the umask
             os.replace(tmp, final)
         done = list(self.staged)
         self.staged = {}

@@ -318,3 +318,18 @@ def test_the_spectral_figure_names_the_preprocessing_as_used():
              alpha=3.0, dim=100)
     fig = _spectral_figure([2.0, 3.0], [0.2, 0.4], 1.5, p, SimpleNamespace(cosine2=0.4), None)
     assert fig.axes[0].get_title() == "phase-retrieval, noise=0.0, Trimmed(tau=4.0)"
+
+
+def test_outputs_follow_the_umask(tmp_path):
+    import os
+
+    from dmftjax.cli import _Outputs
+
+    old = os.umask(0o022)
+    try:
+        out = _Outputs(tmp_path / "res", "x", ["json"], overwrite=False)
+        out.json({"a": 1})
+        (path,) = out.commit()
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
