@@ -40,7 +40,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from ._validate import check_int, check_nonnegative, check_positive, is_concrete, static_int
+from ._validate import (check_int, check_nonnegative, check_positive, is_bool, is_concrete,
+                        static_int)
 
 
 class Coefficients(eqx.Module):
@@ -68,7 +69,7 @@ def _schedule_values(step_size, steps: int):
 
 
 def _check_schedule(step_size, steps: int):
-    if isinstance(step_size, (bool, np.bool_)) or getattr(step_size, "dtype", None) == bool:
+    if is_bool(step_size):
         raise ValueError("step_size must be a number, an array or a schedule, got a bool")
     if callable(step_size):
         try:

@@ -12,12 +12,17 @@ def is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
+def is_bool(value) -> bool:
+    """A Python, numpy or array boolean: refused wherever a number is meant."""
+    return isinstance(value, (bool, np.bool_)) or getattr(value, "dtype", None) == bool
+
+
 def _as_float(name: str, value) -> float | None:
     if not is_concrete(value):
         return None  # traced (inside vmap/grad): checked by the caller's concrete value
     if isinstance(value, (str, bytes)):
         raise ValueError(f"{name} must be a real number, got the string {value!r}")
-    if isinstance(value, (bool, np.bool_)) or getattr(value, "dtype", None) == bool:
+    if is_bool(value):
         raise ValueError(f"{name} must be a real number, got the boolean {value!r}")
     try:
         arr = np.asarray(value, dtype=float)

@@ -871,6 +871,7 @@ def _sim_figure(sim, title):
 @ALGORITHM
 @INIT
 @DMFT
+# max: dmftjax._fixed_point.MAX_NODES (not imported here: the CLI parses before importing jax)
 @click.option("--nodes", default=32, show_default=True, type=click.IntRange(min=4, max=1024),
               help="Gauss-Hermite nodes per dimension")
 @click.pass_context

@@ -320,6 +320,13 @@ def test_the_spectral_figure_names_the_preprocessing_as_used():
     assert fig.axes[0].get_title() == "phase-retrieval, noise=0.0, Trimmed(tau=4.0)"
 
 
+def test_the_nodes_bound_is_the_library_bound():
+    from dmftjax._fixed_point import MAX_NODES
+
+    param = next(p for p in main.commands["fixed-point"].params if p.name == "nodes")
+    assert param.type.max == MAX_NODES
+
+
 def test_outputs_follow_the_umask(tmp_path):
     import os
 

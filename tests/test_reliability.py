@@ -155,7 +155,7 @@ HUGE = {  # each used to abort the process inside XLA (SIGABRT) or fail after co
 
 
 @pytest.mark.parametrize("name", sorted(HUGE))
-def test_sizes_beyond_the_machine_are_refused_before_compiling(name):
+def test_huge_sizes_in_more_entry_points_are_refused_before_compiling(name):
     before = (dict(_dmft.TRACES), dict(_simulate.TRACES))
     with pytest.raises(ValueError, match="2\\^31|GiB"):
         HUGE[name]()
