@@ -14,6 +14,18 @@ from ._quadrature import population_loss
 
 OBSERVABLES = ("overlap", "norm", "error", "cosine", "train_loss", "test_error", "wrong_well")
 
+# what each observable means, in words (recorded in every CLI output)
+MEANINGS = {
+    "overlap": "<theta*, theta^t>/d",
+    "norm": "|theta^t|^2/d",
+    "error": "|theta^t - theta*|^2/d, minimised over the sign of theta* for even links",
+    "cosine": "<theta*, theta^t>/(|theta*| |theta^t|), absolute for even links",
+    "train_loss": "mean per-sample loss on the training data (without the regulariser)",
+    "test_error": "expected per-sample loss on a fresh sample",
+    "wrong_well": "fraction of samples with y > 0 whose r^t sits in the wrong well of a "
+                  "double-well loss (0 for single-well losses)",
+}
+
 
 class Trajectory(eqx.Module):
     r"""Observables against time, each with its standard error.

@@ -518,6 +518,8 @@ def _meta(ctx: click.Context, params: dict) -> dict:
     import jax
 
     import dmftjax
+    from dmftjax._provenance import provenance
+    from dmftjax._trajectory import MEANINGS
 
     return {
         "command": ctx.command_path,
@@ -529,6 +531,9 @@ def _meta(ctx: click.Context, params: dict) -> dict:
         "devices": [str(d) for d in jax.devices()],
         "x64": bool(jax.config.jax_enable_x64),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        # the command line as typed, every dependency's version, the git commit if any
+        "provenance": provenance(),
+        "observables": MEANINGS,
     }
 
 
