@@ -22,6 +22,14 @@ file and moved into place with `os.replace`, so a chunk is on disk whole or not 
 and a `manifest.json` (written the same way) that indexes them. Re-running the same
 sweep reads the chunks already there, computes only the missing points, and assembles
 the grid; every point is computed and stored exactly once.
+
+Across processes (machines), with JAX's own runtime: after `jax.distributed.initialize`
+in every process, the same `sweep(..., out=folder)` call in each (on a folder all of them
+see) deals the missing points out in blocks of `batch_size`, each process computing its
+share on its own devices and writing its own chunk files; after a barrier every process
+reads the whole grid back and returns it. A point's value is the same bits as in a
+single-process run (the per-device program is the same), and a sweep killed in any
+process resumes with any number of processes.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ import itertools
 import json
 import math
 import os
+import socket
 import time
 import warnings
 from collections.abc import Callable
@@ -246,12 +255,14 @@ def _spectral_point(problem, algorithm, init, prep, key, num_samples, num_replic
 
 
 def _check_devices(devices) -> list:
-    """`None` (every device), a platform name (`"cpu"`, `"gpu"`), or JAX devices."""
+    """`None` (every device of this process), a platform name (`"cpu"`, `"gpu"`), or JAX
+    devices of this process (in a multi-process run each process shards its own part of
+    the grid over its own devices)."""
     if devices is None:
-        return list(jax.devices())
+        return list(jax.local_devices())
     if isinstance(devices, str):
         try:
-            return list(jax.devices(devices))
+            return list(jax.local_devices(backend=devices))
         except RuntimeError as err:
             raise ValueError(f"devices={devices!r}: no such platform here "
                              f"(this process has {sorted({d.platform for d in jax.devices()})})"
@@ -264,7 +275,32 @@ def _check_devices(devices) -> list:
     if not devices or not all(isinstance(d, jax.Device) for d in devices):
         raise ValueError(f"devices must be a non-empty list of JAX devices (jax.devices()), "
                          f"got {devices!r}")
+    foreign = [d for d in devices if d.process_index != jax.process_index()]
+    if foreign:
+        raise ValueError(f"devices {foreign} belong to other processes; each process of a "
+                         "multi-process sweep passes its own (jax.local_devices())")
     return devices
+
+
+def _barrier(name: str) -> None:
+    """Wait for every process of a multi-process run (`jax.distributed`); nothing in a
+    single process."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+def _my_points(todo: np.ndarray, batch_size: int) -> np.ndarray:
+    """This process's share of the missing points: blocks of `batch_size` consecutive
+    missing points, dealt round-robin over the processes (every process sees the same
+    `todo`, read after a barrier, so the shares are disjoint and cover it)."""
+    me, count = jax.process_index(), jax.process_count()
+    if count == 1:
+        return todo
+    blocks = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
+    mine = blocks[me::count]
+    return np.concatenate(mine) if mine else todo[:0]
 
 
 def sweep_quantities(engine: str) -> tuple[str, ...]:
@@ -407,8 +443,18 @@ class SweepResult:
 # disk
 
 
+# a temporary file's tag: this process's pid and a short hash of its host, so that a
+# sweep shared by processes on several machines never takes another host's live file
+# for a dead one of its own
+_HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _tmp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}@{_HOST}.tmp")
+
+
 def _atomic_save_npz(path: Path, arrays: dict):
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = _tmp_path(path)
     with open(tmp, "wb") as f:
         np.savez(f, **arrays)
         f.flush()
@@ -417,12 +463,16 @@ def _atomic_save_npz(path: Path, arrays: dict):
 
 
 def _remove_stale_temporaries(folder: Path):
-    """Half-written files of a killed run (`.<name>.<pid>.tmp`, never a chunk: those are
-    moved into place whole) are removed when their process is gone; a live process's
-    (another run on the same folder) are left alone."""
+    """Half-written files of a killed run (`.<name>.<pid>@<host>.tmp`, never a chunk:
+    those are moved into place whole) are removed when their process is gone; a live
+    process's (another run on the same folder) and another host's are left alone."""
     for tmp in folder.glob(".*.tmp"):
+        tag = tmp.name.rsplit(".", 2)[-2]
+        pid_text, _, host = tag.partition("@")
+        if host and host != _HOST:
+            continue  # another machine's: whether it is alive cannot be told from here
         try:
-            pid = int(tmp.name.rsplit(".", 2)[-2])
+            pid = int(pid_text)
         except ValueError:
             continue
         if pid != os.getpid():
@@ -437,7 +487,7 @@ def _remove_stale_temporaries(folder: Path):
 
 
 def _atomic_write_text(path: Path, text: str):
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = _tmp_path(path)
     with open(tmp, "w") as f:
         f.write(text)
         f.flush()
@@ -445,8 +495,33 @@ def _atomic_write_text(path: Path, text: str):
     os.replace(tmp, path)
 
 
+def _code_versions() -> str:
+    """The versions that can move a stored point's bits (JSON text, stored per chunk)."""
+    from ._provenance import versions
+
+    v = versions()
+    return json.dumps({k: v[k] for k in ("dmftjax", "jax", "jaxlib")}, sort_keys=True)
+
+
+def _warn_other_versions(chunks: dict, folder: Path) -> None:
+    """A resume across versions of dmftjax or JAX is allowed (the settings are the same)
+    but said: the stored points were computed by other code."""
+    here = _code_versions()
+    other = sorted({v for _, _, v in chunks.values() if v != here})
+    if other:
+        n = sum(len(idx) for idx, _, v in chunks.values() if v != here)
+        warnings.warn(
+            f"sweep: {n} of the points stored in {folder} were computed with "
+            f"{', '.join(other)}; this is {here}. The settings are the same, so they are kept and only the "
+            "missing points are computed, but the two versions' points may differ (at "
+            "least in their last bits); pass another out= to recompute every point",
+            RuntimeWarning, stacklevel=3)
+
+
 def _read_chunks(folder: Path, digest: str, num_points: int):
-    """Every complete chunk of this sweep in `folder`: `{file: (indices, arrays)}`."""
+    """Every complete chunk of this sweep in `folder`: `{file: (indices, arrays,
+    versions)}` (`versions`: the code versions that computed it, `"unknown"` for a chunk
+    written before they were recorded)."""
     chunks = {}
     seen = np.zeros(num_points, dtype=bool)
     for path in sorted(folder.glob("chunk-*.npz")):
@@ -454,7 +529,8 @@ def _read_chunks(folder: Path, digest: str, num_points: int):
             with np.load(path, allow_pickle=False) as data:
                 if str(data["hash"]) != digest:
                     continue
-                arrays = {k: data[k] for k in data.files if k != "hash"}
+                arrays = {k: data[k] for k in data.files if k not in ("hash", "versions")}
+                versions = str(data["versions"]) if "versions" in data.files else "unknown"
         except (OSError, ValueError, KeyError, EOFError) as err:  # not one of ours
             warnings.warn(f"sweep: skipping unreadable {path.name} ({err})", RuntimeWarning,
                           stacklevel=3)
@@ -465,7 +541,7 @@ def _read_chunks(folder: Path, digest: str, num_points: int):
                           RuntimeWarning, stacklevel=3)
             continue
         seen[idx] = True
-        chunks[path.name] = (idx, arrays)
+        chunks[path.name] = (idx, arrays, versions)
     return chunks
 
 
@@ -493,7 +569,9 @@ def _check_resume_batch(folder: Path, chunks: dict, batch_size: int) -> None:
 
 def _write_manifest(folder: Path, digest: str, settings: dict, axes: dict, chunks: dict,
                     num_points: int, devices: list[str], batch_size: int):
-    done = sum(len(idx) for idx, _ in chunks.values())
+    from ._provenance import provenance
+
+    done = sum(len(idx) for idx, _, _ in chunks.values())
     manifest = {
         "format": FORMAT_VERSION,
         "hash": digest,
@@ -502,10 +580,14 @@ def _write_manifest(folder: Path, digest: str, settings: dict, axes: dict, chunk
         "num_points": num_points,
         "done": done,
         "complete": done == num_points,
-        "chunks": [{"file": name, "num_points": int(len(idx))}
-                   for name, (idx, _) in sorted(chunks.items())],
+        "chunks": [{"file": name, "num_points": int(len(idx)), "versions": json.loads(v)
+                    if v != "unknown" else v}
+                   for name, (idx, _, v) in sorted(chunks.items())],
         "devices": devices,
+        "processes": jax.process_count(),
         "batch_size": batch_size,
+        "versions": json.loads(_code_versions()),
+        "provenance": provenance(),
         "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     _atomic_write_text(folder / "manifest.json", json.dumps(manifest, indent=1))
@@ -574,8 +656,10 @@ def sweep(
       device count); one compilation serves every chunk. A point's last bits (~1e-14)
       depend on it, so a resume with another `batch_size` is refused.
     - `out`: a folder; the chunks go to `out/sweep-<hash>/`. `None`: nothing is written.
-    - `devices`: the devices to shard over: a list of JAX devices or a platform name
-      (`"cpu"`, `"gpu"`); default: `jax.devices()`.
+    - `devices`: the devices to shard over: a list of this process's JAX devices or a
+      platform name (`"cpu"`, `"gpu"`); default: `jax.local_devices()`. Under
+      `jax.distributed` (several processes) each process shards its share of the grid
+      over its own devices, and `out` is required (see the module's description).
     - `threshold`: compute the weak-recovery threshold when a preprocessing is known.
     - `progress`: show a progress bar (tqdm) over points.
     - `after_chunk`: called as `after_chunk(chunk_number, points_done)` after each chunk
@@ -690,21 +774,32 @@ def sweep(
     sharding = NamedSharding(mesh, PartitionSpec("points"))
     device_names = [str(d) for d in devices]
 
+    me, processes = jax.process_index(), jax.process_count()
+    if processes > 1 and out is None:
+        raise ValueError(f"a sweep over {processes} processes (jax.distributed) needs out=: "
+                         "a folder every process can read and write, where each stores its "
+                         "chunks and from which each assembles the whole grid")
     folder = None
     chunks: dict = {}
     if out is not None:
         folder = Path(out) / f"sweep-{digest}"
-        folder.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temporaries(folder)
+        tag = f"dmftjax-sweep-{digest}"
+        if me == 0:
+            folder.mkdir(parents=True, exist_ok=True)
+            _remove_stale_temporaries(folder)
+        _barrier(f"{tag}-open")
         chunks = _read_chunks(folder, digest, num_points)
         _check_resume_batch(folder, chunks, batch_size)
-        _write_manifest(folder, digest, settings, axes, chunks, num_points, device_names,
-                        batch_size)
+        _warn_other_versions(chunks, folder)
+        _barrier(f"{tag}-read")  # every process has the same view before any writes
+        if me == 0:
+            _write_manifest(folder, digest, settings, axes, chunks, num_points, device_names,
+                            batch_size)
 
     done = np.zeros(num_points, dtype=bool)
-    for idx, _ in chunks.values():
+    for idx, _, _ in chunks.values():
         done[idx] = True
-    todo = np.flatnonzero(~done)
+    todo = _my_points(np.flatnonzero(~done), batch_size)
 
     base = (problem, algorithm if engine == "dmft" else None,
             init if engine == "dmft" else None, preprocessing)
@@ -728,6 +823,8 @@ def sweep(
     bar = tqdm(total=num_points, initial=num_points - len(todo), desc=f"sweep ({engine})",
                unit="pt", disable=not progress, leave=False)
     number = _next_chunk_number(folder) if folder is not None else 0
+    suffix = f"-p{me:03d}" if processes > 1 else ""  # each process its own file names
+    versions = _code_versions()
     t0 = time.perf_counter()
     try:
         for start in range(0, len(todo), chunk_len):
@@ -736,12 +833,13 @@ def sweep(
             res = _run_chunk(engine, trees, padded, key, num_samples, num_replicas,
                              estimator, sharding, bool(common_random_numbers))
             arrays = {k: np.asarray(v)[: len(indices)] for k, v in res.items()}
-            name = f"chunk-{number:05d}.npz"
+            name = f"chunk-{number:05d}{suffix}.npz"
             if folder is not None:
                 _atomic_save_npz(folder / name, dict(arrays, indices=indices,
-                                                     hash=np.asarray(digest)))
-            chunks[name] = (indices, arrays)
-            if folder is not None:
+                                                     hash=np.asarray(digest),
+                                                     versions=np.asarray(versions)))
+            chunks[name] = (indices, arrays, versions)
+            if folder is not None and processes == 1:
                 _write_manifest(folder, digest, settings, axes, chunks, num_points,
                                 device_names, batch_size)
             computed += len(indices)
@@ -752,12 +850,18 @@ def sweep(
     finally:
         bar.close()
     elapsed = time.perf_counter() - t0
+    if processes > 1:  # every process's chunks are on disk: read them all back
+        _barrier(f"{tag}-done")
+        chunks = _read_chunks(folder, digest, num_points)
+        if me == 0:
+            _write_manifest(folder, digest, settings, axes, chunks, num_points,
+                            device_names, batch_size)
 
     # assemble: every point exactly once
     count = np.zeros(num_points, dtype=np.int64)
     names = next(iter(chunks.values()))[1].keys()
     flat = {}
-    for idx, arrays in chunks.values():
+    for idx, arrays, _ in chunks.values():
         count[idx] += 1
         for k in names:
             if k not in flat:
@@ -776,7 +880,7 @@ def sweep(
     if threshold and preprocessing is not None:
         thr = _thresholds(problem, preprocessing, axes.get("prep"), prep_field)
     info = dict(num_points=num_points, computed=computed, devices=device_names,
-                chunk_len=chunk_len, seconds=elapsed)
+                chunk_len=chunk_len, seconds=elapsed, process=me, processes=processes)
     if "num_diverged" in values:  # replicas dropped from a point's means are reported
         dropped = np.asarray(values["num_diverged"])
         info.update(points_with_diverged_replicas=int((dropped > 0).sum()),
