@@ -512,9 +512,10 @@ def _warn_other_versions(chunks: dict, folder: Path) -> None:
         n = sum(len(idx) for idx, _, v in chunks.values() if v != here)
         warnings.warn(
             f"sweep: {n} of the points stored in {folder} were computed with "
-            f"{', '.join(other)}; this is {here}. The settings are the same, so they are kept and only the "
-            "missing points are computed, but the two versions' points may differ (at "
-            "least in their last bits); pass another out= to recompute every point",
+            f"{', '.join(other)}; this is {here}. The settings are the same, so they are "
+            "kept and only the missing points are computed, but the two versions' points "
+            "may differ (at least in their last bits); pass another out= to recompute "
+            "every point",
             RuntimeWarning, stacklevel=3)
 
 
@@ -707,7 +708,8 @@ def sweep(
 
     given = {"alpha": alpha, "lam": lam, "step_size": step_size, "prep": prep}
     if axes is not None and not isinstance(axes, dict):
-        raise ValueError("axes must be a dict {path: values}, e.g. {'algorithm.momentum': [0, 0.5]}")
+        raise ValueError("axes must be a dict {path: values}, e.g. "
+                         "{'algorithm.momentum': [0, 0.5]}")
     for name in (axes or {}):
         if name in given and given[name] is not None:
             raise ValueError(f"the {name} axis is given twice")

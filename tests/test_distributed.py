@@ -4,7 +4,6 @@ single-process run bit for bit, and a sweep whose processes were killed resumes 
 every point computed and stored exactly once."""
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -15,9 +14,9 @@ import time
 import jax
 import numpy as np
 import pytest
+from test_sweep import GRID, SIZES, _env, _tiny
 
 import dmftjax as dj
-from test_sweep import GRID, SIZES, _env, _tiny
 
 pytestmark = pytest.mark.slow
 
