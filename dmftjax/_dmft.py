@@ -32,6 +32,7 @@ import numpy as np
 
 from ._estimators import ADJOINT_BLOCK, Tangent, as_estimator
 from ._problem import AbstractInit, Problem, check_problem
+from ._progress import progress_bar, tick
 from ._trajectory import (OBSERVABLES, Trajectory, cut_at_divergence, finish, first_divergence,
                           sample_observables)
 from ._validate import (as_arrays, check_int, check_key, check_real,
@@ -321,7 +322,7 @@ def _plan(problem, algorithm, *, slot: bool = False, power_slots: int = 0, shift
 def _solve_general(problem: Problem, plan: _Plan, key, num_samples: int, estimator: str, *,
                    a0, b0, slot=None, prep=None, antithetic: bool = False,
                    z_tangent: bool = True, s0=None, law_slots: tuple = (),
-                   reverse: bool = False):
+                   reverse: bool = False, progress: bool = False):
     r"""The forward-in-time solve over `W = len(plan.a)` slots (see the module docstring).
 
     `a0, b0`: coefficients of slot 0 on `theta*` and on an independent direction.
@@ -526,6 +527,7 @@ def _solve_general(problem: Problem, plan: _Plan, key, num_samples: int, estimat
         return update(c, k, r, g, h, dgz), obs
 
     def step(c, k):
+        tick(k, progress)
         c, obs = full_step(c, k)
         if handoff is not None:  # the hand-off test on the last 2 L + 1 steps
             now = jnp.stack([obs["overlap"], obs["norm"]])
@@ -590,7 +592,7 @@ def _solve_general(problem: Problem, plan: _Plan, key, num_samples: int, estimat
 
 
 def _replica(problem: Problem, algorithm, start, key, num_samples: int, engine: tuple,
-             law_times: tuple = (), reverse: bool = False):
+             law_times: tuple = (), reverse: bool = False, progress: bool = False):
     """One replica from a `DMFTStart`: observables over `t = 0..T` of the algorithm and
     the kernels on its `(T+1) x (T+1)` grid (the start's slots cut off); the start's own
     diagnostics as `kernels["start_*"]`."""
@@ -602,7 +604,7 @@ def _replica(problem: Problem, algorithm, start, key, num_samples: int, engine: 
         problem, plan, key, num_samples, engine, a0=start.a0, b0=start.b0,
         slot=start.slot, prep=start.prep, antithetic=start.antithetic,
         z_tangent=start.z_tangent, s0=start.s0, law_slots=tuple(first + t for t in law_times),
-        reverse=reverse)
+        reverse=reverse, progress=progress)
     extra = {}
     if slot:
         extra["start_norm_v"] = kernels["C"][0, 0]
@@ -659,13 +661,15 @@ TRACES = {"dmft": 0}
 
 
 @eqx.filter_jit
-def _solve_batch(problem, algorithm, start, keys, num_samples, engine, law_times=()):
+def _solve_batch(problem, algorithm, start, keys, num_samples, engine, law_times=(),
+                 progress: bool = False):
     """The replicas of `solve_dmft`, from a start fixed before tracing (its closed form
     computed with every setting concrete: a noise-free model is recognised as such)."""
     TRACES["dmft"] += 1
 
     def one(k):
-        return _replica(problem, algorithm, start, k, num_samples, engine, law_times)
+        return _replica(problem, algorithm, start, k, num_samples, engine, law_times,
+                        progress=progress)
 
     if engine[0] == "windowed":  # long horizons: one replica's history in memory at a time
         return jax.lax.map(one, keys)
@@ -686,6 +690,7 @@ def solve_dmft(
     spectral_method: Literal["slot", "prehistory"] = "slot",
     eps0: float = 0.1,
     laws_at=(),
+    progress: bool = False,
 ) -> Trajectory:
     r"""Solve the DMFT of a first-order method (d = infinity) forward in time.
 
@@ -738,6 +743,9 @@ def solve_dmft(
       `Trajectory.law("row", t)` is then the DMFT's law of one row (an `EmpiricalLaw`,
       one block per replica). `Trajectory.law("coordinate", t)` (the exact law of
       `(theta*_j, theta^t_j)`) needs nothing kept.
+    - `progress`: a live bar (tqdm, on stderr) over the time steps as they are computed
+      (a host callback per step from inside the compiled loop; a few microseconds each).
+      Compiled separately from a run without it.
 
     Seeds: `z`, `eps` and the seed of `theta^0` are stratified; the seeds are whitened
     (empirical mean 0, covariance I) and, when `num_samples >= steps + 21`, orthogonal
@@ -794,7 +802,11 @@ def solve_dmft(
     start = dataclasses.replace(start, facts=())
     problem, algorithm, start = as_arrays((problem, algorithm, start))
     args = (problem, algorithm, start, keys, num_samples)
-    obs, kernels = _solve_batch(*args, engine, law_times)
+    # every replica's time loop calls back once per step (vmapped replicas: once for all)
+    ticks = (start.power_steps + algorithm.steps + 1) * (
+        num_replicas if engine[0] == "windowed" else 1)
+    with progress_bar(ticks, "DMFT", progress):
+        obs, kernels = _solve_batch(*args, engine, law_times, progress)
     if spectral_method == "prehistory" and start.kind == "prehistory":
         info["spectral_method"] = "prehistory"
     elif start.kind == "slot":
@@ -802,7 +814,9 @@ def solve_dmft(
     handed = _hand_off(problem, algorithm, obs, info)
     if handed is None:  # no valid fixed point: integrate every step after all
         _refuse_handoff(info)
-        obs, kernels = _solve_batch(*args, (engine[0], engine[1], None), law_times)
+        with progress_bar(ticks, "DMFT (every step)", progress):
+            obs, kernels = _solve_batch(*args, (engine[0], engine[1], None), law_times,
+                                        progress)
         handed = obs
     kernels = dict(kernels)
     if "innovation" in kernels:  # how far derivatives of this run can be trusted

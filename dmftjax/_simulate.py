@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._problem import AbstractInit, InformedInit, Problem, check_problem
+from ._progress import progress_bar, tick
 from ._trajectory import OBSERVABLES, Trajectory, cut_at_divergence, finish, sample_observables
 from ._validate import as_arrays, check_int, check_key, check_positive, check_resources
 
@@ -56,9 +57,11 @@ class _Options(eqx.Module):
     test_rows: int = eqx.field(static=True, default=0)
     kernels: bool = eqx.field(static=True, default=False)
     law_times: tuple = eqx.field(static=True, default=())
+    progress: bool = eqx.field(static=True, default=False)
 
 
-def _run(problem: Problem, algorithm, theta_star, a, z, y, theta0, test, probes, key):
+def _run(problem: Problem, algorithm, theta_star, a, z, y, theta0, test, probes, key,
+         progress: bool = False):
     """The algorithm from `theta0` (its own `simulator_step`, one key per step); with
     `probes` (`[T, d]`) also the linear response to a field `h^s` added to the gradient
     at step `s`, carried as a forward tangent: `R(t, s)` is estimated by
@@ -76,6 +79,7 @@ def _run(problem: Problem, algorithm, theta_star, a, z, y, theta0, test, probes,
     def step(carry, xs):
         state, dstate = carry
         t, h, k = xs
+        tick(t, progress)
         theta = state[0]
         obs = observables(problem, theta_star, theta, z, y, a @ theta, test)
         if probes is None:
@@ -115,7 +119,7 @@ def simulate_one(problem: Problem, algorithm, init, dim: int, n: int, key,
     if options.kernels:
         probes = jax.random.normal(jax.random.fold_in(k_data, 2), (algorithm.steps, dim))
     obs, thetas, dthetas = _run(problem, algorithm, theta_star, a, z, y, theta0, test,
-                                probes, jax.random.fold_in(k_init, 3))
+                                probes, jax.random.fold_in(k_init, 3), options.progress)
     out = {"obs": obs, "start": start_info}
     if options.kernels:
         out["C"] = thetas @ thetas.T / dim
@@ -157,6 +161,7 @@ def simulate(
     test_rows: int | None = None,
     kernels: bool = False,
     laws_at=(),
+    progress: bool = False,
 ) -> Trajectory:
     r"""Run the real algorithm at dimension `dim` on `num_seeds` independent draws of
     `(theta*, A, eps, theta^0)`, and return the seed mean of every observable with
@@ -183,6 +188,8 @@ def simulate(
     - `laws_at`: times at which to keep the empirical laws of one row `(z, y, r^t)` and
       one coordinate `(theta*, theta^t)` (the global sign corrected for even links):
       `Trajectory.law("row", t)`, `Trajectory.law("coordinate", t)`.
+    - `progress`: a live bar (tqdm, on stderr) over the time steps of the batches of
+      seeds as they run (a host callback per step from inside the compiled loop).
 
     **Returns:** a `Trajectory` (source `"simulation"`). Seeds that diverge are
     excluded from the means, counted in `info["num_diverged"]` with what the means over
@@ -199,7 +206,8 @@ def simulate(
     n = num_rows(problem, dim)
     test_rows = n if test_rows is None else check_int("test_rows", test_rows, 0)
     law_times = _check_times(laws_at, algorithm.steps)
-    options = _Options(test_rows=test_rows, kernels=bool(kernels), law_times=law_times)
+    options = _Options(test_rows=test_rows, kernels=bool(kernels), law_times=law_times,
+                       progress=bool(progress))
     check_positive("memory_budget", memory_budget)
     per_seed = 8.0 * (n + test_rows) * dim * (1 if isinstance(init, InformedInit) else 3)
     if kernels:
@@ -218,7 +226,10 @@ def simulate(
     batch_size = int(max(1, min(num_seeds, memory_budget // per_seed)))
     keys = jax.random.split(key, num_seeds)
     problem, algorithm, init = as_arrays((problem, algorithm, init))
-    out = _simulate_batch(problem, algorithm, init, keys, dim, n, batch_size, options)
+    # one callback per step of each batch of seeds (lax.map: full batches, then the rest)
+    ticks = algorithm.steps * (num_seeds // batch_size + int(num_seeds % batch_size > 0))
+    with progress_bar(ticks, f"simulation (d = {dim})", progress):
+        out = _simulate_batch(problem, algorithm, init, keys, dim, n, batch_size, options)
     out = jax.tree.map(np.asarray, out)
     info = dict(dim=dim, rows=n, num_seeds=num_seeds, test_rows=test_rows)
     start = out["start"]
