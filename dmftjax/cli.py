@@ -1,8 +1,11 @@
 """The `dmftjax` command line.
 
 Every subcommand reads its settings from flags or from a TOML file (`--config`), shows
-a progress bar for each long step, and writes a PNG, a JSON file (every curve, every
-setting, the package version and the random seed) and a CSV file into `--out`. Files
+a progress bar for each long step, and writes a figure (`--format png|pdf|svg`,
+`--dpi`, `--width one|two` journal columns, `--footer/--no-footer`), a JSON file (every
+curve, every setting, the package version and the random seed, and the `kind` of
+result) and a CSV file into `--out`. `dmftjax plot RESULT.json` draws a result's figure
+again from its JSON alone, with the same function as the subcommand. Files
 are written to temporary names and moved into place only once everything has been
 computed; existing results are never overwritten (the new files get the next free name,
 `predict-1.json`, ...) unless `--overwrite` is given. Bad input gives a one-line error
@@ -224,13 +227,28 @@ CONFIG = click.option("--config", type=click.Path(exists=True, dir_okay=False), 
                       help="TOML file of settings (keys are option names; flags win)")
 OUTPUT = _options(
     click.option("--out", default="dmftjax-output", show_default=True,
-                 type=click.Path(file_okay=False), help="folder for the PNG, JSON and CSV"),
+                 type=click.Path(file_okay=False), help="folder for the figure, JSON and CSV"),
     click.option("--overwrite", is_flag=True,
                  help="replace earlier results (default: write to the next free name)"),
     click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
                  help="root random seed"),
     click.option("--quiet", "-q", is_flag=True, help="no progress bars"),
 )
+FIGURE_FORMATS = ["png", "pdf", "svg"]
+FIGURE = _options(
+    click.option("--format", type=click.Choice(FIGURE_FORMATS), default="png", show_default=True,
+                 help="file format of the figure"),
+    click.option("--dpi", default=300.0, show_default=True, type=POSITIVE,
+                 help="resolution of the figure in dots per inch (PNG; the rasterised "
+                      "parts of a PDF or SVG)"),
+    click.option("--width", type=click.Choice(["one", "two"]), default="two",
+                 show_default=True,
+                 help="figure width: one journal column (3.4 in) or two (7.0 in)"),
+    click.option("--footer/--no-footer", default=True, show_default=True,
+                 help="the provenance footer under the figure (version, command, seed, "
+                      "settings)"),
+)
+FIGURE_OPTIONS = ("format", "dpi", "width", "footer")
 PROBLEM = _options(
     click.option("--model", type=click.Choice(["phase-retrieval", "linear", "probit"]),
                  default="phase-retrieval", show_default=True, help="the link y = f(z, eps)"),
@@ -467,15 +485,28 @@ class _Outputs:
         w.writerows([[_fmt(v) for v in row] for row in rows])
         self._tmp("csv").write_text(buf.getvalue())
 
-    def png(self, fig, meta: dict):
-        _stamp(fig, meta)
-        fig.savefig(self._tmp("png"), format="png", dpi=130, metadata={
-            "Software": f"dmftjax {meta['dmftjax_version']}",
-            "Title": meta["command"],
-            "Description": json.dumps(_clean(meta)),
-        })
+    def figure(self, fig, meta: dict, fmt: str = "png", dpi: float = 300.0,
+               footer: bool = True):
+        """The figure in `fmt` (png, pdf or svg), with the run's settings in the file's
+        metadata (PNG Software/Title/Description, PDF Creator/Title/Subject, SVG
+        Creator/Title/Description) and, with `footer`, printed under it."""
         import matplotlib.pyplot as plt
 
+        if fmt not in FIGURE_FORMATS:
+            raise click.BadParameter(f"unknown figure format {fmt!r}", param_hint="--format")
+        if footer:
+            _stamp(fig, meta)
+        software = f"dmftjax {meta['dmftjax_version']}"
+        description = json.dumps(_clean(meta))
+        metadata = {
+            "png": {"Software": software, "Title": meta["command"], "Description": description},
+            "pdf": {"Creator": software, "Title": meta["command"], "Subject": description},
+            # no date: the same figure gives the same file
+            "svg": {"Creator": software, "Title": meta["command"], "Description": description,
+                    "Date": None},
+        }[fmt]
+        with plt.rc_context({"svg.hashsalt": "dmftjax"}):  # reproducible SVG ids
+            fig.savefig(self._tmp(fmt), format=fmt, dpi=dpi, metadata=metadata)
         plt.close(fig)
 
     def commit(self) -> list[Path]:
@@ -502,16 +533,17 @@ def _fmt(v):
 
 
 def _stamp(fig, meta: dict):
+    """The provenance footer: version, command, seed and the main settings."""
+    from dmftjax.plotting import add_footer, footer_text
+
     s = meta["settings"]
     keys = [k for k in ("model", "noise", "loss", "alpha", "lam", "step", "steps", "init_kind",
                         "samples", "replicas", "dim", "seeds", "engine") if k in s]
-    import textwrap
-
+    if s.get("engine") in ("fixed-point", "spectral"):  # a sweep's dmft-only settings
+        keys = [k for k in keys if k not in ("steps", "init_kind", "samples", "replicas")]
     text = ", ".join(f"{k}={s[k]}" for k in keys)
-    width = max(60, int(fig.get_figwidth() * 26))
-    footer = textwrap.fill(f"dmftjax {meta['dmftjax_version']} {meta['command']}, seed "
-                           f"{meta['seed']}: {text}", width)
-    fig.text(0.005, 0.005, footer, fontsize=5.5, color="0.4", ha="left", va="bottom")
+    add_footer(fig, footer_text(f"dmftjax {meta['dmftjax_version']} {meta['command']}, seed "
+                                f"{meta['seed']}: {text}", fig))
 
 
 def _meta(ctx: click.Context, params: dict) -> dict:
@@ -608,6 +640,232 @@ def _report_traj(label: str, tr, name: str = "error"):
 
 
 # --------------------------------------------------------------------------------------
+# figures: each subcommand's figure is drawn from the data it writes to its JSON file
+# (after `_clean`, so exactly what the file holds), by the function `dmftjax plot` calls
+# on that file
+
+
+TRAJECTORY_PANELS = ("error", "cosine", "train_loss", "wrong_well")
+FIXED_POINT_PANELS = ("error", "cosine", "train_loss", "test_error")
+
+
+def _even_model(model: str) -> bool:
+    return model == "phase-retrieval"
+
+
+def _is_even(problem) -> bool:
+    return bool(getattr(problem.model, "even", False))
+
+
+def _draw_predict(data, width="two", names=None):
+    from dmftjax.plotting import compare, trajectory_from_dict
+
+    s = data["settings"]
+    return compare(trajectory_from_dict(data["dmft"]), None, names=names or TRAJECTORY_PANELS,
+                   title=f"DMFT: {s['model']}, {s['loss']} loss, $\\alpha = {s['alpha']}$, "
+                         f"$\\lambda = {s['lam']}$, $\\eta = {s['step']}$",
+                   width=width, even=data["even"])
+
+
+def _draw_simulate(data, width="two", names=None):
+    from dmftjax.plotting import compare, trajectory_from_dict
+
+    s = data["settings"]
+    dmft = data.get("dmft")
+    return compare(None if dmft is None else trajectory_from_dict(dmft),
+                   trajectory_from_dict(data["simulation"]), names=names or TRAJECTORY_PANELS,
+                   title=f"$d = {s['dim']}$: {s['model']}, $\\alpha = {s['alpha']}$, "
+                         f"$\\lambda = {s['lam']}$, $\\eta = {s['step']}$",
+                   width=width, even=data["even"])
+
+
+def _draw_fixed_point(data, width="two", names=None):
+    from dmftjax.plotting import compare, trajectory_from_dict
+
+    if data.get("dmft") is None:
+        raise click.UsageError("this fixed-point result has no DMFT trajectory (it was run "
+                               "with --start default): there is no figure to draw")
+    s = data["settings"]
+    names = names or FIXED_POINT_PANELS
+    limits = {n: data["fixed_point"].get(n) for n in names}
+    return compare(trajectory_from_dict(data["dmft"]), None, names=names, limits=limits,
+                   title=f"DMFT and its limit: $\\alpha = {s['alpha']}$, "
+                         f"$\\lambda = {s['lam']}$, $\\eta = {s['step']}$",
+                   width=width, even=data["even"])
+
+
+def _draw_spectral(data, width="two", names=None):
+    from dmftjax.plotting import AXIS_LABELS, floats, label, new_figure, style, wrap_title
+
+    s = data["settings"]
+    grid, cos2 = floats(data["curve"]["alpha"]), floats(data["curve"]["cosine2"])
+    alpha_c = float(floats(data["threshold"]))
+    theory = float(floats(data["theory"]["cosine2"]))
+    measured = data.get("measured")
+    with style():
+        fig, axes = new_figure(width, 2.6 if width == "one" else 3.2)
+        ax = axes[0, 0]
+        ax.plot(grid, cos2, "-", color="C0", lw=1.5, label=r"theory, $d = \infty$")
+        ax.plot([s["alpha"]], [theory], "o", color="C0", ms=4,
+                label=f"theory at $\\alpha = {s['alpha']}$")
+        if measured is not None:
+            ax.errorbar([s["alpha"]], [float(floats(measured["cosine2"]))],
+                        yerr=[2 * float(floats(measured["cosine2_stderr"]))], fmt="s", ms=3.5,
+                        color="C3", capsize=2, elinewidth=0.8,
+                        label=f"measured, $d = {s['dim']}$ (bars: ±2 s.e.)")
+        if math.isfinite(alpha_c):
+            ax.axvline(alpha_c, color="k", ls="--", lw=1,
+                       label=f"weak recovery $\\alpha_c = {alpha_c:.3g}$")
+        ax.set_xlabel(AXIS_LABELS["alpha"])
+        ax.set_ylabel(label("cosine2"))
+        # the preprocessing as used (its default threshold filled in), not the raw option
+        ax.set_title(wrap_title(f"{s['model']}, noise={s['noise']}, "
+                                f"{data['preprocessing_used']}", width, 8))
+        ax.grid(alpha=0.3, lw=0.5)
+        ax.legend(loc="best")
+    return fig
+
+
+def _sweep_metric(data) -> str:
+    s = data["settings"]
+    return s.get("metric") or ("cosine2" if s.get("engine") == "spectral" else "error")
+
+
+def _draw_sweep(data, width="two", names=None):
+    from dmftjax.plotting import plot_phase_diagram, sweep_from_dict
+
+    s = data["settings"]
+    result = sweep_from_dict(data["sweep"])
+    metric = names[0] if names else _sweep_metric(data)
+    ax_names = list(result.axes)
+    y = next((n for n in ax_names[1:] if len(result.axes[n]) > 1), None)
+    return plot_phase_diagram(result, metric, x=ax_names[0], y=y, width=width,
+                              even=data["even"],
+                              title=f"{s['engine']} sweep: {s['model']}, noise={s['noise']}, "
+                                    f"{s['loss']} loss")
+
+
+def _tune_labels(s, even):
+    from dmftjax.plotting import label
+
+    if s["param"] == "lam":
+        return r"ridge $\lambda$", label("error", even, r"\infty")
+    name = r"step size $\eta$" if s["param"] == "step" else r"momentum $\beta$"
+    return f"{name} ({s['algorithm']})", label("error", even, str(s["steps"]))
+
+
+def _draw_tune(data, width="two", names=None):
+    from dmftjax._tune import TuneResult
+    from dmftjax.plotting import WIDTHS, floats, style
+
+    plot_tuning = _api("plot_tuning")
+    s, o = data["settings"], data["optimiser"]
+    res = TuneResult(params=floats(o["params"]), value=float(floats(o["value"])),
+                     best_params=floats(o["best_params"]),
+                     best_value=float(floats(o["best_value"])),
+                     path_params=floats(o["path_params"]), path_values=floats(o["path_values"]),
+                     path_grads=floats(o["path_grads"]))
+    name, ylabel = _tune_labels(s, data["even"])
+    with style():
+        fig = plot_tuning([dict(grid=floats(data["grid"]), values=floats(data["grid_values"]),
+                                result=res, name=name, ylabel=ylabel,
+                                title=f"$\\alpha = {s['alpha']}$, noise={s['noise']}",
+                                transform=o["transform"])])
+        fig.set_size_inches(WIDTHS[width], 3.1 if width == "one" else 3.4)
+        for ax in fig.axes:
+            leg = ax.get_legend()
+            if leg is not None:  # above the panel, off the data, titled by the panel's title
+                handles, labels = leg.legend_handles, [t.get_text() for t in leg.get_texts()]
+                leg.remove()
+                new = ax.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 1.01),
+                                ncols=2, title=ax.get_title() or None, title_fontsize=8,
+                                fontsize=7, frameon=False, borderaxespad=0.2)
+                new.get_title().set_multialignment("center")
+                ax.set_title("")
+        # plot_tuning lays its figure out once (tight layout, colorbars made for it):
+        # again at the new size
+        fig.tight_layout()
+    return fig
+
+
+def _draw_demo(data, width="two", names=None):
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    import numpy as np
+
+    from dmftjax.plotting import (_draw_curve, _log_scale, figure_legend, label, legend_label,
+                                  new_figure, style, time_label, title_of,
+                                  trajectory_from_dict, wrap_title)
+
+    s = data["settings"]
+    one = width == "one"
+    panels = ("error", "cosine")
+    with style():
+        fig, axes = new_figure(width, 4.4 if one else 2.9, nrows=2 if one else 1,
+                               ncols=1 if one else 2)
+        axes = axes.ravel()
+        handles, labels = [], []
+        spread = {n: [] for n in panels}
+        times = None
+        for i, (alpha, r) in enumerate(data["results"].items()):
+            dmft, sim = trajectory_from_dict(r["dmft"]), trajectory_from_dict(r["simulation"])
+            times = dmft.times
+            every = max(1, round(len(np.asarray(sim.times)) / (12 if one else 16)))
+            for ax, name in zip(axes, panels):
+                _draw_curve(ax, dmft, name, color=f"C{i}", lw=1.3)
+                _draw_curve(ax, sim, name, color=f"C{i}", every=every, ms=2.5)
+                spread[name] += [dmft.values[name], sim.values[name]]
+            handles.append(Line2D([], [], color=f"C{i}", lw=2))
+            labels.append(f"$\\alpha = {alpha}$")
+        # what the line, band, points and bars are (in grey: every alpha alike)
+        bars = axes[0].errorbar([np.nan], [np.nan], yerr=[np.nan], fmt="o", ms=2.5,
+                                color="0.4", capsize=1.5, elinewidth=0.8, label="_nolegend_")
+        handles += [(Patch(color="0.4", alpha=0.25, lw=0), Line2D([], [], color="0.4", lw=1.3)),
+                    bars]
+        labels += [legend_label("dmft"), legend_label("simulation", s["dim"])]
+        for ax, name in zip(axes, panels):
+            if name == "error" and _log_scale(spread[name]):
+                ax.set_yscale("log")
+            ax.set_xlabel(time_label(times))
+            ax.set_ylabel(label(name, even=True))
+            ax.set_title(title_of(name))
+            ax.grid(alpha=0.3, lw=0.5)
+        n_alpha = len(data["results"])
+        figure_legend(fig, handles, labels, 2 if one else (n_alpha + 2 if n_alpha <= 3 else 3),
+                      wrap_title(f"spectral (Mondelli-Montanari) start, regularised Wirtinger "
+                                 f"flow, $\\lambda = {s['lam']}$, $\\eta = {s['step']}$, "
+                                 f"noise = {s['noise']}", width))
+    return fig
+
+
+_DRAWERS = {"predict": _draw_predict, "simulate": _draw_simulate,
+            "fixed-point": _draw_fixed_point, "spectral": _draw_spectral, "sweep": _draw_sweep,
+            "tune": _draw_tune, "demo": _draw_demo}
+# what each kind of result needs to be drawn again (besides the run's meta)
+_NEEDS = {"predict": ("even", "dmft"), "simulate": ("even", "simulation", "dmft"),
+          "fixed-point": ("even", "fixed_point", "dmft"),
+          "spectral": ("curve", "threshold", "theory", "measured", "preprocessing_used"),
+          "sweep": ("even", "sweep"), "tune": ("even", "optimiser", "grid", "grid_values"),
+          "demo": ("results",)}
+_META_NEEDS = ("dmftjax_version", "command", "seed", "settings")
+_NAMED = {"predict": "panels", "simulate": "panels", "fixed-point": "panels", "sweep": "metric"}
+
+
+def _draw(payload: dict, p: dict, names=None):
+    """The figure of one result (the JSON-level data), `p["width"]` columns wide."""
+    return _DRAWERS[payload["kind"]](payload, width=p.get("width", "two"), names=names)
+
+
+def _figure_outputs(p, stem: str, exts=("json", "csv")):
+    return _Outputs(p["out"], stem, [p["format"], *exts], p["overwrite"])
+
+
+def _write_figure(out, fig, meta, p):
+    out.figure(fig, meta, p["format"], p["dpi"], p["footer"])
+
+
+# --------------------------------------------------------------------------------------
 # the group
 
 
@@ -629,6 +887,7 @@ def main(ctx):
       dmftjax spectral --alpha 2 --preprocessing trimmed --tau 4
       dmftjax sweep --alpha 1:5:9 --lam 0,0.05,0.1 --steps 50
       dmftjax tune --param lam --alpha 3
+      dmftjax plot results/predict.json --format pdf --width one
     """
     import jax
     import matplotlib
@@ -659,6 +918,7 @@ def main(ctx):
 @main.command()
 @CONFIG
 @OUTPUT
+@FIGURE
 @click.option("--alphas", default="1.5,2,3,5", show_default=True,
               help="sample ratios n/d, comma-separated")
 @click.option("--lam", default=0.05, show_default=True, type=NONNEGATIVE)
@@ -678,7 +938,8 @@ def demo(ctx, **p):
     \b
     Example:
       dmftjax demo --alphas 2,3,5 --lam 0.05 --step 0.01 --out results/
-    writes results/demo.png (error and cosine against t), demo.json (every curve,
+    writes results/demo.png (error and cosine against t; --format pdf or svg for
+    those), demo.json (every curve,
     settings, version, seed) and demo.csv (one row per alpha), and prints the table.
     """
     from dmftjax._demo import format_table, run_demo
@@ -692,17 +953,22 @@ def demo(ctx, **p):
         raise click.BadParameter("every alpha must be > 0", param_hint="--alphas")
     if p["samples"] % 2:
         raise click.BadParameter("must be even (antithetic pairs)", param_hint="--samples")
-    outputs = _Outputs(p["out"], "demo", ["png", "json", "csv"], p["overwrite"])
+    outputs = _figure_outputs(p, "demo")
     names = [f"alpha = {a}: DMFT and simulation" for a in alphas]
     with _Stages(names, p["quiet"]) as st:
-        fig, results, rows = run_demo(
+        demo_fig, results, rows = run_demo(
             alphas=alphas, lam=p["lam"], step=p["step"], steps=p["steps"], noise=p["noise"],
             dim=p["dim"], seeds=p["seeds"], samples=p["samples"], replicas=p["replicas"],
             seed=p["seed"], progress=lambda _: st.done())
+    import matplotlib.pyplot as plt
+
+    plt.close(demo_fig)  # drawn again below from the saved data, as `dmftjax plot` draws it
     meta = _meta(ctx, p)
+    payload = _clean(dict(meta, kind="demo", even=True, results=results, table=rows))
+    fig = _draw(payload, p)
     with _writing(outputs) as out:
-        out.png(fig, meta)
-        out.json(dict(meta, results=results, table=rows))
+        _write_figure(out, fig, meta, p)
+        out.json(payload)
         out.csv(list(rows[0]), [list(r.values()) for r in rows], meta)
     click.echo(format_table(rows))
 
@@ -714,6 +980,7 @@ def demo(ctx, **p):
 @main.command()
 @CONFIG
 @OUTPUT
+@FIGURE
 @PROBLEM
 @ALPHA
 @LAM
@@ -740,11 +1007,10 @@ def predict(ctx, **p):
     import jax
 
     import dmftjax as dj
-    from dmftjax.plotting import compare
 
     problem, alg, init = _problem(p), _algorithm(p), _init(p)
     _check_dmft_sizes(p)
-    outputs = _Outputs(p["out"], "predict", ["png", "json", "csv"], p["overwrite"])
+    outputs = _figure_outputs(p, "predict")
     with _Stages(["DMFT (compile + solve)", "figure"], p["quiet"]) as st:
         t0 = time.perf_counter()
         try:
@@ -756,16 +1022,17 @@ def predict(ctx, **p):
             _fail(str(err))
         seconds = time.perf_counter() - t0
         st.done()
-        fig = compare(traj, None, title=f"DMFT: {p['model']}, {p['loss']} loss, "
-                                        f"alpha={p['alpha']}, lam={p['lam']}, step={p['step']}")
+        meta = _meta(ctx, p)
+        data = traj.to_dict()
+        if p["kernels"] and traj.kernels is not None:
+            data["kernels"] = {k: v for k, v in traj.kernels.items()}
+        payload = _clean(dict(meta, kind="predict", even=_is_even(problem), dmft=data,
+                              seconds=seconds))
+        fig = _draw(payload, p)
         st.done()
-    meta = _meta(ctx, p)
-    data = traj.to_dict()
-    if p["kernels"] and traj.kernels is not None:
-        data["kernels"] = {k: v for k, v in traj.kernels.items()}
     with _writing(outputs) as out:
-        out.png(fig, meta)
-        out.json(dict(meta, dmft=data, seconds=seconds))
+        _write_figure(out, fig, meta, p)
+        out.json(payload)
         out.csv(*_trajectory_rows({"dmft": traj}), meta)
     _report_traj("DMFT", traj)
     if traj.diverged:
@@ -779,6 +1046,7 @@ def predict(ctx, **p):
 @main.command()
 @CONFIG
 @OUTPUT
+@FIGURE
 @PROBLEM
 @ALPHA
 @LAM
@@ -800,12 +1068,11 @@ def simulate(ctx, **p):
     import jax
 
     import dmftjax as dj
-    from dmftjax.plotting import compare
 
     problem, alg, init = _problem(p), _algorithm(p), _init(p)
     if p["with_dmft"]:
         _check_dmft_sizes(p)
-    outputs = _Outputs(p["out"], "simulate", ["png", "json", "csv"], p["overwrite"])
+    outputs = _figure_outputs(p, "simulate")
     k_dmft, k_sim = jax.random.split(jax.random.key(p["seed"]))
     names = ["simulation (compile + run)"] + (["DMFT"] if p["with_dmft"] else []) + ["figure"]
     dmft = None
@@ -821,43 +1088,20 @@ def simulate(ctx, **p):
                 st.done()
         except ValueError as err:
             _fail(str(err))
-        title = (f"d = {p['dim']}: {p['model']}, alpha={p['alpha']}, lam={p['lam']}, "
-                 f"step={p['step']}")
-        if dmft is not None:
-            fig = compare(dmft, sim, title=title)
-        else:
-            fig = _sim_figure(sim, title)
+        meta = _meta(ctx, p)
+        payload = _clean(dict(meta, kind="simulate", even=_is_even(problem),
+                              simulation=sim.to_dict(),
+                              dmft=None if dmft is None else dmft.to_dict()))
+        fig = _draw(payload, p)
         st.done()
-    meta = _meta(ctx, p)
     trajs = {"sim": sim} if dmft is None else {"dmft": dmft, "sim": sim}
     with _writing(outputs) as out:
-        out.png(fig, meta)
-        out.json(dict(meta, simulation=sim.to_dict(),
-                      dmft=None if dmft is None else dmft.to_dict()))
+        _write_figure(out, fig, meta, p)
+        out.json(payload)
         out.csv(*_trajectory_rows(trajs), meta)
     _report_traj("simulation", sim)
     if dmft is not None:
         _report_traj("DMFT", dmft)
-
-
-def _sim_figure(sim, title):
-    import matplotlib.pyplot as plt
-
-    from dmftjax.plotting import plot_curve
-
-    names = ("error", "cosine", "train_loss", "wrong_well")
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4))
-    for ax, name in zip(axes, names):
-        plot_curve(ax, sim, name, label=f"simulation (d = {sim.info.get('dim')})")
-        if name in ("error", "train_loss"):
-            ax.set_yscale("log")
-        ax.set_title(name.replace("_", " "))
-        ax.set_xlabel("step t")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
 
 
 # --------------------------------------------------------------------------------------
@@ -867,6 +1111,7 @@ def _sim_figure(sim, title):
 @main.command("fixed-point")
 @CONFIG
 @OUTPUT
+@FIGURE
 @PROBLEM
 @ALPHA
 @LAM
@@ -902,7 +1147,14 @@ def fixed_point_cmd(ctx, **p):
     if p["start"] == "dmft":
         alg, init = _algorithm(p), _init(p)
         _check_dmft_sizes(p)
-        exts = ["png"] + exts
+        exts = [p["format"]] + exts
+    else:
+        given = [f"--{n}" if n != "footer" else ("--footer" if p[n] else "--no-footer")
+                 for n in FIGURE_OPTIONS
+                 if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE]
+        if given:
+            _fail(f"{', '.join(given)}: no figure is drawn with --start default (only with "
+                  "--start dmft)")
     outputs = _Outputs(p["out"], "fixed-point", exts, p["overwrite"])
     names = (["DMFT (compile + solve)"] if traj is None and p["start"] == "dmft" else [])
     names += ["fixed point (compile + Newton)"] + (["figure"] if p["start"] == "dmft" else [])
@@ -920,17 +1172,19 @@ def fixed_point_cmd(ctx, **p):
         except ValueError as err:
             _fail(str(err))
         st.done()
+        meta = _meta(ctx, p)
+        values = fp.as_dict()
+        payload = _clean(dict(meta, kind="fixed-point", even=_is_even(problem),
+                              fixed_point=values, valid=bool(fp.valid),
+                              dmft=None if traj is None else traj.to_dict()))
         fig = None
         if traj is not None:
-            fig = _fixed_point_figure(traj, fp, p)
+            fig = _draw(payload, p)
             st.done()
-    meta = _meta(ctx, p)
-    values = fp.as_dict()
     with _writing(outputs) as out:
         if fig is not None:
-            out.png(fig, meta)
-        out.json(dict(meta, fixed_point=values, valid=bool(fp.valid),
-                      dmft=None if traj is None else traj.to_dict()))
+            _write_figure(out, fig, meta, p)
+        out.json(payload)
         keys = list(values)
         out.csv(keys, [[np.asarray(values[k]).item() for k in keys]], meta)
     click.echo("fixed point: " + ", ".join(
@@ -941,18 +1195,6 @@ def fixed_point_cmd(ctx, **p):
                    err=True)
 
 
-def _fixed_point_figure(traj, fp, p):
-    from dmftjax.plotting import compare
-
-    names = ("error", "cosine", "train_loss", "test_error")
-    fig = compare(traj, None, names=names,
-                  title=f"DMFT and its limit: alpha={p['alpha']}, lam={p['lam']}, step={p['step']}")
-    for ax, name in zip(fig.axes, names):
-        ax.axhline(float(getattr(fp, name)), color="k", ls="--", lw=1, label="fixed point")
-    fig.axes[0].legend(fontsize=8)
-    return fig
-
-
 # --------------------------------------------------------------------------------------
 # spectral
 
@@ -960,6 +1202,7 @@ def _fixed_point_figure(traj, fp, p):
 @main.command()
 @CONFIG
 @OUTPUT
+@FIGURE
 @PROBLEM
 @ALPHA
 @PREPROCESSING
@@ -991,7 +1234,7 @@ def spectral(ctx, **p):
     threshold_fn = _api("weak_recovery_threshold")
     problem = _problem(p)
     prep = _preprocessing(p)
-    outputs = _Outputs(p["out"], "spectral", ["png", "json", "csv"], p["overwrite"])
+    outputs = _figure_outputs(p, "spectral")
     names = ["theory", "threshold", "curve over alpha"] + (["measurement"] if p["dim"] else [])
     names.append("figure")
     with warnings.catch_warnings(record=True) as caught, _Stages(names, p["quiet"]) as st:
@@ -1015,25 +1258,28 @@ def spectral(ctx, **p):
                 st.done()
         except ValueError as err:
             _fail(str(err))
-        fig = _spectral_figure(grid, curve.values["cosine2"], alpha_c, p, th, measured)
+        meta = _meta(ctx, p)
+        theory = {k: np.asarray(getattr(th, k)).item() for k in
+                  ("cosine2", "top_eigenvalue", "bulk_edge", "has_outlier", "lam_star",
+                   "lam_bar", "tau", "alpha")}
+        meas = None
+        if measured is not None:
+            meas = dict(cosine2=measured.cosine2, cosine2_stderr=measured.cosine2_stderr,
+                        top_eigenvalue=measured.top_eigenvalue,
+                        top_eigenvalue_stderr=measured.top_eigenvalue_stderr,
+                        converged=measured.converged, info=measured.info)
+        payload = _clean(dict(meta, kind="spectral", theory=theory, threshold=alpha_c,
+                              explanation=th.explanation, measured=meas,
+                              preprocessing_used=repr(prep),
+                              curve=dict(alpha=grid, cosine2=curve.values["cosine2"],
+                                         top_eigenvalue=curve.values["top_eigenvalue"])))
+        fig = _draw(payload, p)
         st.done()
     for w in caught:
         click.echo(f"warning: {_one_line(w.message)}", err=True)
-    meta = _meta(ctx, p)
-    theory = {k: np.asarray(getattr(th, k)).item() for k in
-              ("cosine2", "top_eigenvalue", "bulk_edge", "has_outlier", "lam_star", "lam_bar",
-               "tau", "alpha")}
-    meas = None
-    if measured is not None:
-        meas = dict(cosine2=measured.cosine2, cosine2_stderr=measured.cosine2_stderr,
-                    top_eigenvalue=measured.top_eigenvalue,
-                    top_eigenvalue_stderr=measured.top_eigenvalue_stderr,
-                    converged=measured.converged, info=measured.info)
     with _writing(outputs) as out:
-        out.png(fig, meta)
-        out.json(dict(meta, theory=theory, threshold=alpha_c, explanation=th.explanation,
-                      measured=meas, curve=dict(alpha=grid, cosine2=curve.values["cosine2"],
-                                                top_eigenvalue=curve.values["top_eigenvalue"])))
+        _write_figure(out, fig, meta, p)
+        out.json(payload)
         out.csv(["alpha", "cosine2", "top_eigenvalue", "bulk_edge", "has_outlier"],
                 [[float(a), float(c), float(e), float(b), bool(h)] for a, c, e, b, h in zip(
                     grid, curve.values["cosine2"], curve.values["top_eigenvalue"],
@@ -1049,24 +1295,14 @@ def spectral(ctx, **p):
 
 
 def _spectral_figure(grid, cos2, alpha_c, p, th, measured):
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.6, 4.0))
-    ax.plot(grid, cos2, "-", color="C0", lw=1.8, label="theory (d = inf)")
-    ax.plot([p["alpha"]], [float(th.cosine2)], "o", color="C0")
+    """The spectral figure from the objects (`_draw_spectral` draws it from the JSON)."""
+    meas = None
     if measured is not None:
-        ax.errorbar([p["alpha"]], [measured.cosine2], yerr=[2 * measured.cosine2_stderr],
-                    fmt="s", color="C3", capsize=3, label=f"measured (d = {p['dim']})")
-    if math.isfinite(alpha_c):
-        ax.axvline(alpha_c, color="k", ls="--", lw=1, label=rf"$\alpha_c = {alpha_c:.3g}$")
-    ax.set_xlabel(r"sample ratio $\alpha = n/d$")
-    ax.set_ylabel("squared cosine of the spectral start")
-    # the preprocessing as used (its default threshold filled in), not the raw option
-    ax.set_title(f"{p['model']}, noise={p['noise']}, {_preprocessing(p)!r}", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+        meas = dict(cosine2=measured.cosine2, cosine2_stderr=measured.cosine2_stderr)
+    data = _clean(dict(settings=p, threshold=alpha_c, theory=dict(cosine2=th.cosine2),
+                       measured=meas, preprocessing_used=repr(_preprocessing(p)),
+                       curve=dict(alpha=grid, cosine2=cos2)))
+    return _draw_spectral(data, width=p.get("width", "two"))
 
 
 # --------------------------------------------------------------------------------------
@@ -1076,6 +1312,7 @@ def _spectral_figure(grid, cos2, alpha_c, p, th, measured):
 @main.command("sweep")
 @CONFIG
 @OUTPUT
+@FIGURE
 @PROBLEM
 @click.option("--alpha", "alpha_grid", default="1:5:5", show_default=True, type=GRID,
               help="alpha grid: 1,2,3 or start:stop:num or log:start:stop:num")
@@ -1135,7 +1372,6 @@ def sweep_cmd(ctx, **p):
     import jax
 
     import dmftjax as dj
-    from dmftjax.plotting import plot_phase_diagram
 
     engine = p["engine"].replace("-", "_")
     p_problem = dict(p, alpha=float(p["alpha_grid"][0]), lam=float(p["lam_grid"][0]))
@@ -1198,7 +1434,7 @@ def sweep_cmd(ctx, **p):
     if metric not in stored:  # found before the sweep runs, not after
         _fail(f"--metric {metric!r} is not stored by the {p['engine']} engine; choose one of "
               f"{', '.join(sorted(stored))}")
-    outputs = _Outputs(p["out"], "sweep", ["png", "json", "csv"], p["overwrite"])
+    outputs = _figure_outputs(p, "sweep")
     done = {"chunks": 0}
     try:
         result = dj.sweep(problem, alg, init, **axes, preprocessing=prep, engine=engine,
@@ -1216,17 +1452,14 @@ def sweep_cmd(ctx, **p):
         ) from None
     if metric not in result.values:
         _fail(f"--metric {metric!r} is not stored; choose one of {sorted(result.values)}")
-    ax_names = list(result.axes)
-    y = next((n for n in ax_names[1:] if len(result.axes[n]) > 1), None)
-    fig = plot_phase_diagram(result, metric, x=ax_names[0], y=y,
-                             title=f"{p['engine']} sweep: {p['model']}, noise={p['noise']}, "
-                                   f"{p['loss']} loss")
     meta = _meta(ctx, p)
     meta["sweep_hash"] = result.hash
     meta["sweep_folder"] = str(result.folder)
+    payload = _clean(dict(meta, kind="sweep", even=_is_even(problem), sweep=result.to_dict()))
+    fig = _draw(payload, p)
     with _writing(outputs) as out:
-        out.png(fig, meta)
-        out.json(dict(meta, sweep=result.to_dict()))
+        _write_figure(out, fig, meta, p)
+        out.json(payload)
         out.csv(*result.rows(), meta)
     skipped = result.info["num_points"] - result.computed
     click.echo(f"{result.info['num_points']} points ({result.computed} computed, {skipped} read "
@@ -1240,6 +1473,7 @@ def sweep_cmd(ctx, **p):
 @main.command()
 @CONFIG
 @OUTPUT
+@FIGURE
 @PROBLEM
 @ALPHA
 @LAM
@@ -1278,8 +1512,8 @@ def tune(ctx, **p):
     import optax
 
     problem = _problem(p)
-    plot_tuning = _api("plot_tuning")
-    outputs = _Outputs(p["out"], "tune", ["png", "json", "csv"], p["overwrite"])
+    _api("plot_tuning")  # before the optimisation: this build can draw its figure
+    outputs = _figure_outputs(p, "tune")
     names = ["tune (compile + optimise)"] + (["objective on a grid"] if p["grid_points"] else [])
     names.append("figure")
     with _Stages(names, p["quiet"]) as st:
@@ -1289,7 +1523,6 @@ def tune(ctx, **p):
                 opt = optax.adam(p["learning_rate"] or 0.1)
                 res = _api("tune_ridge")(problem, lam0=x0, steps=p["iterations"],
                                          optimizer=opt, progress=not p["quiet"])
-                label, ylabel = r"ridge $\lambda$", "asymptotic error"
             else:
                 if p["samples"] <= p["steps"] + 3:
                     _fail(f"--samples {p['samples']} must exceed --steps + 3")
@@ -1306,9 +1539,6 @@ def tune(ctx, **p):
                                              key=jax.random.key(p["seed"]),
                                              steps=p["iterations"], optimizer=opt,
                                              progress=not p["quiet"])
-                label = (r"step size $\eta$" if field == "step_size" else
-                         r"momentum $\beta$") + f" ({p['algorithm']})"
-                ylabel = f"error after {p['steps']} steps"
             st.done()
             transform = "logit" if p["param"] == "momentum" else "log"
 
@@ -1331,17 +1561,24 @@ def tune(ctx, **p):
             _fail(str(err))
         if grid is None:
             grid, vals = path_x, np.asarray(res.path_values)
-        fig = plot_tuning([dict(grid=grid, values=vals, result=res, name=label, ylabel=ylabel,
-                                title=f"alpha={p['alpha']}, noise={p['noise']}",
-                                transform=transform)])
+        meta = _meta(ctx, p)
+        # the optimiser's record as plot_tuning reads it (unconstrained parameters)
+        optimiser = dict(params=np.asarray(res.params, dtype=float), value=res.value,
+                         best_params=np.asarray(res.best_params, dtype=float),
+                         best_value=res.best_value,
+                         path_params=np.asarray(res.path_params, dtype=float),
+                         path_values=res.path_values, path_grads=res.path_grads,
+                         transform=transform)
+        payload = _clean(dict(meta, kind="tune", even=_is_even(problem), tuned=tuned,
+                              value=res.value, best=float(to_value(np.asarray(res.best_params))),
+                              best_value=res.best_value, path=path_x,
+                              path_values=res.path_values, path_grad_norms=res.path_grads,
+                              grid=grid, grid_values=vals, optimiser=optimiser))
+        fig = _draw(payload, p)
         st.done()
-    meta = _meta(ctx, p)
     with _writing(outputs) as out:
-        out.png(fig, meta)
-        out.json(dict(meta, tuned=tuned, value=res.value,
-                      best=float(to_value(np.asarray(res.best_params))),
-                      best_value=res.best_value, path=path_x, path_values=res.path_values,
-                      path_grad_norms=res.path_grads, grid=grid, grid_values=vals))
+        _write_figure(out, fig, meta, p)
+        out.json(payload)
         out.csv(["iteration", p["param"], "objective", "grad_norm"],
                 [[i, float(x), float(v), float(g)] for i, (x, v, g) in
                  enumerate(zip(path_x, res.path_values, res.path_grads))], meta)
@@ -1366,6 +1603,128 @@ def _tune_grid(p, problem, grid):
                    key=jax.random.key(p["seed"]), threshold=False, progress=False,
                    batch_size=len(grid))
     return np.asarray(res.values["error"])
+
+
+# --------------------------------------------------------------------------------------
+# plot
+
+
+def _read_result(path: Path) -> dict:
+    """A saved result of a subcommand, checked to be one `dmftjax plot` can draw."""
+    hint = "RESULT"
+    if not path.exists():
+        raise click.BadParameter(f"{path}: no such file", param_hint=hint)
+    if path.is_dir():
+        raise click.BadParameter(f"{path} is a folder, not a result file", param_hint=hint)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise click.BadParameter(f"cannot read {path}: {getattr(err, 'strerror', None) or err}",
+                                 param_hint=hint) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise click.BadParameter(f"{path} is not JSON ({err})", param_hint=hint) from None
+    if not isinstance(data, dict) or "dmftjax_version" not in data:
+        raise click.BadParameter(f"{path} is not a dmftjax result (no 'dmftjax_version'; "
+                                 "results are the .json files the subcommands write)",
+                                 param_hint=hint)
+    kind = data.get("kind")
+    if kind is None:
+        raise click.BadParameter(
+            f"{path} has no 'kind' (written by dmftjax {data['dmftjax_version']} before "
+            "results recorded which subcommand made them): run that subcommand again to "
+            "redraw it",
+            param_hint=hint)
+    if kind not in _DRAWERS:
+        raise click.BadParameter(f"{path}: unknown kind of result {kind!r} (known: "
+                                 f"{', '.join(sorted(_DRAWERS))})", param_hint=hint)
+    missing = [k for k in _META_NEEDS + _NEEDS[kind] if k not in data]
+    if missing:
+        raise click.BadParameter(f"{path} ({kind} result) lacks {', '.join(map(repr, missing))}: "
+                                 "run its subcommand again to redraw it", param_hint=hint)
+    return data
+
+
+def _plot_names(kind: str, text: str | None):
+    if not text:
+        return None
+    names = [n.strip() for n in str(text).split(",") if n.strip()]
+    what = _NAMED.get(kind)
+    if what is None:
+        raise click.BadParameter(f"a {kind} result has one fixed figure: --name is for "
+                                 f"{', '.join(sorted(_NAMED))} results", param_hint="--name")
+    if what == "metric" and len(names) != 1:
+        raise click.BadParameter("a sweep draws one quantity: give one name",
+                                 param_hint="--name")
+    if what == "panels":
+        from dmftjax._trajectory import OBSERVABLES
+
+        bad = [n for n in names if n not in OBSERVABLES]
+        if bad:
+            raise click.BadParameter(f"{', '.join(bad)}: not an observable (choose from "
+                                     f"{', '.join(OBSERVABLES)})", param_hint="--name")
+    return tuple(names)
+
+
+@main.command("plot")
+@CONFIG
+@click.argument("result", type=click.Path(path_type=Path))
+@click.option("--out", default=None, type=click.Path(file_okay=False),
+              help="folder for the figure (default: the folder of RESULT)")
+@click.option("--overwrite", is_flag=True,
+              help="replace an earlier figure of the same name (default: the next free name)")
+@FIGURE
+@click.option("--name", default=None,
+              help="what to draw: observables, comma-separated, one panel each (predict, "
+                   "simulate, fixed-point results), or the quantity of a sweep's diagram "
+                   "(default: what the subcommand drew)")
+@click.pass_context
+def plot_cmd(ctx, result, **p):
+    """Redraw the figure of a saved result from its JSON file alone.
+
+    
+    Example:
+      dmftjax predict --alpha 3 --steps 60 --out results/
+      dmftjax plot results/predict.json --format pdf --width one
+    writes results/predict.pdf: the figure `dmftjax predict` drew (same function, same
+    data), in another format, width or resolution. Works on the JSON of predict,
+    simulate, fixed-point (with a DMFT start), spectral, sweep, tune and demo.
+    """
+    data = _read_result(result)
+    kind = data["kind"]
+    names = _plot_names(kind, p["name"])
+    if kind == "sweep" and names and names[0] not in (data["sweep"].get("values") or {}):
+        raise click.BadParameter(f"{names[0]!r} is not stored in this sweep; it has "
+                                 f"{', '.join(sorted(data['sweep']['values']))}",
+                                 param_hint="--name")
+    folder = p["out"] if p["out"] is not None else result.parent
+    outputs = _Outputs(folder, result.stem, [p["format"]], p["overwrite"])
+    try:
+        fig = _draw(data, p, names=names)
+    except click.ClickException:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError) as err:
+        what = f"missing {err}" if isinstance(err, KeyError) else _one_line(err)
+        raise click.BadParameter(f"{result} ({kind} result) cannot be drawn: {what}",
+                                 param_hint="RESULT") from None
+    from dmftjax._provenance import provenance
+
+    import dmftjax
+
+    meta = {k: v for k, v in data.items() if k in _META_KEYS}
+    meta["redrawn"] = {"by": ctx.command_path, "from": str(result),
+                       "dmftjax_version": dmftjax.__version__,
+                       "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                       "provenance": provenance()}
+    with _writing(outputs) as out:
+        _write_figure(out, fig, meta, p)
+
+
+# the keys `_meta` writes (a redrawn figure's metadata: the run's own, and the redraw)
+_META_KEYS = ("command", "dmftjax_version", "jax_version", "seed", "settings", "config_file",
+              "devices", "x64", "created", "provenance", "observables", "sweep_hash",
+              "sweep_folder", "kind")
 
 
 if __name__ == "__main__":
