@@ -136,11 +136,56 @@ def _gamma_row(h_hist, resp, t, block: int, reverse: bool = False):
         new = jnp.where(live[:, None], jnp.stack(rows), old)
         return jax.lax.dynamic_update_slice_in_dim(x, new, start, axis=0)
 
-    if reverse:
-        x = jax.lax.fori_loop(0, width // block, do_block, x)
-    else:
-        x = jax.lax.fori_loop(0, t // block + 1, do_block, x)
+    if not reverse:
+        return _gamma_row_triangular(h_hist, resp, t, block)
+    x = jax.lax.fori_loop(0, width // block, do_block, x)
     return x @ h_hist[t]
+
+
+# at most this many distinct slice lengths (static shapes) in `_gamma_row_triangular`
+TRIANGULAR_GROUPS = 16
+
+
+def _gamma_row_triangular(h_hist, resp, t, block: int):
+    r"""`_gamma_row` (forward engines) with the adjoint's bulk restricted to the rows
+    that can be non-zero: when the block starting at `start` is solved, only the rows
+    `start .. t` of `J(t, .)` enter its matrix product (the rows above `t` are zero, those
+    below `start` unsolved), so the product is `[L, block]^T @ [L, M]` with `L` the
+    number of those rows, not the whole width: `M t^2` multiply-adds per step instead of
+    `2 M t W`, 3.5x fewer over a run. The lengths are static (iteration `i` counted from
+    `t`'s own block needs `(i + 1) block` rows); iterations are grouped so that at most
+    `TRIANGULAR_GROUPS` lengths are compiled, each group's length its longest (a few
+    spare zero rows, ending past the width: the arrays are padded)."""
+    width, num_samples = h_hist.shape
+    num_blocks = width // block
+    group = -(-num_blocks // TRIANGULAR_GROUPS)  # iterations per group
+    pad = group * block  # the longest overshoot of a group's length past the width
+    x = jnp.zeros((width + pad, num_samples), h_hist.dtype).at[t].set(1.0)
+    resp_p = jnp.zeros((width + pad, width), resp.dtype).at[:width].set(resp)
+    top = t // block  # the block holding t
+
+    for first in range(0, num_blocks, group):
+        length = min(first + group, num_blocks) * block  # rows of the group's last one
+
+        def do_block(i, x, length=length):
+            start = (top - i) * block
+            xs = jax.lax.dynamic_slice_in_dim(x, start, length, axis=0)
+            cols = jax.lax.dynamic_slice(resp_p, (start, start), (length, block))
+            acc = cols.T @ xs  # rows >= t are final; in-block rows < t are still zero
+            r_in = cols[:block] * (start + jnp.arange(block) < t)[:, None]
+            h_blk = jax.lax.dynamic_slice_in_dim(h_hist, start, block, axis=0)
+            rows = [None] * block
+            for j in range(block - 1, -1, -1):
+                later = sum((r_in[k, j] * rows[k] for k in range(j + 1, block)), acc[j])
+                rows[j] = h_blk[j] * later
+            live = start + jnp.arange(block) < t
+            new = jnp.where(live[:, None], jnp.stack(rows), xs[:block])
+            return jax.lax.dynamic_update_slice_in_dim(x, new, start, axis=0)
+
+        # this group's iterations that exist for this t (none once past t's first block)
+        last = jnp.minimum(first + group, top + 1)
+        x = jax.lax.fori_loop(first, jnp.maximum(last, first), do_block, x)
+    return x[:width] @ h_hist[t]
 
 
 def _tail(mass, edge, start, width: int):
