@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import equinox as eqx
 import jax
@@ -112,6 +112,10 @@ class AbstractAlgorithm(eqx.Module):
 
     # every subclass declares `steps: int = eqx.field(static=True)` (its last field, so
     # that positional arguments read `(step_size, ..., steps)`)
+    if TYPE_CHECKING:  # for the type checker only: no field here, so that order is kept
+        @property
+        def steps(self) -> int: ...
+
     has_fixed_point: ClassVar[bool] = True
     query_is_iterate: ClassVar[bool] = True  # c = (1, 0, ...): the gradient at theta^t
 

@@ -256,10 +256,10 @@ def _outer(problem: Problem, rule: _Rule, kappa):
     model, n = problem.model, rule.num_nodes
     labels = problem.loss.critical_labels(kappa)
     if rule.kind == "curvature":  # tails of z resolved (Gauss-Hermite nodes do not)
-        z = np.linspace(-12.0, 12.0, 601)
-        zw = np.exp(-0.5 * z**2)
-        eps = (np.zeros(1), np.ones(1)) if rule.noise_free else _hermite_nodes(max(n // 4, 8))
-        nodes, weights = _tensor([(z, zw / zw.sum()), eps])
+        zg = np.linspace(-12.0, 12.0, 601)
+        zgw = np.exp(-0.5 * zg**2)
+        er = (np.zeros(1), np.ones(1)) if rule.noise_free else _hermite_nodes(max(n // 4, 8))
+        nodes, weights = _tensor([(zg, zgw / zgw.sum()), er])
         z, eps = nodes[:, 0], nodes[:, 1]
         return z, eps, jax.vmap(model.link)(z, eps), weights
     if rule.kind == "noise_free":
@@ -650,7 +650,7 @@ def _solve_jit(problem: Problem, x0, kappa_known, picard, rule: _Rule, branch: s
 
     _, x0, _ = jax.lax.while_loop(going, body, (jnp.asarray(0), x0, jnp.asarray(jnp.inf)))
     fn = lambda x, args: _residual(x, args, branch)  # noqa: E731
-    sol = optx.root_find(
+    sol: optx.Solution = optx.root_find(
         fn, optx.Dogleg(rtol=rtol, atol=atol), x0, args=(problem, rule),
         max_steps=max_steps, adjoint=optx.ImplicitAdjoint(), throw=False,
     )

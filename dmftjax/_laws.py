@@ -214,8 +214,8 @@ def compare_laws(a, b, what, *, bins: int = 10) -> LawComparison:
             pool.append(law._values(what).ravel())
     if not pool:
         pool.append(a.sample(100000)._values(what).ravel())
-    pool = np.concatenate(pool)
-    edges = np.quantile(pool, np.linspace(0, 1, bins + 1))
+    pooled = np.concatenate(pool)
+    edges = np.quantile(pooled, np.linspace(0, 1, bins + 1))
     edges[0], edges[-1] = -np.inf, np.inf
     if np.any(np.diff(edges[1:-1]) <= 0):
         raise ValueError(f"{what!r} has atoms: fewer bins are needed (got bins={bins})")

@@ -77,9 +77,9 @@ class AbstractPreprocessing(eqx.Module):
         grid = np.unique(grid)
         if not all(is_concrete(leaf) for leaf in jax.tree.leaves(self)):
             # traced (a swept parameter): the grid alone, without zooming in
-            values = self(jnp.asarray(grid))
-            top = jnp.max(jnp.where(jnp.isnan(values), -jnp.inf, values))
-            return jnp.where(jnp.isfinite(top) & (top <= _SUP_CAP), top, jnp.inf)
+            traced = self(jnp.asarray(grid))
+            peak = jnp.max(jnp.where(jnp.isnan(traced), -jnp.inf, traced))
+            return jnp.where(jnp.isfinite(peak) & (peak <= _SUP_CAP), peak, jnp.inf)
         values = np.asarray(self(jnp.asarray(grid)), dtype=float)
         values = np.where(np.isnan(values), -np.inf, values)
         top = float(values.max())

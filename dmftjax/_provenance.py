@@ -56,5 +56,5 @@ def provenance(argv: list[str] | None = None) -> dict:
         "git": git_commit(),
         "platform": platform.platform(),
         "devices": [str(d) for d in jax.devices()],
-        "x64": bool(jax.config.jax_enable_x64),
+        "x64": bool(jax.config.jax_enable_x64),  # type: ignore[attr-defined]  # dynamic attr
     }

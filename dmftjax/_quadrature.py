@@ -44,8 +44,8 @@ def population_loss(model, loss, p, m, q, n: int = 24):
 
     p = jnp.maximum(p, 1e-300)
     if isinstance(model, AbstractBinaryModel):
-        x, wts = _hermite_nodes(4 * n)
-        x, wts = jnp.asarray(x), jnp.asarray(wts)
+        x_np, wts_np = _hermite_nodes(4 * n)
+        x, wts = jnp.asarray(x_np), jnp.asarray(wts_np)
         qq = jnp.maximum(q, 1e-300)
         w = jnp.sqrt(qq) * x
         sd = jnp.sqrt(jnp.maximum(p - m**2 / qq, 0.0))

@@ -97,7 +97,10 @@ def _run(problem: Problem, algorithm, theta_star, a, z, y, theta0, test, probes,
     last = observables(problem, theta_star, theta_T, z, y, a @ theta_T, test)
     obs = jax.tree.map(lambda c, end: jnp.concatenate([c, end[None]]), out[0], last)
     thetas = jnp.concatenate([out[1], theta_T[None]])
-    dthetas = None if probes is None else jnp.concatenate([out[2], dstate_T[0][None]])
+    dthetas = None
+    if probes is not None:
+        assert dstate_T is not None  # its carry started as zeros_like(state0)
+        dthetas = jnp.concatenate([out[2], dstate_T[0][None]])
     return obs, thetas, dthetas
 
 
@@ -122,6 +125,7 @@ def simulate_one(problem: Problem, algorithm, init, dim: int, n: int, key,
                                 probes, jax.random.fold_in(k_init, 3), options.progress)
     out = {"obs": obs, "start": start_info}
     if options.kernels:
+        assert probes is not None  # drawn above under the same condition
         out["C"] = thetas @ thetas.T / dim
         resp = dthetas @ probes.T / dim  # [T+1, T]: <d theta^t, h^s> / d
         resp = jnp.concatenate([resp, jnp.zeros((resp.shape[0], 1))], axis=1)

@@ -144,7 +144,7 @@ def _panels(points, n: int = _PANEL_NODES):
     return nodes.ravel(), weights.ravel()
 
 
-def _graded(b, h: float, lo: float, hi: float):
+def _graded(b, h: float, lo: float | Array, hi: float | Array):
     """Panel ends at `b` and `b -+ h r^j` (j < levels), clamped to `[lo, hi]`."""
     steps = h * _GRADE_RATIO ** np.arange(_GRADE_LEVELS)
     pts = jnp.concatenate([b - steps, jnp.reshape(b, (1,)), b + steps[::-1]])
@@ -265,8 +265,11 @@ def _expand(f, lo, start, sign):
     return jax.lax.while_loop(cond, body, (0, lo + start))[1]
 
 
-_BISECT = optx.Bisection(rtol=1e-13, atol=1e-13, flip=False)
-_BISECT_FLIP = optx.Bisection(rtol=1e-13, atol=1e-13, flip=True)
+# ignores: optimistix's `norm` (an eqx.AbstractVar, a ClassVar here) reads as a field to mypy
+_BISECT: optx.Bisection = optx.Bisection(  # type: ignore[call-arg]
+    rtol=1e-13, atol=1e-13, flip=False)
+_BISECT_FLIP: optx.Bisection = optx.Bisection(  # type: ignore[call-arg]
+    rtol=1e-13, atol=1e-13, flip=True)
 
 
 def _root(fn, solver, args, lower, upper):
@@ -390,7 +393,7 @@ def spectral_theory(problem: Problem, preprocessing: AbstractPreprocessing) -> S
     check_problem(problem)
     _check_preprocessing(preprocessing)
     check_positive("alpha", problem.alpha)
-    support = label_support(problem.model)
+    support: tuple[float, float] | tuple[str, float] = label_support(problem.model)
     tau = supremum(preprocessing.specialise(problem.alpha), support)
     if is_concrete(tau) and type(preprocessing).sup is AbstractPreprocessing.sup:
         support = ("tau", float(tau))  # the numerical supremum, computed once, concretely

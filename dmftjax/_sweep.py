@@ -54,7 +54,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ._algorithms import AbstractAlgorithm
 from ._dmft import check_dmft_resources, dmft_replica
-from ._estimators import as_estimator
+from ._estimators import AbstractEstimator, as_estimator
 from ._problem import AbstractInit, Problem, check_problem
 from ._trajectory import OBSERVABLES
 from ._validate import check_int, check_key
@@ -152,7 +152,7 @@ _SHORT = {"alpha": ("problem", ("alpha",)), "lam": ("problem", ("regulariser", "
           "step_size": ("algorithm", ("step_size",))}
 
 
-def axis_path(name: str, prep_field: str | None = None) -> tuple[str, tuple[str, ...]]:
+def axis_path(name: str, prep_field: str | None = None) -> tuple[str, tuple[str | None, ...]]:
     """`(root, attributes)` of an axis: a short name (`alpha`, `lam`, `step_size`, `prep`)
     or a path into the settings such as `"algorithm.momentum"` or
     `"init.preprocessing.tau"` (roots: `problem`, `algorithm`, `init`)."""
@@ -330,7 +330,7 @@ TRACES = {"sweep": 0}
 
 @eqx.filter_jit
 def _run_local(engine: str, trees, indices, key, num_samples: int, num_replicas: int,
-               estimator: str, common: bool):
+               estimator: str | AbstractEstimator, common: bool):
     """The points of one device: `jax.vmap` of one engine over them."""
     TRACES["sweep"] += 1
     fn = _POINT_FNS[engine]
@@ -345,7 +345,7 @@ def _run_local(engine: str, trees, indices, key, num_samples: int, num_replicas:
 
 
 def _run_chunk(engine: str, trees, indices, key, num_samples: int, num_replicas: int,
-               estimator: str, sharding: NamedSharding, common: bool = True):
+               estimator: str | AbstractEstimator, sharding: NamedSharding, common: bool = True):
     r"""One chunk, laid out over the devices by `sharding` (batch axis split evenly).
 
     Each device runs the same single-device program (`_run_local`, compiled for the
@@ -612,10 +612,10 @@ def sweep(
     engine: str = "dmft",
     num_samples: int = 1000,
     num_replicas: int = 2,
-    estimator: str = "tangent",
+    estimator: str | AbstractEstimator = "tangent",
     key=None,
     common_random_numbers: bool = True,
-    window: int = 40,
+    window: int | None = 40,
     batch_size: int = 8,
     out: str | os.PathLike | None = None,
     devices=None,
@@ -762,7 +762,7 @@ def sweep(
         "window": window if engine == "dmft" else None,
         "key": describe(key) if engine == "dmft" else None,
         "common_random_numbers": bool(common_random_numbers) if engine == "dmft" else None,
-        "x64": bool(jax.config.jax_enable_x64),
+        "x64": bool(jax.config.jax_enable_x64),  # type: ignore[attr-defined]  # dynamic attr
         "format": FORMAT_VERSION,
     }
     digest = settings_hash(settings)
@@ -829,8 +829,8 @@ def sweep(
     versions = _code_versions()
     t0 = time.perf_counter()
     try:
-        for start in range(0, len(todo), chunk_len):
-            indices = todo[start:start + chunk_len]
+        for offset in range(0, len(todo), chunk_len):
+            indices = todo[offset:offset + chunk_len]
             trees, padded = chunk_inputs(indices)
             res = _run_chunk(engine, trees, padded, key, num_samples, num_replicas,
                              estimator, sharding, bool(common_random_numbers))
@@ -853,6 +853,7 @@ def sweep(
         bar.close()
     elapsed = time.perf_counter() - t0
     if processes > 1:  # every process's chunks are on disk: read them all back
+        assert folder is not None  # several processes need out= (refused above otherwise)
         _barrier(f"{tag}-done")
         chunks = _read_chunks(folder, digest, num_points)
         if me == 0:
@@ -873,7 +874,8 @@ def sweep(
             flat[k][idx] = arrays[k]
     if not np.all(count == 1):
         raise RuntimeError(f"sweep: {int((count != 1).sum())} points are missing or repeated")
-    values, curves = {}, {}
+    values: dict = {}
+    curves: dict = {}
     for k, v in flat.items():
         v = v.reshape(shape + v.shape[1:])
         (curves if k.startswith("curve_") else values)[k.removeprefix("curve_")] = v

@@ -74,7 +74,7 @@ def check_precision() -> None:
     """The engines need float64: with JAX's default float32 the fixed point's tolerances
     (1e-11) cannot be met, more replicas and seeds diverge, and the memory kernels lose
     their small tails. Refused rather than run in float32 behind the user's back."""
-    if not jax.config.jax_enable_x64:
+    if not jax.config.jax_enable_x64:  # type: ignore[attr-defined]  # flag attrs are dynamic
         raise ValueError(
             "float64 is off (JAX's default): dmftjax computes in float64. Run "
             "jax.config.update('jax_enable_x64', True) right after importing jax, before any "
