@@ -293,7 +293,7 @@ def _gamma_window(h_win, resp, block: int):
     x = jnp.zeros((width, num_samples), h_win.dtype).at[width - 1].set(1.0)
     for start in range((width - 1) // block * block, -1, -block):
         acc = resp[:, start:start + block].T @ x  # later blocks' contributions
-        rows = [None] * block
+        rows: list = [None] * block  # every slot set to an array below
         for j in range(block - 1, -1, -1):
             if start + j == width - 1:
                 rows[j] = x[width - 1]
@@ -364,7 +364,7 @@ def _plan(problem, algorithm, *, slot: bool = False, power_slots: int = 0, shift
                  rescale=rescale, query_is_iterate=algorithm.query_is_iterate)
 
 
-def _solve_general(problem: Problem, plan: _Plan, key, num_samples: int, estimator: str, *,
+def _solve_general(problem: Problem, plan: _Plan, key, num_samples: int, estimator: str | tuple, *,
                    a0, b0, slot=None, prep=None, antithetic: bool = False,
                    z_tangent: bool = True, s0=None, law_slots: tuple = (),
                    reverse: bool = False, progress: bool = False):
