@@ -695,15 +695,25 @@ def _draw_fixed_point(data, width="two", names=None):
 
 
 def _draw_spectral(data, width="two", names=None):
-    from dmftjax.plotting import AXIS_LABELS, floats, label, new_figure, style, wrap_title
+    from dmftjax.plotting import (
+        AXIS_LABELS,
+        figure_legend,
+        floats,
+        label,
+        new_figure,
+        style,
+        wrap_title,
+    )
 
     s = data["settings"]
     grid, cos2 = floats(data["curve"]["alpha"]), floats(data["curve"]["cosine2"])
     alpha_c = float(floats(data["threshold"]))
     theory = float(floats(data["theory"]["cosine2"]))
     measured = data.get("measured")
+    entries = 2 + (measured is not None) + math.isfinite(alpha_c)
     with style():
-        fig, axes = new_figure(width, 2.6 if width == "one" else 3.2)
+        # one column: the legend is a row per entry, above the panel
+        fig, axes = new_figure(width, 2.2 + 0.22 * entries if width == "one" else 3.2)
         ax = axes[0, 0]
         ax.plot(grid, cos2, "-", color="C0", lw=1.5, label=r"theory, $d = \infty$")
         ax.plot([s["alpha"]], [theory], "o", color="C0", ms=4,
@@ -720,9 +730,11 @@ def _draw_spectral(data, width="two", names=None):
         ax.set_ylabel(label("cosine2"))
         # the preprocessing as used (its default threshold filled in), not the raw option
         ax.set_title(wrap_title(f"{s['model']}, noise={s['noise']}, "
-                                f"{data['preprocessing_used']}", width, 8))
+                                f"{data['preprocessing_used']}", width, 8, fraction=0.75))
         ax.grid(alpha=0.3, lw=0.5)
-        ax.legend(loc="best")
+        # above the panel: inside, it would sit on the threshold line or the curve
+        handles, labels = ax.get_legend_handles_labels()
+        figure_legend(fig, handles, labels, 1 if width == "one" else 2)
     return fig
 
 
@@ -789,14 +801,23 @@ def _draw_tune(data, width="two", names=None):
 
 
 def _draw_demo(data, width="two", names=None):
+    import numpy as np
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    import numpy as np
-
-    from dmftjax.plotting import (_draw_curve, _log_scale, figure_legend, label, legend_label,
-                                  new_figure, style, time_label, title_of,
-                                  trajectory_from_dict, wrap_title)
+    from dmftjax.plotting import (
+        _draw_curve,
+        _log_scale,
+        figure_legend,
+        label,
+        legend_label,
+        new_figure,
+        style,
+        time_label,
+        title_of,
+        trajectory_from_dict,
+        wrap_title,
+    )
 
     s = data["settings"]
     one = width == "one"
@@ -1507,7 +1528,6 @@ def tune(ctx, **p):
     path, settings, version, seed) and tune.csv (the path).
     """
     import jax
-    import jax.numpy as jnp
     import numpy as np
     import optax
 
@@ -1708,9 +1728,8 @@ def plot_cmd(ctx, result, **p):
         what = f"missing {err}" if isinstance(err, KeyError) else _one_line(err)
         raise click.BadParameter(f"{result} ({kind} result) cannot be drawn: {what}",
                                  param_hint="RESULT") from None
-    from dmftjax._provenance import provenance
-
     import dmftjax
+    from dmftjax._provenance import provenance
 
     meta = {k: v for k, v in data.items() if k in _META_KEYS}
     meta["redrawn"] = {"by": ctx.command_path, "from": str(result),

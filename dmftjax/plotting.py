@@ -7,7 +7,6 @@ Every figure is drawn for a journal column: `width="one"` (3.4 in) or `"two"` (7
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import textwrap
@@ -62,7 +61,7 @@ LABELS = {
                    r"$\frac{1}{n}\sum_i \ell(y_i, \langle a_i,\theta^{@}\rangle)$", None),
     "test_error": ("test error",
                    r"$\mathbb{E}\,\ell(y, \langle a,\theta^{@}\rangle)$", None),
-    "wrong_well": ("wrong well", r"wrong-well fraction of $r_i^{@}$", None),
+    "wrong_well": ("wrong well", r"$\hat{P}(r^{@}_i \in$ wrong well$)$", None),
     # the spectral start, the fixed point, a sweep's bookkeeping
     "cosine2": ("spectral start", r"$\cos^2\angle(\theta^0_{\rm spec},\theta^*)$", None),
     "top_eigenvalue": ("top eigenvalue", r"top eigenvalue $\lambda_1$", None),
@@ -167,9 +166,9 @@ def new_figure(width: str = "two", height: float | None = None, nrows: int = 1,
     return fig, axes
 
 
-def wrap_title(text: str, width: str, fontsize: float = 9) -> str:
-    """`text` broken at its commas so that it fits the figure's width."""
-    chars = int(_width_inches(width) * 72 / (0.55 * fontsize))
+def wrap_title(text: str, width: str, fontsize: float = 9, fraction: float = 1.0) -> str:
+    """`text` broken at its commas so that it fits `fraction` of the figure's width."""
+    chars = int(fraction * _width_inches(width) * 72 / (0.6 * fontsize))
     parts = [p.strip() for p in str(text).split(", ")]
     lines, line = [], ""
     for part in parts:
@@ -260,6 +259,20 @@ def _log_scale(arrays) -> bool:
     return vals.size > 0 and vals.min() > 0 and vals.max() / vals.min() > 10
 
 
+def _log_floor(ax, arrays, factor: float = 3.0):
+    """On a log axis, a band or bar whose lower end is at or below zero has no lower
+    end to draw and would drag the axis down to its smallest positive point: the axis
+    starts at most `factor` below the smallest curve value instead (the band or bar
+    then runs off the bottom, where it reaches)."""
+    vals = np.concatenate([np.asarray(a, dtype=float).ravel() for a in arrays])
+    vals = vals[np.isfinite(vals) & (vals > 0)]
+    if vals.size:
+        lo, hi = ax.get_ylim()
+        floor = vals.min() / factor
+        if lo < floor:
+            ax.set_ylim(floor, hi)
+
+
 def _grid(rows_cols_for: int, width: str):
     n = rows_cols_for
     if width == "one":
@@ -336,6 +349,7 @@ def compare(dmft: Trajectory | None = None, sim: Trajectory | None = None,
                 labels.append(r"fixed point ($t \to \infty$)")
         if name in logy and _log_scale(data):
             ax.set_yscale("log")
+            _log_floor(ax, data)
         ax.set_xlabel(time_label(first.times))
         ax.set_ylabel(label(name, even))
         ax.set_title(title_of(name))
@@ -562,7 +576,7 @@ def plot_phase_diagram(result, name: str = "error", x: str = "alpha", y: str | N
             _boundary_legend(ax, True)
     ax.set_xlabel(_axis_label(result, x))
     if title:
-        ax.set_title(wrap_title(title, width, 8))
+        ax.set_title(wrap_title(title, width, 8, fraction=0.75))
     return fig
 
 

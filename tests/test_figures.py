@@ -6,19 +6,15 @@ redrawing a saved result from its JSON alone (the same figure as the subcommand'
 import json
 import struct
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from click.testing import CliRunner
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from click.testing import CliRunner  # noqa: E402
-
-from dmftjax import cli  # noqa: E402
-from dmftjax import plotting  # noqa: E402
-from dmftjax._sweep import SweepResult  # noqa: E402
-from dmftjax._trajectory import OBSERVABLES, Trajectory  # noqa: E402
-from dmftjax.cli import main  # noqa: E402
+from dmftjax import cli, plotting
+from dmftjax._sweep import SweepResult
+from dmftjax._trajectory import OBSERVABLES, Trajectory
+from dmftjax.cli import main
 
 TINY = ["--steps", "5", "--samples", "64", "--replicas", "2", "-q"]
 
