@@ -145,7 +145,7 @@ def _load_config(ctx: click.Context, param, value):
                 ctx, param)
         else:
             raise click.BadParameter(f"{path}: unknown setting {key!r}", ctx, param)
-    for key, val in data.get(cmd_name, {}).items():
+    for key, val in data.get(cmd_name or "", {}).items():
         name = key.replace("-", "_")
         if name not in own:
             raise click.BadParameter(f"{path}: [{cmd_name}] has unknown setting {key!r} "
@@ -561,7 +561,7 @@ def _meta(ctx: click.Context, params: dict) -> dict:
         "settings": {k: v for k, v in params.items()},
         "config_file": ctx.meta.get("dmftjax_config"),
         "devices": [str(d) for d in jax.devices()],
-        "x64": bool(jax.config.jax_enable_x64),
+        "x64": bool(jax.config.jax_enable_x64),  # type: ignore[attr-defined]  # dynamic attr
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         # the command line as typed, every dependency's version, the git commit if any
         "provenance": provenance(),

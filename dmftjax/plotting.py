@@ -320,7 +320,8 @@ def compare(dmft: Trajectory | None = None, sim: Trajectory | None = None,
     for ax in flat[len(names):]:
         fig.delaxes(ax)
     handles, labels = [], []
-    first = (dmft if dmft is not None else sim)
+    first = dmft if dmft is not None else sim
+    assert first is not None
     n_points = len(np.asarray(first.times))
     if every is None and sim is not None:
         every = max(1, round(len(np.asarray(sim.times)) / (12 if width == "one" else 16)))
@@ -418,7 +419,7 @@ def _select(result, x: str, y: str | None, where: dict | None):
     """Indices that fix every axis other than `x` (and `y`): `where[name]` (a value, the
     nearest grid value is used) or the first grid value."""
     where = dict(where or {})
-    index = []
+    index: list[int | slice] = []
     for name, vals in result.axes.items():
         if name in (x, y):
             index.append(slice(None))
@@ -660,6 +661,7 @@ def plot_law(dmft: Trajectory, sim: Trajectory | None, t: int, what: str = "r", 
         q = other.probabilities(what, full)[:, 1:-1] / width
         se = q.std(axis=0, ddof=1) / np.sqrt(q.shape[0]) if q.shape[0] > 1 else 0 * q[0]
         test = compare_laws(law, other, what)
+        assert sim is not None
         ax.errorbar(centres, q.mean(axis=0), yerr=2 * se, fmt="o", ms=2.0, color="C3",
                     elinewidth=0.7, label=f"simulation, $d = {sim.info.get('dim')}$ "
                                           f"(bars: ±2 s.e.; p = {test.p_value:.2g})")
