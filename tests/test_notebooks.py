@@ -1,8 +1,8 @@
 """Every notebook in notebooks/ runs from top to bottom (nbclient), at tiny sizes.
 
 The sizes are set in each notebook's cell tagged `parameters`; like papermill, the test
-inserts a cell right after it that shrinks them further, so that the five notebooks run
-in well under two minutes on two CPU cores."""
+inserts a cell right after it that shrinks them further, so that each notebook runs in
+about a minute on two CPU cores (at these sizes compiling is most of the time)."""
 
 import os
 from pathlib import Path
@@ -19,7 +19,11 @@ TINY = {
                         "np.array([0.0, 0.1]), 5, 64, np.array([4.0, 8.0])"),
     "04_spectral_initialisation.ipynb": "DIM, SEEDS, STEPS, SAMPLES, POINTS = 60, 2, 5, 64, 4",
     "05_fixed_point_and_tuning.ipynb": "STEPS, SAMPLES, ITERATIONS, GRID = 40, 128, 2, 4",
-    "06_momentum_after_a_spectral_start.ipynb": "STEPS, SAMPLES, REPLICAS, DIM, SEEDS = 8, 64, 2, 60, 2",
+    "06_momentum_after_a_spectral_start.ipynb": ("STEPS, SAMPLES, REPLICAS, DIM, SEEDS = "
+                                                 "8, 64, 2, 60, 2"),
+    "07_your_own_model_and_loss.ipynb": "STEPS, SAMPLES, REPLICAS, DIM, SEEDS = 8, 64, 4, 60, 2",
+    "08_worked_example.ipynb": ("ALPHAS, STEPS, SAMPLES, REPLICAS, DIM, SEEDS = "
+                                "(5.0,), 8, 64, 2, 60, 2"),
 }
 
 
@@ -31,6 +35,9 @@ NEEDS = {
                                          "weak_recovery_threshold", "spectral_simulation"),
     "05_fixed_point_and_tuning.ipynb": ("fixed_point", "fixed_point_sweep", "tune_ridge",
                                         "tune_step_size", "plot_tuning"),
+    "07_your_own_model_and_loss.ipynb": ("AbstractBinaryModel", "fixed_point"),
+    "08_worked_example.ipynb": ("SpectralInit", "MondelliMontanari", "spectral_theory",
+                                "weak_recovery_threshold", "fixed_point", "predicted_rate"),
 }
 
 
