@@ -75,46 +75,57 @@ _PROX_ITERS = 60
 def _make_root(loss: AbstractLoss, iters: int = _PROX_ITERS):
     """`root(kappa, y, w, side)`: the root of `r + kappa loss'(y, r) = w` on the branch
     `side` (the loss's `prox_bracket`), with the implicit-function derivative
-    `dr = (dw - loss' dkappa - kappa loss'_y dy) / (1 + kappa loss'')`."""
+    `dr = (dw - loss' dkappa - kappa loss'_y dy - kappa d_loss loss'[dloss]) /
+    (1 + kappa loss'')`. The loss is an argument of the differentiated function, not a
+    constant it closes over: a user's loss with a float field (traced inside the solver,
+    swept or tuned) is then an input like any other."""
+    return lambda kappa, y, w, side: _root(loss, kappa, y, w, side, iters)
 
-    def solve(kappa, y, w, side):
-        lo, hi, r = loss.prox_bracket(y, w, kappa, side)
-        tol = 4 * jnp.finfo(jnp.result_type(w)).eps * (1.0 + jnp.abs(w))
 
-        def body(state):
-            r, lo, hi, i, _ = state
-            f = r + kappa * loss.grad(y, r) - w
-            df = 1.0 + kappa * loss.hess(y, r)
-            lo = jnp.where(f <= 0, r, lo)
-            hi = jnp.where(f >= 0, r, hi)
-            step = r - f / jnp.where(df > 0, df, 1.0)
-            ok = (df > 0) & (step >= lo) & (step <= hi)
-            new = jnp.where(ok, step, 0.5 * (lo + hi))
-            done = (jnp.abs(new - r) <= tol) | (jnp.abs(f) <= tol)
-            return new, lo, hi, i + 1, done
+def _prox_solve(loss, kappa, y, w, side, iters: int):
+    lo, hi, r = loss.prox_bracket(y, w, kappa, side)
+    tol = 4 * jnp.finfo(jnp.result_type(w)).eps * (1.0 + jnp.abs(w))
 
-        def cond(state):
-            return (state[3] < iters) & ~state[4]
+    def body(state):
+        r, lo, hi, i, _ = state
+        f = r + kappa * loss.grad(y, r) - w
+        df = 1.0 + kappa * loss.hess(y, r)
+        lo = jnp.where(f <= 0, r, lo)
+        hi = jnp.where(f >= 0, r, hi)
+        step = r - f / jnp.where(df > 0, df, 1.0)
+        ok = (df > 0) & (step >= lo) & (step <= hi)
+        new = jnp.where(ok, step, 0.5 * (lo + hi))
+        done = (jnp.abs(new - r) <= tol) | (jnp.abs(f) <= tol)
+        return new, lo, hi, i + 1, done
 
-        # safeguarded Newton (bisection when a step leaves the bracket), stopped per node;
-        # under vmap the loop runs until the slowest node is done
-        r, _, _, _, _ = jax.lax.while_loop(cond, body, (r, lo, hi, 0, jnp.asarray(False)))
-        return r
+    def cond(state):
+        return (state[3] < iters) & ~state[4]
 
-    @jax.custom_jvp
-    def root(kappa, y, w, side):
-        return solve(kappa, y, w, side)
+    # safeguarded Newton (bisection when a step leaves the bracket), stopped per node;
+    # under vmap the loop runs until the slowest node is done
+    r, _, _, _, _ = jax.lax.while_loop(cond, body, (r, lo, hi, 0, jnp.asarray(False)))
+    return r
 
-    @root.defjvp
-    def _root_jvp(primals, tangents):
-        kappa, y, w, side = primals
-        dkappa, dy, dw, _ = tangents
-        r = root(kappa, y, w, side)
-        den = 1.0 + kappa * loss.hess(y, r)
-        dr = (dw - dkappa * loss.grad(y, r) - kappa * loss.grad_y(y, r) * dy) / den
-        return r, dr
 
-    return root
+@eqx.filter_custom_jvp
+def _root(loss, kappa, y, w, side, iters):
+    return _prox_solve(loss, kappa, y, w, side, iters)
+
+
+@_root.def_jvp
+def _root_jvp(primals, tangents, **kwargs):
+    loss, kappa, y, w, side, iters = primals
+    dloss, dkappa, dy, dw, _, _ = tangents
+    r = _root(loss, kappa, y, w, side, iters)
+    zero = jnp.zeros_like(r)
+    dkappa, dy, dw = (zero if d is None else d for d in (dkappa, dy, dw))
+    num = dw - dkappa * loss.grad(y, r) - kappa * loss.grad_y(y, r) * dy
+    if dloss is not None and jax.tree.leaves(dloss):  # a float field of the loss moves
+        dynamic, static = eqx.partition(loss, eqx.is_inexact_array)
+        dfield = eqx.filter(dloss, eqx.is_inexact_array)
+        _, dgrad = jax.jvp(lambda d: eqx.combine(d, static).grad(y, r), (dynamic,), (dfield,))
+        num = num - kappa * dgrad
+    return r, num / (1.0 + kappa * loss.hess(y, r))
 
 
 # --------------------------------------------------------------------------------------

@@ -187,3 +187,33 @@ def test_sizes_beyond_the_machine_are_refused_before_compiling():
         with pytest.raises(ValueError, match="memory_budget"):
             dj.simulate(problem, gd, init, dim=50, num_seeds=2, key=key, memory_budget=budget)
     assert _dmft.TRACES["dmft"] == traces  # refused up front: nothing was traced
+
+
+def test_a_users_loss_with_a_float_field_has_a_fixed_point_and_its_derivative():
+    # the field is traced inside the solver (it was closed over by the prox's custom
+    # derivative and leaked: UnexpectedTracerError); the same loss with the field static
+    # gives the same numbers, and d error / d delta matches a central difference
+    import equinox as eqx
+
+    class StaticPseudoHuber(dj.AbstractLoss):
+        delta: float = eqx.field(static=True, default=1.0)
+
+        def __call__(self, y, r):
+            return self.delta**2 * (jnp.sqrt(1 + ((r - y) / self.delta) ** 2) - 1)
+
+    def problem(loss):
+        return dj.Problem(dj.LinearModel(0.1), loss, alpha=3.0, regulariser=dj.Ridge(0.05))
+
+    traced = dj.fixed_point(problem(PseudoHuber(1.0)))
+    static = dj.fixed_point(problem(StaticPseudoHuber(1.0)))
+    assert bool(traced.converged)
+    np.testing.assert_allclose(float(traced.error), float(static.error), rtol=1e-12)
+
+    def error(delta):
+        return dj.fixed_point(problem(PseudoHuber(delta)), warn=False).error
+
+    grad = float(jax.grad(error)(1.0))
+    h = 1e-5
+    central = float((error(1.0 + h) - error(1.0 - h)) / (2 * h))
+    assert abs(grad) > 1e-6
+    np.testing.assert_allclose(grad, central, rtol=1e-5)
