@@ -267,9 +267,11 @@ def _expand(f, lo, start, sign):
 
 # ignores: optimistix's `norm` (an eqx.AbstractVar, a ClassVar here) reads as a field to mypy
 _BISECT: optx.Bisection = optx.Bisection(  # type: ignore[call-arg]
-    rtol=1e-13, atol=1e-13, flip=False)
+    rtol=1e-13, atol=1e-13, flip=False
+)
 _BISECT_FLIP: optx.Bisection = optx.Bisection(  # type: ignore[call-arg]
-    rtol=1e-13, atol=1e-13, flip=True)
+    rtol=1e-13, atol=1e-13, flip=True
+)
 
 
 def _root(fn, solver, args, lower, upper):
