@@ -11,7 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._losses import AbstractLoss, Ridge
-from ._models import AbstractBinaryModel, AbstractModel, AbstractPrior, GaussianPrior
+from ._models import (AbstractBinaryModel, AbstractModel, AbstractPrior, GaussianPrior,
+                      check_label_law)
 from ._validate import check_nonnegative, check_positive, check_precision, check_real, is_concrete
 
 
@@ -49,6 +50,8 @@ class Problem(eqx.Module):
             if hasattr(self.model, name):
                 check_nonnegative(f"model.{name}", getattr(self.model, name))
         _check_labels(self.model, self.loss)
+        if isinstance(self.model, AbstractBinaryModel):
+            check_label_law(self.model)
 
     @property
     def lam(self):

@@ -170,7 +170,10 @@ def _noiseless(model) -> bool:
 def _rule(model: AbstractModel, breakpoints: tuple, noiseless: bool) -> _Rule:
     if isinstance(model, AbstractBinaryModel):
         # the two labels integrated exactly: weights P(y = +-1 | G) on a rule in G
-        g, wg = _panels(jnp.arange(-10.0, 10.001, 0.25))
+        # (a declared jump of the law is a panel end: each panel's integrand is smooth)
+        jumps = [jnp.clip(jnp.asarray(b, dtype=float), -10.0, 10.0) for b in model.breakpoints()]
+        g, wg = _panels(jnp.concatenate([jnp.arange(-10.0, 10.001, 0.25)]
+                                        + [jnp.reshape(b, (1,)) for b in jumps]))
         wz = wg * _phi(g)
         p1 = jax.vmap(model.prob_plus)(g)
         wp = jnp.concatenate([wz * p1, wz * (1.0 - p1)])
