@@ -59,6 +59,10 @@ class _Negated(AbstractPreprocessing):
 def check_outlier(problem, init):
     """The closed form of the start; refuses (ValueError) without an outlier."""
     theory = spectral_theory(problem, init.preprocessing)
+    if not is_concrete(theory.has_outlier):
+        # inside a trace even constant inputs give traced results (a sweep over the
+        # algorithm's fields from this start): the engines check before tracing
+        return theory
     if not bool(theory.has_outlier):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -377,7 +381,7 @@ class SpectralInit(AbstractInit):
         return self.simulator_start_with_info(problem, theta_star, a, y, key=key)[0]
 
     def dmft_start(self, problem, *, spectral_method="slot", eps0=0.1):
-        """The stationary slot (`"slot"`, section 3b: `(R_vv, m_v)` from the closed form;
+        """The stationary slot (`"slot"`, docs/equations.md#stationary-slot: `(R_vv, m_v)` from the closed form;
         traceable, so a sweep can vary `alpha` or the preprocessing) or the power-method
         prehistory (`"prehistory"`: `K` and the shift from the predicted spectrum, fixed
         before tracing). Refuses, when its inputs are concrete, a start without a
@@ -392,7 +396,7 @@ class SpectralInit(AbstractInit):
                 warnings.simplefilter("ignore", RuntimeWarning)
                 theory = spectral_theory(problem, self.preprocessing)
         info = {}
-        if concrete:
+        if concrete and is_concrete(theory.cosine2):
             info = dict(cosine2_theory=float(theory.cosine2),
                         top_eigenvalue=float(theory.top_eigenvalue), R_vv=float(theory.R_vv))
         if spectral_method == "slot":

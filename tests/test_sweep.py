@@ -238,6 +238,21 @@ def test_spectral_start_sweep_by_paths_equals_solve_dmft():
                  key=key, progress=False)
 
 
+def test_a_sweep_over_the_method_alone_from_a_spectral_start():
+    # only the algorithm's fields vary: the start's closed form is then computed on
+    # constants inside the trace, whose results are still traced (the outlier check
+    # raised TracerBoolConversionError; the README tour's line)
+    problem, _, _ = _tiny()
+    init, key = dj.SpectralInit(dj.MondelliMontanari()), jax.random.key(5)
+    res = dj.sweep(problem, dj.HeavyBall(0.02, 0.0, 6), init,
+                   axes={"algorithm.momentum": [0.0, 0.5]}, num_samples=200, num_replicas=2,
+                   key=key, progress=False)
+    for i, beta in enumerate([0.0, 0.5]):
+        traj = dj.solve_dmft(problem, dj.HeavyBall(0.02, beta, 6), init, num_samples=200,
+                             num_replicas=2, key=key)
+        np.testing.assert_allclose(res.values["error"][i], traj.error[-1], rtol=1e-10)
+
+
 def test_phase_diagram_draws(tmp_path):
     from dmftjax.plotting import plot_phase_diagram, plot_sweep_curves
 
