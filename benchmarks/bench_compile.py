@@ -20,7 +20,7 @@ import tempfile
 
 from _common import write
 
-CHILD = r'''
+CHILD = r"""
 import json, statistics, sys, time
 t0 = time.perf_counter()
 import jax
@@ -44,7 +44,7 @@ for name, f in calls.items():
     out[name] = dict(first_s=first, compiled_s=[statistics.median(runs), min(runs), max(runs)],
                      overhead_s=first - statistics.median(runs))
 print(json.dumps(out))
-'''
+"""
 
 
 def main():
@@ -52,8 +52,13 @@ def main():
         env = dict(os.environ, JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"))
         results = []
         for process in (1, 2):
-            res = subprocess.run([sys.executable, "-c", CHILD, cache], env=env,
-                                 capture_output=True, text=True, check=True)
+            res = subprocess.run(
+                [sys.executable, "-c", CHILD, cache],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             results.append(json.loads(res.stdout.strip().splitlines()[-1]))
         entries = len(os.listdir(cache))
     for process, r in enumerate(results, 1):
@@ -62,8 +67,10 @@ def main():
         for name in ("dmft", "simulate"):
             c = r[name]
             med, lo, hi = c["compiled_s"]
-            print(f"  {name:8s} first call {c['first_s']:6.2f} s, compiled call {med:.2f} s "
-                  f"[{lo:.2f}, {hi:.2f}], {what} {c['overhead_s']:.2f} s")
+            print(
+                f"  {name:8s} first call {c['first_s']:6.2f} s, compiled call {med:.2f} s "
+                f"[{lo:.2f}, {hi:.2f}], {what} {c['overhead_s']:.2f} s"
+            )
     print(f"cache entries: {entries}")
     write("compile.json", dict(processes=results, cache_entries=entries))
 

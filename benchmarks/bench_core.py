@@ -28,7 +28,9 @@ sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
 from _common import fmt, peak_rss_mb, timeit, write  # noqa: E402
 from numpy_reference import solve_numpy  # noqa: E402
 
-PROBLEM = dj.Problem(dj.PhaseRetrieval(0.1), dj.WirtingerLoss(), alpha=3.0, regulariser=dj.Ridge(0.05))
+PROBLEM = dj.Problem(
+    dj.PhaseRetrieval(0.1), dj.WirtingerLoss(), alpha=3.0, regulariser=dj.Ridge(0.05)
+)
 INIT = dj.InformedInit(0.5, 1.0)
 
 
@@ -46,7 +48,10 @@ def sim_fn(steps, dim):
 
 
 def main(quick: bool, only_reference: bool = False):
-    out = {"machine": f"{jax.devices()[0].platform}, {jax.device_count()} device(s)", "dtype": "float64"}
+    out = {
+        "machine": f"{jax.devices()[0].platform}, {jax.device_count()} device(s)",
+        "dtype": "float64",
+    }
     rep = 2 if quick else 3
 
     # 1. JAX against the numpy reference (same equations, tangent estimator)
@@ -72,8 +77,8 @@ def main(quick: bool, only_reference: bool = False):
     # 2. DMFT scaling in T and M
     print("\nDMFT scaling (one replica)")
     rows = []
-    for steps in ([50, 100] if quick else [50, 100, 200, 400]):
-        for num in ([2000, 8000] if quick else [5000, 20000]):
+    for steps in [50, 100] if quick else [50, 100, 200, 400]:
+        for num in [2000, 8000] if quick else [5000, 20000]:
             for est in ("tangent", "ibp"):
                 if est == "tangent" and steps * steps * num > 200 * 200 * 20000:
                     continue
@@ -86,7 +91,7 @@ def main(quick: bool, only_reference: bool = False):
     # 3. simulation scaling in d (one seed, T = 100)
     print("\nsimulation, one seed, T = 100")
     srows = []
-    for dim in ([500, 1000] if quick else [500, 1000, 2000, 4000]):
+    for dim in [500, 1000] if quick else [500, 1000, 2000, 4000]:
         t = timeit(sim_fn(100, dim), rep if dim <= 2000 else 1)
         srows.append(dict(dim=dim, time=t))
         print(f"  d={dim:5d} {fmt(t)}")
@@ -95,28 +100,57 @@ def main(quick: bool, only_reference: bool = False):
     # 4. equal accuracy: the error after 20 steps to standard error eps
     steps = 20
     reps, num = 8, 20000
-    dm = dj.solve_dmft(PROBLEM, dj.GradientDescent(0.05, steps), INIT, num_samples=num,
-                       num_replicas=reps, key=jax.random.key(1))
-    t_dmft = timeit(lambda: dj.solve_dmft(PROBLEM, dj.GradientDescent(0.05, steps), INIT,
-                                          num_samples=num, num_replicas=reps,
-                                          key=jax.random.key(1)).values["error"], 1)
+    dm = dj.solve_dmft(
+        PROBLEM,
+        dj.GradientDescent(0.05, steps),
+        INIT,
+        num_samples=num,
+        num_replicas=reps,
+        key=jax.random.key(1),
+    )
+    t_dmft = timeit(
+        lambda: dj.solve_dmft(
+            PROBLEM,
+            dj.GradientDescent(0.05, steps),
+            INIT,
+            num_samples=num,
+            num_replicas=reps,
+            key=jax.random.key(1),
+        ).values["error"],
+        1,
+    )
     eps = float(dm.error_se[-1])
     # finite-size bias of the error at t = 20 measured in tests: ~ c/d with c ~ 1.9
     bias_c = 1.9
     dim = int(math.ceil(bias_c / eps / 100) * 100)
-    sim = dj.simulate(PROBLEM, dj.GradientDescent(0.05, steps), INIT, dim=min(dim, 2000),
-                      num_seeds=8, key=jax.random.key(2))
+    sim = dj.simulate(
+        PROBLEM,
+        dj.GradientDescent(0.05, steps),
+        INIT,
+        dim=min(dim, 2000),
+        num_seeds=8,
+        key=jax.random.key(2),
+    )
     sd_seed = float(sim.error_se[-1]) * math.sqrt(8) * math.sqrt(min(dim, 2000) / dim)
     seeds_needed = max(2, math.ceil((sd_seed / eps) ** 2))
     t_seed = timeit(sim_fn(steps, dim), 1)[0]
     t_sim = seeds_needed * t_seed
     print(f"\nequal accuracy on the error at t = {steps}: standard error {eps:.2e}")
     print(f"  DMFT: M = {reps} x {num}: {t_dmft[0]:.2f} s")
-    print(f"  simulation: d >= {dim} (bias {bias_c}/d below the error), per-seed sd {sd_seed:.2e}"
-          f" -> {seeds_needed} seeds x {t_seed:.2f} s = {t_sim:.1f} s")
+    print(
+        f"  simulation: d >= {dim} (bias {bias_c}/d below the error), per-seed sd {sd_seed:.2e}"
+        f" -> {seeds_needed} seeds x {t_seed:.2f} s = {t_sim:.1f} s"
+    )
     print(f"  ratio: simulation / DMFT = {t_sim / t_dmft[0]:.0f}x")
-    out["equal_accuracy"] = dict(steps=steps, stderr=eps, dmft_time=t_dmft[0], dim=dim,
-                                 seeds=seeds_needed, sim_time=t_sim, ratio=t_sim / t_dmft[0])
+    out["equal_accuracy"] = dict(
+        steps=steps,
+        stderr=eps,
+        dmft_time=t_dmft[0],
+        dim=dim,
+        seeds=seeds_needed,
+        sim_time=t_sim,
+        ratio=t_sim / t_dmft[0],
+    )
     out["peak_rss_mb"] = peak_rss_mb()
     print(f"\npeak resident memory {out['peak_rss_mb']:.0f} MB")
     write("core.json", out)
@@ -125,7 +159,10 @@ def main(quick: bool, only_reference: bool = False):
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--reference-only", action="store_true",
-                    help="only the numpy-against-jit comparison (to re-measure on a quiet machine)")
+    ap.add_argument(
+        "--reference-only",
+        action="store_true",
+        help="only the numpy-against-jit comparison (to re-measure on a quiet machine)",
+    )
     args = ap.parse_args()
     main(args.quick, args.reference_only)

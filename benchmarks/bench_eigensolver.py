@@ -41,11 +41,15 @@ def main(argv=None):
     prep = dj.MondelliMontanari().specialise(args.alpha)
     theory = dj.spectral_theory(problem, dj.MondelliMontanari())
     rows = []
-    print(f"alpha = {args.alpha}, T = Mondelli-Montanari, float64, {jax.devices()[0]}, "
-          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"alpha = {args.alpha}, T = Mondelli-Montanari, float64, {jax.devices()[0]}, "
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}"
+    )
     print(f"theory: cos^2 = {float(theory.cosine2):.4f}, lam1 = {float(theory.top_eigenvalue):.4f}")
-    print(f"{'d':>6} {'n':>6} {'method':>8} {'time (median [min, max])':>30} {'matvecs':>8} "
-          f"{'lam1':>9} {'cos^2':>7}")
+    print(
+        f"{'d':>6} {'n':>6} {'method':>8} {'time (median [min, max])':>30} {'matvecs':>8} "
+        f"{'lam1':>9} {'cos^2':>7}"
+    )
     for d in dims:
         n = int(round(args.alpha * d))
         key = jax.random.key(d)
@@ -56,7 +60,8 @@ def main(argv=None):
         for method in ("dense", "lanczos"):
             if method == "dense" and d > dense_max:
                 continue
-            def run(method=method):
+
+            def run(method=method, a=a, t=t):
                 return dj.top_eigenpair(a, t, key=key, method=method)
 
             t0 = time.perf_counter()
@@ -65,27 +70,52 @@ def main(argv=None):
             timing = timeit(run, repeats=args.repeats)
             cos2 = float((x @ theta_star) ** 2 / (theta_star @ theta_star))
             results[method] = (lam, x)
-            row = dict(d=d, n=n, method=method, median_s=timing[0], min_s=timing[1],
-                       max_s=timing[2], first_call_s=first, matvecs=int(info.matvecs),
-                       lam1=float(lam), cosine2=cos2, converged=bool(info.converged),
-                       relative_residual=float(info.residual / abs(lam)))
+            row = dict(
+                d=d,
+                n=n,
+                method=method,
+                median_s=timing[0],
+                min_s=timing[1],
+                max_s=timing[2],
+                first_call_s=first,
+                matvecs=int(info.matvecs),
+                lam1=float(lam),
+                cosine2=cos2,
+                converged=bool(info.converged),
+                relative_residual=float(info.residual / abs(lam)),
+            )
             rows.append(row)
-            print(f"{d:>6} {n:>6} {method:>8} {fmt(timing):>30} {row['matvecs']:>8} "
-                  f"{row['lam1']:>9.5f} {cos2:>7.4f}", flush=True)
+            print(
+                f"{d:>6} {n:>6} {method:>8} {fmt(timing):>30} {row['matvecs']:>8} "
+                f"{row['lam1']:>9.5f} {cos2:>7.4f}",
+                flush=True,
+            )
         if len(results) == 2:
             (l1, x1), (l2, x2) = results["dense"], results["lanczos"]
-            print(f"{'':>6} agreement: |lam_dense - lam_lanczos| / lam = "
-                  f"{abs(float(l1 - l2)) / abs(float(l1)):.1e}, 1 - |<x_dense, x_lanczos>| = "
-                  f"{1 - abs(float(x1 @ x2)):.1e}")
+            print(
+                f"{'':>6} agreement: |lam_dense - lam_lanczos| / lam = "
+                f"{abs(float(l1 - l2)) / abs(float(l1)):.1e}, 1 - |<x_dense, x_lanczos>| = "
+                f"{1 - abs(float(x1 @ x2)):.1e}"
+            )
         del a, t
-    write("eigensolver.json", dict(
-        alpha=args.alpha, preprocessing="MondelliMontanari", repeats=args.repeats,
-        theory=dict(cosine2=float(theory.cosine2), top_eigenvalue=float(theory.top_eigenvalue)),
-        machine=dict(platform=platform.platform(), cpus=os.cpu_count(),
-                     device=str(jax.devices()[0]), jax=jax.__version__,
-                     load_average_at_end=os.getloadavg()[0]),
-        peak_rss_mb=peak_rss_mb(), rows=rows,
-    ))
+    write(
+        "eigensolver.json",
+        dict(
+            alpha=args.alpha,
+            preprocessing="MondelliMontanari",
+            repeats=args.repeats,
+            theory=dict(cosine2=float(theory.cosine2), top_eigenvalue=float(theory.top_eigenvalue)),
+            machine=dict(
+                platform=platform.platform(),
+                cpus=os.cpu_count(),
+                device=str(jax.devices()[0]),
+                jax=jax.__version__,
+                load_average_at_end=os.getloadavg()[0],
+            ),
+            peak_rss_mb=peak_rss_mb(),
+            rows=rows,
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -26,8 +26,9 @@ from dmftjax._validate import as_arrays  # noqa: E402
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import fmt, timeit, write  # noqa: E402
 
-PROBLEM = dj.Problem(dj.PhaseRetrieval(0.1), dj.WirtingerLoss(), alpha=3.0,
-                     regulariser=dj.Ridge(0.05))
+PROBLEM = dj.Problem(
+    dj.PhaseRetrieval(0.1), dj.WirtingerLoss(), alpha=3.0, regulariser=dj.Ridge(0.05)
+)
 INIT = dj.InformedInit(0.5, 1.0)
 
 
@@ -44,9 +45,15 @@ def main():
     print(f"device: {dev.platform} {getattr(dev, 'device_kind', '')} x {jax.device_count()}")
     out = {"device": f"{dev.platform} {getattr(dev, 'device_kind', '')}", "rows": []}
     quick = "--quick" in sys.argv  # a smoke test of the script itself, at small sizes
-    grid = [(100, 20000, "tangent"), (100, 100000, "tangent"), (200, 100000, "windowed"),
-            (1000, 25000, "windowed"), (1000, 100000, "windowed"), (200, 100000, "ibp"),
-            (1000, 100000, "ibp")]
+    grid = [
+        (100, 20000, "tangent"),
+        (100, 100000, "tangent"),
+        (200, 100000, "windowed"),
+        (1000, 25000, "windowed"),
+        (1000, 100000, "windowed"),
+        (200, 100000, "ibp"),
+        (1000, 100000, "ibp"),
+    ]
     sims = [(2000, 8), (8000, 4), (16000, 2)]
     if quick:
         grid = [(min(s, 60), 1000, e) for s, _, e in grid[:3]]
@@ -54,10 +61,15 @@ def main():
     for steps, num, est in grid:
         p, a, i = as_arrays((PROBLEM, dj.GradientDescent(0.03, steps), INIT))
         engine = (est, 40, None)  # the long-horizon mode's default window
-        f = jax.jit(lambda k, p=p, a=a, i=i, num=num, e=engine: _replica(p, a, i.dmft_start(p), k, num, e))
+        f = jax.jit(
+            lambda k, p=p, a=a, i=i, num=num, e=engine: _replica(p, a, i.dmft_start(p), k, num, e)
+        )
         t = timeit(lambda f=f: f(jax.random.key(0)), 2)
-        out["rows"].append(dict(kind="dmft", steps=steps, samples=num, estimator=est, time=t,
-                                mem_gb=device_memory()))
+        out["rows"].append(
+            dict(
+                kind="dmft", steps=steps, samples=num, estimator=est, time=t, mem_gb=device_memory()
+            )
+        )
         print(f"DMFT {est:8s} T={steps:5d} M={num:7d} {fmt(t)}", flush=True)
     for dim, seeds in sims:
         p, a, i = as_arrays((PROBLEM, dj.GradientDescent(0.05, 100), INIT))
@@ -66,8 +78,9 @@ def main():
         f = jax.jit(jax.vmap(one))
         keys = jax.random.split(jax.random.key(0), seeds)
         t = timeit(lambda f=f, keys=keys: f(keys), 2)
-        out["rows"].append(dict(kind="simulation", dim=dim, seeds=seeds, steps=100, time=t,
-                                mem_gb=device_memory()))
+        out["rows"].append(
+            dict(kind="simulation", dim=dim, seeds=seeds, steps=100, time=t, mem_gb=device_memory())
+        )
         print(f"simulation d={dim:6d} seeds={seeds} T=100 {fmt(t)}", flush=True)
     write("gpu_quick.json" if quick else "gpu.json", out)
 

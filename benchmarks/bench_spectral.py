@@ -21,25 +21,48 @@ from _common import fmt, timeit, write  # noqa: E402
 
 
 def main():
-    problem = dj.Problem(dj.PhaseRetrieval(0.0), dj.WirtingerLoss(), alpha=3.0,
-                         regulariser=dj.Ridge(0.05))
+    problem = dj.Problem(
+        dj.PhaseRetrieval(0.0), dj.WirtingerLoss(), alpha=3.0, regulariser=dj.Ridge(0.05)
+    )
     init = dj.SpectralInit(dj.MondelliMontanari())
     gd = dj.GradientDescent(0.02, 20)
     out = {"alpha": 3.0, "steps": 20, "rows": []}
     res = {}
     for method in ("slot", "prehistory"):
+
         def run(method=method):
-            return dj.solve_dmft(problem, gd, init, num_samples=10000, num_replicas=4,
-                                 key=jax.random.key(0), spectral_method=method).values["error"]
+            return dj.solve_dmft(
+                problem,
+                gd,
+                init,
+                num_samples=10000,
+                num_replicas=4,
+                key=jax.random.key(0),
+                spectral_method=method,
+            ).values["error"]
+
         t = timeit(run, 3)
-        traj = dj.solve_dmft(problem, gd, init, num_samples=10000, num_replicas=4,
-                             key=jax.random.key(0), spectral_method=method)
+        traj = dj.solve_dmft(
+            problem,
+            gd,
+            init,
+            num_samples=10000,
+            num_replicas=4,
+            key=jax.random.key(0),
+            spectral_method=method,
+        )
         res[method] = traj
         extra = f" (K = {traj.info['power_steps']} power steps)" if method == "prehistory" else ""
         print(f"{method:10s} {fmt(t)}{extra}")
-        out["rows"].append(dict(method=method, time=t, error=np.asarray(traj.error).tolist(),
-                                error_se=np.asarray(traj.error_se).tolist(),
-                                power_steps=traj.info.get("power_steps")))
+        out["rows"].append(
+            dict(
+                method=method,
+                time=t,
+                error=np.asarray(traj.error).tolist(),
+                error_se=np.asarray(traj.error_se).tolist(),
+                power_steps=traj.info.get("power_steps"),
+            )
+        )
     ratio = out["rows"][1]["time"][0] / out["rows"][0]["time"][0]
     print(f"prehistory / slot time: {ratio:.1f}x")
     out["ratio"] = ratio

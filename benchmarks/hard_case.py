@@ -38,54 +38,76 @@ STEPS, ALPHA, STALL = 200, 3.0, 1e-2
 def summary(err, ww):
     err, ww = np.asarray(err), np.asarray(ww)
     stall = err > STALL
-    return dict(runs=int(err.size), error_mean=float(err.mean()),
-                error_se=float(err.std(ddof=1) / np.sqrt(err.size)),
-                error_median=float(np.median(err)),
-                error_quartiles=np.quantile(err, [0.25, 0.75]).tolist(),
-                stalled=float(stall.mean()),
-                stalled_se=float(np.sqrt(stall.mean() * (1 - stall.mean()) / err.size)),
-                wrong_well_mean=float(ww.mean()), wrong_well_median=float(np.median(ww)),
-                errors=err.tolist(), wrong_well=ww.tolist())
+    return dict(
+        runs=int(err.size),
+        error_mean=float(err.mean()),
+        error_se=float(err.std(ddof=1) / np.sqrt(err.size)),
+        error_median=float(np.median(err)),
+        error_quartiles=np.quantile(err, [0.25, 0.75]).tolist(),
+        stalled=float(stall.mean()),
+        stalled_se=float(np.sqrt(stall.mean() * (1 - stall.mean()) / err.size)),
+        wrong_well_mean=float(ww.mean()),
+        wrong_well_median=float(np.median(ww)),
+        errors=err.tolist(),
+        wrong_well=ww.tolist(),
+    )
 
 
 def main(quick=False, sizes=None, name="hard_case.json"):
-    problem = dj.Problem(dj.PhaseRetrieval(0.0), dj.WirtingerLoss(), alpha=ALPHA,
-                         regulariser=dj.Ridge(0.01))
+    problem = dj.Problem(
+        dj.PhaseRetrieval(0.0), dj.WirtingerLoss(), alpha=ALPHA, regulariser=dj.Ridge(0.01)
+    )
     init = dj.SpectralInit(dj.MondelliMontanari())
     gd = dj.GradientDescent(0.02, STEPS)
-    sizes = sizes or [(150, 24, 24), (250, 16, 16)] if quick else sizes or \
-        [(250, 48, 48), (500, 40, 40), (1000, 32, 32), (2000, 16, 24)]
-    out = {"alpha": ALPHA, "lam": 0.01, "step": 0.02, "steps": STEPS, "stall": STALL,
-           "sizes": []}
+    sizes = (
+        sizes or [(150, 24, 24), (250, 16, 16)]
+        if quick
+        else sizes or [(250, 48, 48), (500, 40, 40), (1000, 32, 32), (2000, 16, 24)]
+    )
+    out = {"alpha": ALPHA, "lam": 0.01, "step": 0.02, "steps": STEPS, "stall": STALL, "sizes": []}
     for dim, seeds, replicas in sizes:
         rows = int(round(ALPHA * dim))
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            sim = dj.simulate(problem, gd, init, dim=dim, num_seeds=seeds,
-                              key=jax.random.key(dim), test_rows=0)
+            sim = dj.simulate(
+                problem, gd, init, dim=dim, num_seeds=seeds, key=jax.random.key(dim), test_rows=0
+            )
             t1 = time.perf_counter()
-            dmft = dj.solve_dmft(problem, gd, init, num_samples=rows + rows % 2,
-                                 num_replicas=replicas, key=jax.random.key(10 * dim),
-                                 estimator="windowed")
+            dmft = dj.solve_dmft(
+                problem,
+                gd,
+                init,
+                num_samples=rows + rows % 2,
+                num_replicas=replicas,
+                key=jax.random.key(10 * dim),
+                estimator="windowed",
+            )
         t2 = time.perf_counter()
         s = summary(sim.info["final_runs"]["error"], sim.info["final_runs"]["wrong_well"])
         m = summary(dmft.info["final_runs"]["error"], dmft.info["final_runs"]["wrong_well"])
         ks_err = stats.ks_2samp(s["errors"], m["errors"])
         ks_ww = stats.ks_2samp(s["wrong_well"], m["wrong_well"])
-        row = dict(dim=dim, rows=rows, simulation=s, dmft=m,
-                   diverged=dict(simulation=sim.info["num_diverged"],
-                                 dmft=dmft.info["num_diverged"]),
-                   ks_error=dict(statistic=float(ks_err.statistic), p=float(ks_err.pvalue)),
-                   ks_wrong_well=dict(statistic=float(ks_ww.statistic), p=float(ks_ww.pvalue)),
-                   seconds=dict(simulation=t1 - t0, dmft=t2 - t1))
+        row = dict(
+            dim=dim,
+            rows=rows,
+            simulation=s,
+            dmft=m,
+            diverged=dict(simulation=sim.info["num_diverged"], dmft=dmft.info["num_diverged"]),
+            ks_error=dict(statistic=float(ks_err.statistic), p=float(ks_err.pvalue)),
+            ks_wrong_well=dict(statistic=float(ks_ww.statistic), p=float(ks_ww.pvalue)),
+            seconds=dict(simulation=t1 - t0, dmft=t2 - t1),
+        )
         out["sizes"].append(row)
-        print(f"d = {dim:5d} (n = M = {rows}): stalled sim {s['stalled']:.2f} ± "
-              f"{s['stalled_se']:.2f}, dmft {m['stalled']:.2f} ± {m['stalled_se']:.2f}; "
-              f"median error sim {s['error_median']:.2e}, dmft {m['error_median']:.2e}; "
-              f"wrong well sim {s['wrong_well_mean']:.2e}, dmft {m['wrong_well_mean']:.2e}; "
-              f"KS p: error {ks_err.pvalue:.2f}, wrong well {ks_ww.pvalue:.2f} "
-              f"({t1 - t0:.0f} s + {t2 - t1:.0f} s)", flush=True)
+        print(
+            f"d = {dim:5d} (n = M = {rows}): stalled sim {s['stalled']:.2f} ± "
+            f"{s['stalled_se']:.2f}, dmft {m['stalled']:.2f} ± {m['stalled_se']:.2f}; "
+            f"median error sim {s['error_median']:.2e}, dmft {m['error_median']:.2e}; "
+            f"wrong well sim {s['wrong_well_mean']:.2e}, dmft {m['wrong_well_mean']:.2e}; "
+            f"KS p: error {ks_err.pvalue:.2f}, wrong well {ks_ww.pvalue:.2f} "
+            f"({t1 - t0:.0f} s + {t2 - t1:.0f} s)",
+            flush=True,
+        )
     write(name, out)
 
 

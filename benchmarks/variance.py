@@ -27,8 +27,9 @@ from _common import write  # noqa: E402
 
 
 def wirtinger(alpha):
-    return dj.Problem(dj.PhaseRetrieval(0.0), dj.WirtingerLoss(), alpha=alpha,
-                      regulariser=dj.Ridge(0.01))
+    return dj.Problem(
+        dj.PhaseRetrieval(0.0), dj.WirtingerLoss(), alpha=alpha, regulariser=dj.Ridge(0.01)
+    )
 
 
 # name: (problem, start, step size, steps). The spectral start runs at alpha = 5: at
@@ -64,21 +65,31 @@ def main():
         fixed = dj.fixed_point(problem)
         print(f"\n{name}: alpha {problem.alpha}, fixed point error {float(fixed.error):.3e}")
         t0 = time.perf_counter()
-        traj = dj.solve_dmft(problem, dj.GradientDescent(step, steps), init,
-                             num_samples=total // replicas, num_replicas=replicas,
-                             key=jax.random.key(7), estimator="windowed")
+        traj = dj.solve_dmft(
+            problem,
+            dj.GradientDescent(step, steps),
+            init,
+            num_samples=total // replicas,
+            num_replicas=replicas,
+            key=jax.random.key(7),
+            estimator="windowed",
+        )
         elapsed = time.perf_counter() - t0
         err, se = np.asarray(traj.error), np.asarray(traj.error_se)
         rel = se / err
         above, below = band(err, rel, 1e-3, np.inf), band(err, rel, 1e-4, 1e-3)
         floor = band(err, rel, 0.0, 1e-4)
-        print(f"\n{name} start, {replicas} x {total // replicas} samples, {steps} steps "
-              f"({elapsed:.0f} s with compilation)")
+        print(
+            f"\n{name} start, {replicas} x {total // replicas} samples, {steps} steps "
+            f"({elapsed:.0f} s with compilation)"
+        )
         print(f"  relative s.e. where error > 1e-3:        {above}")
         print(f"  relative s.e. where 1e-4 < error <= 1e-3: {below}")
         print(f"  relative s.e. where error <= 1e-4:        {floor}")
-        print(f"  error at T {err[-1]:.3e} +- {se[-1]:.1e}; wrong well at T "
-              f"{float(traj.wrong_well[-1]):.2e} +- {float(traj.wrong_well_se[-1]):.1e}")
+        print(
+            f"  error at T {err[-1]:.3e} +- {se[-1]:.1e}; wrong well at T "
+            f"{float(traj.wrong_well[-1]):.2e} +- {float(traj.wrong_well_se[-1]):.1e}"
+        )
         per_replica = traj.info.get("final_error_runs")
         if per_replica is not None:
             runs = np.array2string(np.asarray(per_replica), precision=2)
@@ -86,11 +97,20 @@ def main():
         for t in (0, 10, 50, 100, 200, 300, steps):
             if t <= steps:
                 print(f"  t = {t:4d}  error {err[t]:.3e} +- {se[t]:.1e} ({rel[t]:.3f})")
-        out[name] = dict(alpha=problem.alpha, lam=0.01, step_size=step, steps=steps,
-                         fixed_point_error=float(fixed.error), above_1e3=above,
-                         band_1e4_1e3=below, below_1e4=floor,
-                         error=err.tolist(), stderr=se.tolist(),
-                         wrong_well=np.asarray(traj.wrong_well).tolist(), seconds=elapsed)
+        out[name] = dict(
+            alpha=problem.alpha,
+            lam=0.01,
+            step_size=step,
+            steps=steps,
+            fixed_point_error=float(fixed.error),
+            above_1e3=above,
+            band_1e4_1e3=below,
+            below_1e4=floor,
+            error=err.tolist(),
+            stderr=se.tolist(),
+            wrong_well=np.asarray(traj.wrong_well).tolist(),
+            seconds=elapsed,
+        )
     write("variance_quick.json" if args.quick else "variance.json", out)
 
 

@@ -7,6 +7,8 @@ from ._algorithms import Coefficients as Coefficients
 from ._algorithms import GradientDescent as GradientDescent
 from ._algorithms import HeavyBall as HeavyBall
 from ._algorithms import Nesterov as Nesterov
+from ._cache import compilation_cache_dir as compilation_cache_dir
+from ._cache import enable_compilation_cache as enable_compilation_cache
 from ._dmft import dmft_replica as dmft_replica
 from ._dmft import solve_dmft as solve_dmft
 from ._estimators import AbstractEstimator as AbstractEstimator
@@ -64,15 +66,13 @@ from ._sweep import SweepResult as SweepResult
 from ._sweep import sweep as sweep
 from ._trajectory import OBSERVABLES as OBSERVABLES
 from ._trajectory import Trajectory as Trajectory
-from ._cache import compilation_cache_dir as compilation_cache_dir
-from ._cache import enable_compilation_cache as enable_compilation_cache
 from ._tune import TuneResult as TuneResult
+from ._tune import algorithm_objective as algorithm_objective
 from ._tune import grid_search as grid_search
 from ._tune import plot_tuning as plot_tuning
 from ._tune import tune as tune
-from ._tune import tune_ridge as tune_ridge
-from ._tune import algorithm_objective as algorithm_objective
 from ._tune import tune_algorithm as tune_algorithm
+from ._tune import tune_ridge as tune_ridge
 from ._tune import tune_step_size as tune_step_size
 from ._tune import tuned_value as tuned_value
 

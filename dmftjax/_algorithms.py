@@ -1,4 +1,4 @@
-r"""First-order methods as one linear plan (derivation, section 2b).
+r"""First-order methods as one linear plan (docs/equations.md#first-order-methods).
 
 Every method here is the recursion with a **query point** `phi^t` (where the gradient is
 taken) and an **update** over the last `p` iterates,
@@ -40,8 +40,14 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from ._validate import (check_int, check_nonnegative, check_positive, is_bool, is_concrete,
-                        static_int)
+from ._validate import (
+    check_int,
+    check_nonnegative,
+    check_positive,
+    is_bool,
+    is_concrete,
+    static_int,
+)
 
 
 class Coefficients(eqx.Module):
@@ -75,8 +81,9 @@ def _check_schedule(step_size, steps: int):
         try:
             values = np.asarray(_schedule_values(step_size, steps))
         except Exception as err:  # noqa: BLE001 - a user's callable: say what it did
-            raise ValueError(f"step_size schedule failed on the step numbers 0..{steps - 1}: "
-                             f"{err}") from err
+            raise ValueError(
+                f"step_size schedule failed on the step numbers 0..{steps - 1}: {err}"
+            ) from err
     else:
         if isinstance(step_size, (str, bytes)):
             raise ValueError(f"step_size must be a number, got the string {step_size!r}")
@@ -91,8 +98,10 @@ def _check_schedule(step_size, steps: int):
             check_positive("step_size", float(values))
             return
         if values.shape != (steps,):
-            raise ValueError(f"a step-size array must have one value per step ({steps}), "
-                             f"got shape {values.shape}")
+            raise ValueError(
+                f"a step-size array must have one value per step ({steps}), "
+                f"got shape {values.shape}"
+            )
     if not is_concrete(values):
         return
     if not np.all(np.isfinite(values)) or np.any(values <= 0):
@@ -101,7 +110,7 @@ def _check_schedule(step_size, steps: int):
 
 
 class AbstractAlgorithm(eqx.Module):
-    r"""A first-order method of the form of section 2b.
+    r"""A first-order method of the form of docs/equations.md#first-order-methods.
 
     Subclasses implement `coefficients(problem)` and declare `steps` (static) and, for a
     method over more than the last iterate, `memory` (`p`). Class attributes:
@@ -113,6 +122,7 @@ class AbstractAlgorithm(eqx.Module):
     # every subclass declares `steps: int = eqx.field(static=True)` (its last field, so
     # that positional arguments read `(step_size, ..., steps)`)
     if TYPE_CHECKING:  # for the type checker only: no field here, so that order is kept
+
         @property
         def steps(self) -> int: ...
 
@@ -138,8 +148,7 @@ class AbstractAlgorithm(eqx.Module):
     def memory(self) -> int:
         return 1
 
-    def simulator_step(self, coefficients: Coefficients, state, t, gradient: Callable,
-                       field, key):
+    def simulator_step(self, coefficients: Coefficients, state, t, gradient: Callable, field, key):
         """One step at finite `d`: `gradient(phi)` is `A^T loss'(y, A phi)`; `field` is
         added to it (the probe of the response kernel); `key` for stochastic methods.
         Returns the new state (newest iterate first)."""

@@ -25,8 +25,9 @@ def compilation_cache_dir() -> Path | None:
     return Path(base) / "dmftjax" / f"jax-{jax.__version__}"
 
 
-def enable_compilation_cache(path: str | os.PathLike | None = None,
-                             min_compile_seconds: float = 0.5) -> Path | None:
+def enable_compilation_cache(
+    path: str | os.PathLike | None = None, min_compile_seconds: float = 0.5
+) -> Path | None:
     r"""Turn on JAX's persistent compilation cache in `path` (default:
     `compilation_cache_dir()`), for every compilation that takes at least
     `min_compile_seconds`. Returns the directory, or `None` when the cache is turned off
@@ -39,9 +40,11 @@ def enable_compilation_cache(path: str | os.PathLike | None = None,
     try:
         target.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise ValueError(f"cannot use {str(target)!r} as the compilation cache ({err}); set "
-                         "DMFTJAX_CACHE_DIR to a writable directory, or to '' to turn the "
-                         "cache off") from None
+        raise ValueError(
+            f"cannot use {str(target)!r} as the compilation cache ({err}); set "
+            "DMFTJAX_CACHE_DIR to a writable directory, or to '' to turn the "
+            "cache off"
+        ) from None
     jax.config.update("jax_compilation_cache_dir", str(target))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_seconds))
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

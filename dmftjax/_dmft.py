@@ -33,10 +33,15 @@ import numpy as np
 from ._estimators import ADJOINT_BLOCK, Tangent, as_estimator
 from ._problem import AbstractInit, Problem, check_problem
 from ._progress import progress_bar, tick
-from ._trajectory import (OBSERVABLES, Trajectory, cut_at_divergence, finish, first_divergence,
-                          sample_observables)
-from ._validate import (as_arrays, check_int, check_key, check_real,
-                        check_resources)
+from ._trajectory import (
+    OBSERVABLES,
+    Trajectory,
+    cut_at_divergence,
+    finish,
+    first_divergence,
+    sample_observables,
+)
+from ._validate import as_arrays, check_int, check_key, check_real, check_resources
 
 WINDOW_WARN = 2e-3
 
@@ -44,15 +49,27 @@ WINDOW_WARN = 2e-3
 def _stratified_normal(key, num_samples: int):
     """Standard normals stratified on `num_samples` equal-probability bins, in random order."""
     k1, k2 = jax.random.split(key)
-    u = (jax.random.permutation(k1, num_samples) + jax.random.uniform(k2, (num_samples,)))
+    u = jax.random.permutation(k1, num_samples) + jax.random.uniform(k2, (num_samples,))
     return jax.scipy.special.ndtri(u / num_samples)
 
 
 def _features(z, eps):
     """Low-order functions of `(z, eps)` with known means (Hermite polynomials and |z|):
     the other seeds are made orthogonal to them on the sample."""
-    return jnp.stack([jnp.ones_like(z), z, eps, z**2 - 1, eps**2 - 1, z * eps,
-                      z**3 - 3 * z, eps**3 - 3 * eps, jnp.abs(z) - jnp.sqrt(2 / jnp.pi)], axis=1)
+    return jnp.stack(
+        [
+            jnp.ones_like(z),
+            z,
+            eps,
+            z**2 - 1,
+            eps**2 - 1,
+            z * eps,
+            z**3 - 3 * z,
+            eps**3 - 3 * eps,
+            jnp.abs(z) - jnp.sqrt(2 / jnp.pi),
+        ],
+        axis=1,
+    )
 
 
 NUM_FEATURES = 9
@@ -239,8 +256,11 @@ def _scan_live(step, carry, first: int, width: int, window: int):
         k1 = min(k0 + size, width)
         rows = {name: min(k1 + 1, width) for name in HISTORY}
         rows["H"] = min(k1 + 1 + window, width + window)
-        take = {name: jax.lax.slice_in_dim(carry[name], 0, rows[name], axis=ax)
-                for name, ax in HISTORY.items() if name in carry}
+        take = {
+            name: jax.lax.slice_in_dim(carry[name], 0, rows[name], axis=ax)
+            for name, ax in HISTORY.items()
+            if name in carry
+        }
 
         def going(state, k1=k1):
             k, sub, _, _ = state
@@ -253,10 +273,12 @@ def _scan_live(step, carry, first: int, width: int, window: int):
             return k + 1, sub, obs, skipped.at[k - first].set(False)
 
         _, sub, obs, skipped = jax.lax.while_loop(
-            going, advance, (jnp.asarray(k0), dict(carry, **take), obs, skipped))
+            going, advance, (jnp.asarray(k0), dict(carry, **take), obs, skipped)
+        )
         for name in take:
-            carry[name] = jax.lax.dynamic_update_slice_in_dim(carry[name], sub[name], 0,
-                                                              HISTORY[name])
+            carry[name] = jax.lax.dynamic_update_slice_in_dim(
+                carry[name], sub[name], 0, HISTORY[name]
+            )
         carry = dict(sub, **{name: carry[name] for name in take})
     return carry, dict(obs, handed_off=skipped)
 
@@ -294,23 +316,30 @@ def _gamma_window(h_win, resp, block: int):
     width, num_samples = h_win.shape
     x = jnp.zeros((width, num_samples), h_win.dtype).at[width - 1].set(1.0)
     for start in range((width - 1) // block * block, -1, -block):
-        acc = resp[:, start:start + block].T @ x  # later blocks' contributions
+        acc = resp[:, start : start + block].T @ x  # later blocks' contributions
         rows: list = [None] * block  # every slot set to an array below
         for j in range(block - 1, -1, -1):
             if start + j == width - 1:
                 rows[j] = x[width - 1]
                 continue
-            later = sum((resp[start + i, start + j] * rows[i]
-                         for i in range(j + 1, block) if start + i < width - 1), acc[j])
+            later = sum(
+                (
+                    resp[start + i, start + j] * rows[i]
+                    for i in range(j + 1, block)
+                    if start + i < width - 1
+                ),
+                acc[j],
+            )
             rows[j] = h_win[start + j] * later
-        x = x.at[start:start + block].set(jnp.stack(rows[:min(block, width - start)]))
+        x = x.at[start : start + block].set(jnp.stack(rows[: min(block, width - start)]))
     return x @ h_win[width - 1]
 
 
 def whitened_antithetic(key, num_samples: int, width: int, kept: int):
     """Whitened seeds in antithetic pairs: the first `kept` columns (z, eps) are shared,
     the others flip sign in the second half, a symmetry of the law that cancels the
-    odd Monte Carlo noise exactly (needed when a tiny overlap must grow, docs/equations.md#effective-processes)."""
+    odd Monte Carlo noise exactly (needed when a tiny overlap must grow,
+    docs/equations.md#monte-carlo)."""
     half = whitened_seeds(key, num_samples // 2, width)
     flip = jnp.concatenate([jnp.ones(kept), -jnp.ones(width - kept)])
     return jnp.concatenate([half, half * flip], axis=0)
@@ -347,9 +376,18 @@ def _plan(problem, algorithm, *, slot: bool = False, power_slots: int = 0, shift
     n = first + algorithm.steps + 1
     k = np.arange(n)
     src = np.maximum(k[:, None] - np.arange(p)[None, :], np.where(k < first, k, first)[:, None])
-    pad = lambda x, fill: jnp.concatenate(  # noqa: E731
-        [jnp.broadcast_to(jnp.asarray(fill, dtype=float), (first,) + x.shape[1:]), x,
-         jnp.broadcast_to(jnp.asarray(fill, dtype=float), (1,) + x.shape[1:])], axis=0)
+
+    def pad(x, fill):
+        fill = jnp.asarray(fill, dtype=float)
+        return jnp.concatenate(
+            [
+                jnp.broadcast_to(fill, (first,) + x.shape[1:]),
+                x,
+                jnp.broadcast_to(fill, (1,) + x.shape[1:]),
+            ],
+            axis=0,
+        )
+
     start_a = jnp.zeros(p).at[0].set(1.0)  # the start slots' own a and c: theta^k alone
     a = pad(co.a, start_a)
     c = pad(co.c, start_a)
@@ -362,18 +400,41 @@ def _plan(problem, algorithm, *, slot: bool = False, power_slots: int = 0, shift
     rescale = jnp.asarray(k == (0 if slot else power_slots - 1))
     if not slot and power_slots == 0:
         rescale = jnp.zeros(n, bool)
-    return _Plan(a=a, b=b, c=c, src=jnp.asarray(src), power=is_power, normalise=is_power,
-                 rescale=rescale, query_is_iterate=algorithm.query_is_iterate)
+    return _Plan(
+        a=a,
+        b=b,
+        c=c,
+        src=jnp.asarray(src),
+        power=is_power,
+        normalise=is_power,
+        rescale=rescale,
+        query_is_iterate=algorithm.query_is_iterate,
+    )
 
 
-def _solve_general(problem: Problem, plan: _Plan, key, num_samples: int, estimator: str | tuple, *,
-                   a0, b0, slot=None, prep=None, antithetic: bool = False,
-                   z_tangent: bool = True, s0=None, law_slots: tuple = (),
-                   reverse: bool = False, progress: bool = False):
+def _solve_general(
+    problem: Problem,
+    plan: _Plan,
+    key,
+    num_samples: int,
+    estimator: str | tuple,
+    *,
+    a0,
+    b0,
+    slot=None,
+    prep=None,
+    antithetic: bool = False,
+    z_tangent: bool = True,
+    s0=None,
+    law_slots: tuple = (),
+    reverse: bool = False,
+    progress: bool = False,
+):
     r"""The forward-in-time solve over `W = len(plan.a)` slots (see the module docstring).
 
     `a0, b0`: coefficients of slot 0 on `theta*` and on an independent direction.
-    `slot`: `(R_vv, m_v)` makes slot 0 the stationary eigenvector slot of docs/equations.md#stationary-slot
+    `slot`: `(R_vv, m_v)` makes slot 0 the stationary eigenvector slot of
+    docs/equations.md#stationary-slot
     (`theta^0 = m_v theta* + R_vv u^v`, `r^v = w^v / (1 - R_vv T)`).
     `prep`: the preprocessing `T` of power steps and of the slot.
     `z_tangent`: `Gam(t,*)` by the exact forward z-tangent (needs `f` and `T` without
@@ -398,8 +459,11 @@ def _solve_general(problem: Problem, plan: _Plan, key, num_samples: int, estimat
     windowed = estimator == "windowed" and window < padded
     tangent = estimator == "tangent" or (estimator == "windowed" and not windowed)
 
-    seeds = (whitened_antithetic(key, num, width + 2, 2) if antithetic
-             else whitened_seeds(key, num, width + 2))
+    seeds = (
+        whitened_antithetic(key, num, width + 2, 2)
+        if antithetic
+        else whitened_seeds(key, num, width + 2)
+    )
     z, eps, xi = seeds[:, 0], seeds[:, 1], seeds[:, 2]
     eta = jnp.concatenate([seeds[:, 3:].T, jnp.zeros((1, num))], axis=0)  # time-major
     y = jax.vmap(model.link)(z, eps)
@@ -428,9 +492,12 @@ def _solve_general(problem: Problem, plan: _Plan, key, num_samples: int, estimat
     if z_tangent:
         carry["DGZ"] = jnp.zeros((width, num))
     iterate_query = plan.query_is_iterate
-    if not iterate_query:  # the query point's coefficients, slot by slot (docs/equations.md#first-order-methods)
-        carry.update(Aphi=jnp.zeros(width + 1), Bphi=jnp.zeros(width + 1),
-                     Rphi=jnp.zeros((width + 1, width)))
+    if (
+        not iterate_query
+    ):  # the query point's coefficients, slot by slot (docs/equations.md#first-order-methods)
+        carry.update(
+            Aphi=jnp.zeros(width + 1), Bphi=jnp.zeros(width + 1), Rphi=jnp.zeros((width + 1, width))
+        )
 
     def combine(weights, history, k):
         """`sum_j weights[j] history[src[k, j]]`: the update's or the query's
@@ -443,8 +510,12 @@ def _solve_general(problem: Problem, plan: _Plan, key, num_samples: int, estimat
         if iterate_query:
             return c["A"][k], c["B"][k], c["Rt"][k], c["R"][k]
         ck = plan.c[k]
-        return (combine(ck, c["A"], k), combine(ck, c["B"], k), combine(ck, c["Rt"], k),
-                combine(ck, c["R"], k))
+        return (
+            combine(ck, c["A"], k),
+            combine(ck, c["B"], k),
+            combine(ck, c["Rt"], k),
+            combine(ck, c["R"], k),
+        )
 
     def fitted(c, k):
         """`r = <a, theta^k>` per sample (the observables are those of the iterate)."""
@@ -455,8 +526,12 @@ def _solve_general(problem: Problem, plan: _Plan, key, num_samples: int, estimat
         n = c["P"].shape[0]  # rows of history kept live (all, or up to the chunk's end)
         a_phi, b_phi, rt_phi, r_phi = query(c, k)
         if not iterate_query:
-            c = dict(c, Aphi=c["Aphi"].at[k].set(a_phi), Bphi=c["Bphi"].at[k].set(b_phi),
-                     Rphi=c["Rphi"].at[k].set(r_phi))
+            c = dict(
+                c,
+                Aphi=c["Aphi"].at[k].set(a_phi),
+                Bphi=c["Bphi"].at[k].set(b_phi),
+                Rphi=c["Rphi"].at[k].set(r_phi),
+            )
         r = a_phi * z + b_phi * xi + rt_phi[:n] @ c["P"]
         is_power = plan.power[k]
         g = jnp.where(is_power, t_of_y * r, jax.vmap(loss.grad)(y, r))
@@ -526,8 +601,9 @@ def _solve_general(problem: Problem, plan: _Plan, key, num_samples: int, estimat
             resp = jax.lax.dynamic_slice(resp, (k + 1, k + 1), (window, window))
             h_win = jax.lax.dynamic_slice_in_dim(H, k + 1, window, axis=0)
             part = alpha * _gamma_window(h_win, resp, ADJOINT_BLOCK) / num
-            gam_row = jax.lax.dynamic_update_slice_in_dim(jnp.zeros(width + window), part,
-                                                          k + 1, 0)[window:]
+            gam_row = jax.lax.dynamic_update_slice_in_dim(
+                jnp.zeros(width + window), part, k + 1, 0
+            )[window:]
             # Exact contractions of the whole row by forward tangents, one pass over the
             # history each: with the constant direction (the row's total mass) and with
             # B (theta^0); with A (theta*) by the z-tangent (Stein for non-smooth links).
@@ -549,9 +625,14 @@ def _solve_general(problem: Problem, plan: _Plan, key, num_samples: int, estimat
             B_next = combine(a_k, B, k) + b_k * xg
             R_next = combine(a_k, R, k) + b_k * (e_k + gam_row @ Rq[:width])
             Rt_next = R_next @ c["L"]
-            c = dict(c, H=H, Gam=c["Gam"].at[k].set(gam_row),
-                     Gs=c["Gs"].at[k].set(zg - gam_row @ Aq[:width]))
-        else:  # Gaussian integration by parts in the whitened seed basis (docs/equations.md#estimators)
+            c = dict(
+                c,
+                H=H,
+                Gam=c["Gam"].at[k].set(gam_row),
+                Gs=c["Gs"].at[k].set(zg - gam_row @ Aq[:width]),
+            )
+        # Gaussian integration by parts in the whitened seed basis (docs/equations.md#estimators)
+        else:
             mask = (jnp.arange(width) < k).astype(g.dtype)
             A_next = combine(a_k, A, k) + b_k * alpha * jnp.mean(z * g)
             B_next = combine(a_k, B, k) + b_k * alpha * jnp.mean(xi * g)
@@ -591,9 +672,11 @@ def _solve_general(problem: Problem, plan: _Plan, key, num_samples: int, estimat
         # the adjoint or the memory term (it is folded into F = T / (1 - R_vv T)).
         carry["R"] = carry["R"].at[0, 0].set(r_vv)
         if not iterate_query:  # the slot's query point is the slot itself
-            carry.update(Aphi=carry["Aphi"].at[0].set(carry["A"][0]),
-                         Bphi=carry["Bphi"].at[0].set(carry["B"][0]),
-                         Rphi=carry["Rphi"].at[0].set(carry["R"][0]))
+            carry.update(
+                Aphi=carry["Aphi"].at[0].set(carry["A"][0]),
+                Bphi=carry["Bphi"].at[0].set(carry["B"][0]),
+                Rphi=carry["Rphi"].at[0].set(carry["R"][0]),
+            )
         carry = update(carry, 0, r, g, h, dgz)
         # v = m_v theta* + R_vv u^v, u^v = L(v, v) eta_0 with L(v, v) from the QR above;
         # theta^0 = s0 v (the rescale slot has b = 0).
@@ -603,8 +686,9 @@ def _solve_general(problem: Problem, plan: _Plan, key, num_samples: int, estimat
         first = 1
     if handoff is not None:
         if not windowed:
-            raise ValueError("handoff needs estimator='windowed' (and a window shorter "
-                             "than the run)")
+            raise ValueError(
+                "handoff needs estimator='windowed' (and a window shorter than the run)"
+            )
         carry.update(done=jnp.array(False), recent=jnp.zeros((2 * HANDOFF_LAG + 1, 2)))
     if reverse:
         if handoff is not None:
@@ -632,26 +716,49 @@ def _solve_general(problem: Problem, plan: _Plan, key, num_samples: int, estimat
         # enter Rt(t, .) (Rt is strictly lower triangular), and rows j < t are final by t
         slots = jnp.asarray(law_slots)
         sign = jnp.where(carry["A"][slots] >= 0, 1.0, -1.0) if model.even else 1.0
-        r_at = (carry["A"][slots, None] * z + carry["B"][slots, None] * xi
-                + carry["Rt"][slots] @ carry["P"])
+        r_at = (
+            carry["A"][slots, None] * z
+            + carry["B"][slots, None] * xi
+            + carry["Rt"][slots] @ carry["P"]
+        )
         kernels.update(rows_z=z, rows_y=y, rows_r=r_at * jnp.reshape(sign, (-1, 1)))
     return obs, kernels
 
 
-def _replica(problem: Problem, algorithm, start, key, num_samples: int, engine: tuple,
-             law_times: tuple = (), reverse: bool = False, progress: bool = False):
+def _replica(
+    problem: Problem,
+    algorithm,
+    start,
+    key,
+    num_samples: int,
+    engine: tuple,
+    law_times: tuple = (),
+    reverse: bool = False,
+    progress: bool = False,
+):
     """One replica from a `DMFTStart`: observables over `t = 0..T` of the algorithm and
     the kernels on its `(T+1) x (T+1)` grid (the start's slots cut off); the start's own
     diagnostics as `kernels["start_*"]`."""
     slot = start.kind == "slot"
-    plan = _plan(problem, algorithm, slot=slot, power_slots=start.power_steps,
-                 shift=start.shift)
+    plan = _plan(problem, algorithm, slot=slot, power_slots=start.power_steps, shift=start.shift)
     first = start.slots
     obs, kernels = _solve_general(
-        problem, plan, key, num_samples, engine, a0=start.a0, b0=start.b0,
-        slot=start.slot, prep=start.prep, antithetic=start.antithetic,
-        z_tangent=start.z_tangent, s0=start.s0, law_slots=tuple(first + t for t in law_times),
-        reverse=reverse, progress=progress)
+        problem,
+        plan,
+        key,
+        num_samples,
+        engine,
+        a0=start.a0,
+        b0=start.b0,
+        slot=start.slot,
+        prep=start.prep,
+        antithetic=start.antithetic,
+        z_tangent=start.z_tangent,
+        s0=start.s0,
+        law_slots=tuple(first + t for t in law_times),
+        reverse=reverse,
+        progress=progress,
+    )
     extra = {}
     if slot:
         extra["start_norm_v"] = kernels["C"][0, 0]
@@ -659,14 +766,26 @@ def _replica(problem: Problem, algorithm, start, key, num_samples: int, engine: 
         extra["start_power_cosine"] = obs["cosine"][:first]
         obs = jax.tree.map(lambda c: c[first:], obs)
     if first:
-        kernels = {k: v if k.startswith("rows_") else
-                   (v[first:, first:] if v.ndim == 2 else v[first:]) for k, v in kernels.items()}
+        kernels = {
+            k: v if k.startswith("rows_") else (v[first:, first:] if v.ndim == 2 else v[first:])
+            for k, v in kernels.items()
+        }
     return obs, dict(kernels, **extra)
 
 
-def dmft_replica(problem: Problem, algorithm, init, *, key, num_samples: int,
-                 estimator=Tangent(), spectral_method: str = "slot", eps0: float = 0.1,
-                 laws_at=(), reverse_mode: bool = False):
+def dmft_replica(
+    problem: Problem,
+    algorithm,
+    init,
+    *,
+    key,
+    num_samples: int,
+    estimator=Tangent(),
+    spectral_method: str = "slot",
+    eps0: float = 0.1,
+    laws_at=(),
+    reverse_mode: bool = False,
+):
     r"""One replica of the DMFT: the traceable engine beneath `solve_dmft`.
 
     `jax.jit`- and `jax.vmap`-able, and differentiable in every float of `problem`,
@@ -700,23 +819,26 @@ def dmft_replica(problem: Problem, algorithm, init, *, key, num_samples: int,
     estimator = as_estimator(estimator)
     start = init.dmft_start(problem, spectral_method=spectral_method, eps0=eps0)
     law_times = tuple(int(t) for t in laws_at)
-    return _replica(problem, algorithm, start, key, num_samples, estimator.engine, law_times,
-                    bool(reverse_mode))
+    return _replica(
+        problem, algorithm, start, key, num_samples, estimator.engine, law_times, bool(reverse_mode)
+    )
 
 
 TRACES = {"dmft": 0}
 
 
 @eqx.filter_jit
-def _solve_batch(problem, algorithm, start, keys, num_samples, engine, law_times=(),
-                 progress: bool = False):
+def _solve_batch(
+    problem, algorithm, start, keys, num_samples, engine, law_times=(), progress: bool = False
+):
     """The replicas of `solve_dmft`, from a start fixed before tracing (its closed form
     computed with every setting concrete: a noise-free model is recognised as such)."""
     TRACES["dmft"] += 1
 
     def one(k):
-        return _replica(problem, algorithm, start, k, num_samples, engine, law_times,
-                        progress=progress)
+        return _replica(
+            problem, algorithm, start, k, num_samples, engine, law_times, progress=progress
+        )
 
     if engine[0] == "windowed":  # long horizons: one replica's history in memory at a time
         return jax.lax.map(one, keys)
@@ -754,11 +876,13 @@ def solve_dmft(
     - `num_replicas`: independent replicas (vmapped); the result is their mean and
       the standard error is their spread / sqrt(num_replicas).
     - `estimator`: a module, `Tangent()`, `IntegrationByParts()` or
-      `Windowed(window, handoff)`, or its name: `"tangent"` (exact per-sample responses by the adjoint recursion;
-      O(M T^3), needs `loss` twice differentiable in `r`) or `"ibp"` (Gaussian
+      `Windowed(window, handoff)`, or its name: `"tangent"` (exact per-sample responses by the
+      adjoint recursion; about M T^3 / 3 multiply-adds, needs `loss` twice differentiable
+      in `r`) or `"ibp"` (Gaussian
       integration by parts in the whitened seed basis; O(M T^2), needs no derivative,
       carries a positive O(1/M) bias in the norm, and returns no `R`/`Gamma`) or
-      `"windowed"`, the long-horizon mode (docs/equations.md#estimators): the adjoint runs over the last
+      `"windowed"`, the long-horizon mode (docs/equations.md#estimators): the adjoint runs over the
+      last
       `window` lags only; the row contractions with the directions that never decay
       (`theta*`, `theta^0` and the constant, i.e. the row's total mass) come exactly
       from forward tangents, and the mass beyond the window is spread over the older
@@ -782,9 +906,10 @@ def solve_dmft(
       distance to the fixed point, which is a quadrature result without Monte Carlo
       error.
     - `spectral_method` (with `SpectralInit`): `"slot"` treats the top eigenvector as one
-      stationary slot (docs/equations.md#stationary-slot, default); `"prehistory"` runs the normalised shifted
-      power method from a start of overlap `eps0` with `K` chosen from the predicted
-      spectral gap (docs/equations.md#prehistory). They agree; the slot is an order of magnitude cheaper.
+      stationary slot (docs/equations.md#stationary-slot, default); `"prehistory"` runs
+      the normalised shifted power method from a start of overlap `eps0` with `K` chosen
+      from the predicted spectral gap (docs/equations.md#prehistory). They agree; the
+      slot is an order of magnitude cheaper.
       Below the weak-recovery threshold a `SpectralInit` is refused with a ValueError.
     - `laws_at`: steps at which to keep every sample's `(z, y, r^t)`:
       `Trajectory.law("row", t)` is then the DMFT's law of one row (an `EmpiricalLaw`,
@@ -813,13 +938,17 @@ def solve_dmft(
     estimator = as_estimator(estimator, window=window, handoff=handoff)
     engine = estimator.engine
     if not isinstance(init, AbstractInit):
-        raise ValueError(f"init must be an initialisation (InformedInit, SpectralInit, ...), "
-                         f"got {type(init).__name__}")
+        raise ValueError(
+            f"init must be an initialisation (InformedInit, SpectralInit, ...), "
+            f"got {type(init).__name__}"
+        )
     if spectral_method not in ("slot", "prehistory"):
         raise ValueError(f"spectral_method must be 'slot' or 'prehistory', got {spectral_method!r}")
     if engine[2] is not None and spectral_method == "prehistory":
-        raise ValueError("handoff needs spectral_method='slot': the power phase of the "
-                         "prehistory would look converged")
+        raise ValueError(
+            "handoff needs spectral_method='slot': the power phase of the "
+            "prehistory would look converged"
+        )
     check_real("eps0", eps0)
     eps0 = float(eps0)
     if not 0 < eps0 < 1:
@@ -837,9 +966,9 @@ def solve_dmft(
             f"num_samples = {num_samples} is too small: the sample side whitens one Gaussian "
             f"seed per slot (steps + {start.slots + 3} of them"
             f"{' on each half of the antithetic pairs' if start.antithetic else ''}), so "
-            f"{half} must exceed steps + {start.slots + 3} = {algorithm.steps + start.slots + 3}")
-    check_dmft_resources(num_samples, algorithm.steps + start.slots + 3, num_replicas,
-                         engine)
+            f"{half} must exceed steps + {start.slots + 3} = {algorithm.steps + start.slots + 3}"
+        )
+    check_dmft_resources(num_samples, algorithm.steps + start.slots + 3, num_replicas, engine)
     keys = jax.random.split(key, num_replicas)
     prior = problem.prior
     info = dict(_info(num_samples, num_replicas, engine), **start.info)
@@ -851,7 +980,8 @@ def solve_dmft(
     args = (problem, algorithm, start, keys, num_samples)
     # every replica's time loop calls back once per step (vmapped replicas: once for all)
     ticks = (start.power_steps + algorithm.steps + 1) * (
-        num_replicas if engine[0] == "windowed" else 1)
+        num_replicas if engine[0] == "windowed" else 1
+    )
     with progress_bar(ticks, "DMFT", progress):
         obs, kernels = _solve_batch(*args, engine, law_times, progress)
     if spectral_method == "prehistory" and start.kind == "prehistory":
@@ -862,8 +992,7 @@ def solve_dmft(
     if handed is None:  # no valid fixed point: integrate every step after all
         _refuse_handoff(info)
         with progress_bar(ticks, "DMFT (every step)", progress):
-            obs, kernels = _solve_batch(*args, (engine[0], engine[1], None), law_times,
-                                        progress)
+            obs, kernels = _solve_batch(*args, (engine[0], engine[1], None), law_times, progress)
         handed = obs
     kernels = dict(kernels)
     if "innovation" in kernels:  # how far derivatives of this run can be trusted
@@ -884,11 +1013,14 @@ def check_dmft_resources(num_samples: int, width: int, batch: int, engine) -> No
     per_replica = 8.0 * (8 * width * num_samples + 12 * width**2)
     if engine[0] == "windowed":
         per_replica += 8.0 * 2 * engine[1] * num_samples
-    check_resources(f"the DMFT ({batch} x {num_samples} samples x {width} slots)",
-                    largest=(width + 2) * num_samples, nbytes=batch * per_replica,
-                    fix="use fewer samples per replica and more replicas (the standard "
-                        "error falls the same way), or fewer steps (estimator='windowed' "
-                        "for long runs)")
+    check_resources(
+        f"the DMFT ({batch} x {num_samples} samples x {width} slots)",
+        largest=(width + 2) * num_samples,
+        nbytes=batch * per_replica,
+        fix="use fewer samples per replica and more replicas (the standard "
+        "error falls the same way), or fewer steps (estimator='windowed' "
+        "for long runs)",
+    )
 
 
 def _refuse_handoff(info: dict):
@@ -897,7 +1029,9 @@ def _refuse_handoff(info: dict):
         f"{info['handoff_fixed_point_error']:.3g}, converged "
         f"{info['handoff_fixed_point_converged']}), so there is no limit to continue the "
         "curve to; every step was integrated instead (info['handoff_refused'])",
-        RuntimeWarning, stacklevel=3)
+        RuntimeWarning,
+        stacklevel=3,
+    )
     info.update(handoff_refused=True, handed_off=False)
 
 
@@ -925,8 +1059,10 @@ def _hand_off(problem, algorithm, obs, info: dict):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         fixed = fixed_point(problem, start=(m0, q0))
-    info.update(handoff_fixed_point_error=float(fixed.error),
-                handoff_fixed_point_converged=bool(fixed.converged))
+    info.update(
+        handoff_fixed_point_error=float(fixed.error),
+        handoff_fixed_point_converged=bool(fixed.converged),
+    )
     if not bool(fixed.valid):
         return None  # no limit to continue to: the caller integrates every step instead
     rate = float(predicted_rate(problem, algorithm, fixed=fixed).rate)
@@ -965,34 +1101,43 @@ def _assemble(obs, kernels, info, law_times=(), prior=None) -> Trajectory:
     ok = first_divergence(obs["norm"]) < 0
     keep = ok if ok.any() else np.ones_like(ok)  # the same replicas as the observables
     kernels = dict(kernels)
-    rows = {k.removeprefix("rows_"): np.asarray(kernels.pop(k))[keep]
-            for k in ("rows_z", "rows_y", "rows_r") if k in kernels}
+    rows = {
+        k.removeprefix("rows_"): np.asarray(kernels.pop(k))[keep]
+        for k in ("rows_z", "rows_y", "rows_r")
+        if k in kernels
+    }
     with warnings.catch_warnings():  # diverged replicas overflow (they are cut below)
         warnings.simplefilter("ignore", RuntimeWarning)
         a_runs = np.asarray(kernels["A"])[keep]
         c_diag = np.diagonal(np.asarray(kernels["C"])[keep], axis1=1, axis2=2)
-        info = dict(info, coordinate_runs={"A": a_runs, "V": c_diag - a_runs**2},
-                    prior=_prior_name(prior))
+        info = dict(
+            info, coordinate_runs={"A": a_runs, "V": c_diag - a_runs**2}, prior=_prior_name(prior)
+        )
         runs = {k: np.asarray(v)[keep] for k, v in kernels.items()}
         kernels = {k: jnp.asarray(np.nanmean(v, axis=0)) for k, v in runs.items()}
         if int(keep.sum()) > 1:  # the replica spread of every kernel
-            kernels.update({k + "_se": jnp.asarray(np.nanstd(v, axis=0, ddof=1)
-                                                   / np.sqrt(v.shape[0]))
-                            for k, v in runs.items()})
+            kernels.update(
+                {
+                    k + "_se": jnp.asarray(np.nanstd(v, axis=0, ddof=1) / np.sqrt(v.shape[0]))
+                    for k, v in runs.items()
+                }
+            )
     if info.get("estimator") == "windowed" and "Gamma" in kernels:
-        info = dict(info, window_ratio=window_ratio(np.asarray(kernels["Gamma"]),
-                                                    info["window"]))
+        info = dict(info, window_ratio=window_ratio(np.asarray(kernels["Gamma"]), info["window"]))
         if info["window_ratio"] > WINDOW_WARN:
             warnings.warn(
                 f"the memory window of {info['window']} lags cuts a response of relative size "
                 f"{info['window_ratio']:.1e} (> {WINDOW_WARN:g}): pass a larger window=",
                 RuntimeWarning,
-                stacklevel=3)
+                stacklevel=3,
+            )
     traj = finish(obs, "dmft", info)
     traj = eqx.tree_at(lambda t: t.kernels, traj, kernels, is_leaf=lambda x: x is None)
     if law_times:
-        laws = {("row", t): {"z": rows["z"], "y": rows["y"], "r": rows["r"][:, i]}
-                for i, t in enumerate(law_times)}
+        laws = {
+            ("row", t): {"z": rows["z"], "y": rows["y"], "r": rows["r"][:, i]}
+            for i, t in enumerate(law_times)
+        }
         traj = eqx.tree_at(lambda t: t.laws, traj, laws, is_leaf=lambda x: x is None)
     return cut_at_divergence(traj)
 

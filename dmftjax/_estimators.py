@@ -1,11 +1,13 @@
 r"""How the DMFT estimates the sample side's responses (options as modules).
 
-- `Tangent()`: the exact response of every sample by the adjoint recursion (section 3);
+- `Tangent()`: the exact response of every sample by the adjoint recursion
+  (docs/equations.md#effective-processes);
   `O(M T^3)`, `R` and `Gamma` kept, needs the loss twice differentiable in `r`.
 - `IntegrationByParts()`: Gaussian integration by parts in the whitened seed basis
-  (section 3c); `O(M T^2)`, needs no derivative, carries a positive `O(1/M)` bias in the
-  norm and keeps no `R`/`Gamma`.
-- `Windowed(window=40, handoff=None)`: the long-horizon mode (section 3c): the adjoint
+  (docs/equations.md#integration-by-parts); `O(M T^2)`, needs no derivative, carries a
+  positive `O(1/M)` bias in the norm and keeps no `R`/`Gamma`.
+- `Windowed(window=40, handoff=None)`: the long-horizon mode (docs/equations.md#estimators): the
+  adjoint
   over the last `window` lags, the row contractions with the directions that never
   decay by forward tangents, an exponential tail for the rest; `O(M T (T + W^2))`,
   unbiased, `R`/`Gamma` kept. `handoff`: stop integrating once the predicted remaining
@@ -74,19 +76,23 @@ class Windowed(AbstractEstimator):
 _NAMES = {"tangent": Tangent, "ibp": IntegrationByParts, "windowed": Windowed}
 
 
-def as_estimator(estimator, *, window: int | None = None,
-                 handoff: float | None = None) -> AbstractEstimator:
+def as_estimator(
+    estimator, *, window: int | None = None, handoff: float | None = None
+) -> AbstractEstimator:
     """An estimator module from a module or a name (`"tangent"`, `"ibp"`, `"windowed"`;
     `window` and `handoff` go with `"windowed"`). Anything else is an error."""
     if isinstance(estimator, AbstractEstimator):
         if window is not None or handoff is not None:
-            raise ValueError("window and handoff belong to the estimator module: pass "
-                             "Windowed(window, handoff) alone")
+            raise ValueError(
+                "window and handoff belong to the estimator module: pass "
+                "Windowed(window, handoff) alone"
+            )
         return estimator
     if not isinstance(estimator, str) or estimator not in _NAMES:
         raise ValueError(
             f"estimator must be Tangent(), IntegrationByParts(), Windowed(window, handoff) "
-            f"or one of {sorted(_NAMES)}, got {estimator!r}")
+            f"or one of {sorted(_NAMES)}, got {estimator!r}"
+        )
     if estimator == "windowed":
         return Windowed(DEFAULT_WINDOW if window is None else window, handoff)
     if handoff is not None:

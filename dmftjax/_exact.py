@@ -74,14 +74,18 @@ def linear_method_theory(alpha, coefficients, overlap, norm=1.0, noise=0.0, num=
     **Returns:** dict with `overlap`, `norm`, `error` over t = 0..T.
     """
     s, w = marchenko_pastur_quadrature(float(alpha), num)
-    a, b, c = (np.asarray(v, dtype=float) for v in (coefficients.a, coefficients.b,
-                                                    coefficients.c))
+    a, b, c = (np.asarray(v, dtype=float) for v in (coefficients.a, coefficients.b, coefficients.c))
     s = np.asarray(s)
     w = np.asarray(w)
     steps, p = a.shape
-    hist = {k: [v] * p for k, v in (("star", np.full_like(s, overlap)),
-                                    ("free", np.full_like(s, np.sqrt(norm - overlap**2))),
-                                    ("noise", np.zeros_like(s)))}
+    hist = {
+        k: [v] * p
+        for k, v in (
+            ("star", np.full_like(s, overlap)),
+            ("free", np.full_like(s, np.sqrt(norm - overlap**2))),
+            ("noise", np.zeros_like(s)),
+        )
+    }
     m, q = [], []
 
     def record():

@@ -1,4 +1,4 @@
-r"""The long-time fixed point of gradient descent (derivation, section 4).
+r"""The long-time fixed point of gradient descent (docs/equations.md#the-long-time-fixed-point).
 
 When gradient descent converges, `theta^t -> theta^inf`, the DMFT kernels become
 time-translation invariant and the integrated response `kappa = -sum_s R(t, s)`, the
@@ -182,8 +182,12 @@ class _Rule(eqx.Module):
 
     def coarser(self) -> _Rule:
         """Two thirds of the nodes and half the grading levels (for error estimates)."""
-        return _Rule(kind=self.kind, num_nodes=max(2 * ((self.num_nodes * 2 // 3) // 2), 8),
-                     noise_free=self.noise_free, levels=self.levels // 2)
+        return _Rule(
+            kind=self.kind,
+            num_nodes=max(2 * ((self.num_nodes * 2 // 3) // 2), 8),
+            noise_free=self.noise_free,
+            levels=self.levels // 2,
+        )
 
 
 def rule_of(problem: Problem, num_nodes: int, curvature: bool = False) -> _Rule:
@@ -274,6 +278,7 @@ def _outer(problem: Problem, rule: _Rule, kappa):
         z, eps = nodes[:, 0], nodes[:, 1]
         return z, eps, jax.vmap(model.link)(z, eps), weights
     if rule.kind == "noise_free":
+
         def f0(z):
             return model.link(z, jnp.zeros_like(z))
 
@@ -291,7 +296,12 @@ def _outer(problem: Problem, rule: _Rule, kappa):
         e, ew = (np.zeros(1), np.ones(1)) if rule.noise_free else _hermite_nodes(max(n // 4, 8))
         z = jnp.repeat(zs, e.size)
         eps = jnp.tile(jnp.asarray(e), zs.size)
-        return z, eps, jax.vmap(model.link)(z, eps), jnp.repeat(zw, e.size) * jnp.tile(jnp.asarray(ew), zs.size)
+        return (
+            z,
+            eps,
+            jax.vmap(model.link)(z, eps),
+            jnp.repeat(zw, e.size) * jnp.tile(jnp.asarray(ew), zs.size),
+        )
     # additive noise: the label itself, per z, graded towards the critical labels
     sigma = jnp.asarray(model.additive_noise(), dtype=float)
 
@@ -346,8 +356,9 @@ def _inner_rule(loss, root, kappa, y, mu, sd, zsign, branch):
     ends = jax.vmap(root, in_axes=(None, None, 0, 0))(kappa, y, ends_w, side)
     t, tw = _legendre_nodes(_PANEL_NODES)
     frac = jnp.linspace(0.0, 1.0, _PIECE_PANELS + 1)
-    edges = jnp.concatenate([ends[0] + (ends[1] - ends[0]) * frac,
-                             ends[2] + (ends[3] - ends[2]) * frac])
+    edges = jnp.concatenate(
+        [ends[0] + (ends[1] - ends[0]) * frac, ends[2] + (ends[3] - ends[2]) * frac]
+    )
     edges = jnp.reshape(edges, (2, -1))
     a, b = edges[:, :-1].ravel(), edges[:, 1:].ravel()
     half = 0.5 * (b - a)
@@ -388,8 +399,9 @@ def _moments(problem: Problem, kappa, m, s, rule: _Rule, branch: str) -> _Moment
         gam_star = alpha * E(g * (z[:, None] - m * w / q)) * q / sd**2
     zs = jnp.broadcast_to(zsign[:, None], r.shape)
     zt = jnp.broadcast_to(z[:, None], r.shape)
-    amb = jax.vmap(jax.vmap(loss.prox_ambiguous, in_axes=(0, 0, None, 0)),
-                   in_axes=(0, 0, None, 0))(yy, w, kappa, zs)
+    amb = jax.vmap(jax.vmap(loss.prox_ambiguous, in_axes=(0, 0, None, 0)), in_axes=(0, 0, None, 0))(
+        yy, w, kappa, zs
+    )
     return _Moments(
         gam=alpha * jnp.sum(W * omega_r * h),  # E[D / (1 + kappa D)]: the Jacobian cancels
         gam_star=gam_star,  # with w held: the 1 / (1 + kappa D) of dr/dz cancels too
@@ -467,11 +479,13 @@ def _residual(x, args, branch: str):
     problem, rule = args
     kappa, m, s = x[0], x[1], x[2]
     mo = _moments(problem, kappa, m, s, rule, branch)
-    return jnp.stack([
-        kappa * (problem.lam + mo.gam) - 1.0,
-        m + kappa * mo.gam_star,
-        m**2 + s**2 - kappa**2 * (mo.cu + mo.gam_star**2),
-    ])
+    return jnp.stack(
+        [
+            kappa * (problem.lam + mo.gam) - 1.0,
+            m + kappa * mo.gam_star,
+            m**2 + s**2 - kappa**2 * (mo.cu + mo.gam_star**2),
+        ]
+    )
 
 
 def _picard_map(x, problem, rule, branch):
@@ -570,23 +584,52 @@ class FixedPoint(eqx.Module):
         """A one-point `Trajectory` at `t = inf` (standard errors 0: quadrature, not
         Monte Carlo), to draw next to the DMFT and the simulator."""
         vals = {
-            "overlap": self.m, "norm": self.q, "error": self.error, "cosine": self.cosine,
-            "train_loss": self.train_loss, "test_error": self.test_error,
+            "overlap": self.m,
+            "norm": self.q,
+            "error": self.error,
+            "cosine": self.cosine,
+            "train_loss": self.train_loss,
+            "test_error": self.test_error,
             "wrong_well": self.wrong_well,
         }
         values = {k: jnp.reshape(vals[k], (-1,)) for k in OBSERVABLES}
         stderr = {k: jnp.zeros_like(v) for k, v in values.items()}
-        info = dict(kappa=float(self.kappa), residual=float(self.residual),
-                    unstable_mass=float(self.unstable_mass))
-        return Trajectory(times=jnp.array([jnp.inf]), values=values, stderr=stderr,
-                          source="fixed_point", info=info)
+        info = dict(
+            kappa=float(self.kappa),
+            residual=float(self.residual),
+            unstable_mass=float(self.unstable_mass),
+        )
+        return Trajectory(
+            times=jnp.array([jnp.inf]),
+            values=values,
+            stderr=stderr,
+            source="fixed_point",
+            info=info,
+        )
 
     def as_dict(self) -> dict:
         out = {}
-        for k in ("kappa", "m", "q", "error", "cosine", "train_loss", "test_error",
-                  "wrong_well", "residual", "unstable_mass", "ambiguous_mass", "gamma",
-                  "gamma_star", "cu", "converged", "num_steps", "quadrature_error",
-                  "quadrature_shift", "quadrature_mass"):
+        for k in (
+            "kappa",
+            "m",
+            "q",
+            "error",
+            "cosine",
+            "train_loss",
+            "test_error",
+            "wrong_well",
+            "residual",
+            "unstable_mass",
+            "ambiguous_mass",
+            "gamma",
+            "gamma_star",
+            "cu",
+            "converged",
+            "num_steps",
+            "quadrature_error",
+            "quadrature_shift",
+            "quadrature_mass",
+        ):
             v = np.asarray(getattr(self, k))
             out[k] = v.tolist()
         return out
@@ -600,10 +643,12 @@ def check_num_nodes(num_nodes) -> int:
     build and tensor rules hold n^2 nodes; the fixed point has converged by ~160)."""
     num_nodes = check_int("num_nodes", num_nodes, 4)
     if num_nodes > MAX_NODES:
-        raise ValueError(f"num_nodes = {num_nodes} is beyond the {MAX_NODES} this package "
-                         "builds (a Gauss rule costs O(n^3) and a tensor rule holds n^2 "
-                         "nodes); the fixed point's quadrature has converged by about 160: "
-                         "compare 48, 96 and 160")
+        raise ValueError(
+            f"num_nodes = {num_nodes} is beyond the {MAX_NODES} this package "
+            "builds (a Gauss rule costs O(n^3) and a tensor rule holds n^2 "
+            "nodes); the fixed point's quadrature has converged by about 160: "
+            "compare 48, 96 and 160"
+        )
     return num_nodes
 
 
@@ -612,15 +657,33 @@ def _check_branch(branch) -> None:
         raise ValueError(f"branch must be 'global' or 'signal', got {branch!r}")
 
 
-def _solve(problem: Problem, x0, kappa_known, num_nodes: int, branch: str, picard,
-           max_steps: int, rtol: float, atol: float) -> FixedPoint:
+def _solve(
+    problem: Problem,
+    x0,
+    kappa_known,
+    num_nodes: int,
+    branch: str,
+    picard,
+    max_steps: int,
+    rtol: float,
+    atol: float,
+) -> FixedPoint:
     """The jitted solve. The prior is replaced by a fixed one (the limit depends on it
     only through `E theta*^2 = 1`) and `kappa_known`, `picard` are passed as arrays, so
     one compilation serves every start, value and prior of one problem structure."""
     rule = rule_of(problem, num_nodes)
     problem = eqx.tree_at(lambda p: p.prior, problem, GaussianPrior())
-    return _solve_jit(problem, x0, jnp.asarray(kappa_known), jnp.asarray(picard), rule,
-                      branch, max_steps, rtol, atol)
+    return _solve_jit(
+        problem,
+        x0,
+        jnp.asarray(kappa_known),
+        jnp.asarray(picard),
+        rule,
+        branch,
+        max_steps,
+        rtol,
+        atol,
+    )
 
 
 def _quadrature_error(problem, x, rule: _Rule, branch):
@@ -638,8 +701,17 @@ def _quadrature_error(problem, x, rule: _Rule, branch):
 
 
 @eqx.filter_jit
-def _solve_jit(problem: Problem, x0, kappa_known, picard, rule: _Rule, branch: str,
-               max_steps: int, rtol: float, atol: float) -> FixedPoint:
+def _solve_jit(
+    problem: Problem,
+    x0,
+    kappa_known,
+    picard,
+    rule: _Rule,
+    branch: str,
+    max_steps: int,
+    rtol: float,
+    atol: float,
+) -> FixedPoint:
     x0 = jax.lax.stop_gradient(x0)
     problem_c = jax.lax.stop_gradient(problem)
     coarse = rule.coarser()  # the start only needs to land near the root
@@ -662,8 +734,13 @@ def _solve_jit(problem: Problem, x0, kappa_known, picard, rule: _Rule, branch: s
     _, x0, _ = jax.lax.while_loop(going, body, (jnp.asarray(0), x0, jnp.asarray(jnp.inf)))
     fn = lambda x, args: _residual(x, args, branch)  # noqa: E731
     sol: optx.Solution = optx.root_find(
-        fn, optx.Dogleg(rtol=rtol, atol=atol), x0, args=(problem, rule),
-        max_steps=max_steps, adjoint=optx.ImplicitAdjoint(), throw=False,
+        fn,
+        optx.Dogleg(rtol=rtol, atol=atol),
+        x0,
+        args=(problem, rule),
+        max_steps=max_steps,
+        adjoint=optx.ImplicitAdjoint(),
+        throw=False,
     )
     x = sol.value
     kappa, m, s = x[0], x[1], jnp.abs(x[2])
@@ -674,16 +751,29 @@ def _solve_jit(problem: Problem, x0, kappa_known, picard, rule: _Rule, branch: s
     m_eff = jnp.abs(m) if even else m
     quad_err, quad_shift = _quadrature_error(problem, x, rule, branch)
     return FixedPoint(
-        kappa=kappa, m=m, q=q, error=q - 2 * m_eff + 1.0, cosine=m_eff / jnp.sqrt(q),
-        train_loss=mo.train_loss, test_error=mo.test_error, wrong_well=mo.wrong_well,
-        residual=res, unstable_mass=mo.unstable, ambiguous_mass=mo.ambiguous,
-        gamma=mo.gam, gamma_star=mo.gam_star, cu=mo.cu,
-        quadrature_error=quad_err, quadrature_shift=quad_shift, quadrature_mass=mo.mass,
+        kappa=kappa,
+        m=m,
+        q=q,
+        error=q - 2 * m_eff + 1.0,
+        cosine=m_eff / jnp.sqrt(q),
+        train_loss=mo.train_loss,
+        test_error=mo.test_error,
+        wrong_well=mo.wrong_well,
+        residual=res,
+        unstable_mass=mo.unstable,
+        ambiguous_mass=mo.ambiguous,
+        gamma=mo.gam,
+        gamma_star=mo.gam_star,
+        cu=mo.cu,
+        quadrature_error=quad_err,
+        quadrature_shift=quad_shift,
+        quadrature_mass=mo.mass,
         # solved when the equations hold to tolerance: a trust region that reaches the
         # root in one step can then reject every further (rounding-level) step and run
         # out of steps without "terminating", at a residual of 1e-16
         converged=jnp.isfinite(res) & (res < 1e3 * max(atol, 1e-12) + 1e-8),
-        num_steps=sol.stats["num_steps"], even=even,
+        num_steps=sol.stats["num_steps"],
+        even=even,
     )
 
 
@@ -758,7 +848,7 @@ def fixed_point(
     `problem` under `jax.grad`, and `fixed_point` itself can be called inside
     `jax.grad`/`jax.vmap` with a traced problem (then pass `warn=False`).
 
-    References: section 4 of the derivation page; El Karoui et al. (2013);
+    References: docs/equations.md#the-long-time-fixed-point; El Karoui et al. (2013);
     Thrampoulidis, Abbasi, Hassibi (2018).
     """
     check_problem(problem)
@@ -770,24 +860,36 @@ def fixed_point(
     if not problem.model.smooth and not isinstance(problem.model, AbstractBinaryModel):
         warnings.warn(
             f"{type(problem.model).__name__} is not smooth: E[dg/dz] uses the Stein form on "
-            "tensor quadrature, which converges slowly across the jump", RuntimeWarning,
+            "tensor quadrature, which converges slowly across the jump",
+            RuntimeWarning,
             stacklevel=2,
         )
     x0, known, picard = _start_vector(start, picard)
-    out = _solve(as_arrays(problem), x0, known, num_nodes, branch, picard,
-                 max_steps, float(rtol), float(atol))
+    out = _solve(
+        as_arrays(problem),
+        x0,
+        known,
+        num_nodes,
+        branch,
+        picard,
+        max_steps,
+        float(rtol),
+        float(atol),
+    )
     if warn and all(not isinstance(v, jax.core.Tracer) for v in jax.tree.leaves(out)):
         if not bool(out.converged):
             warnings.warn(
                 f"fixed_point: Newton did not converge (residual {float(out.residual):.2e} "
                 f"after {int(out.num_steps)} steps); start it from a late-time trajectory",
-                RuntimeWarning, stacklevel=2,
+                RuntimeWarning,
+                stacklevel=2,
             )
         elif float(out.unstable_mass) > 0:
             warnings.warn(
                 f"fixed_point: {float(out.unstable_mass):.2e} of the mass has "
                 "1 + kappa loss'' <= 0: this root is not a limit of gradient descent",
-                RuntimeWarning, stacklevel=2,
+                RuntimeWarning,
+                stacklevel=2,
             )
     return out
 
@@ -839,8 +941,9 @@ def fixed_point_sweep(
     base = as_arrays(problem)
     lam = base.lam if lam is None else lam
     alpha = base.alpha if alpha is None else alpha
-    lam, alpha = jnp.broadcast_arrays(jnp.asarray(lam, dtype=float),
-                                      jnp.asarray(alpha, dtype=float))
+    lam, alpha = jnp.broadcast_arrays(
+        jnp.asarray(lam, dtype=float), jnp.asarray(alpha, dtype=float)
+    )
     if not (np.all(np.isfinite(np.asarray(lam))) and np.all(np.asarray(lam) >= 0)):
         raise ValueError("lam must be finite and >= 0")
     if not (np.all(np.isfinite(np.asarray(alpha))) and np.all(np.asarray(alpha) > 0)):
@@ -964,8 +1067,14 @@ def _upper_unbounded(loss: AbstractLoss) -> bool:
     return isinstance(loss, WirtingerLoss)
 
 
-def hessian_edges(problem: Problem, fp: FixedPoint, *, num_nodes: int = 48,
-                  branch: Branch = "global", tail: float = 1e-12):
+def hessian_edges(
+    problem: Problem,
+    fp: FixedPoint,
+    *,
+    num_nodes: int = 48,
+    branch: Branch = "global",
+    tail: float = 1e-12,
+):
     """`(lower, upper_quadrature)` edges of the Hessian's limiting spectral law at `fp`
     (quadrature atoms of `D` with weight below `tail` are ignored; see `predicted_rate`)."""
     check_problem(problem)
@@ -974,9 +1083,14 @@ def hessian_edges(problem: Problem, fp: FixedPoint, *, num_nodes: int = 48,
     num_nodes = check_num_nodes(num_nodes)
     _check_branch(branch)
     check_positive("tail", tail)
-    lower, upper, _, _ = _rate_core(as_arrays(problem), fp, jnp.asarray(1.0),
-                                    rule_of(problem, num_nodes, curvature=True), branch,
-                                    float(tail))
+    lower, upper, _, _ = _rate_core(
+        as_arrays(problem),
+        fp,
+        jnp.asarray(1.0),
+        rule_of(problem, num_nodes, curvature=True),
+        branch,
+        float(tail),
+    )
     return lower, upper
 
 
@@ -1051,9 +1165,16 @@ def as_algorithm(algorithm_or_step):
     return GradientDescent(float(algorithm_or_step), 1)
 
 
-def predicted_rate(problem: Problem, algorithm, *, fixed: FixedPoint | None = None,
-                   start=None, num_nodes: int = 48, branch: Branch = "global",
-                   tail: float = 1e-12) -> RatePrediction:
+def predicted_rate(
+    problem: Problem,
+    algorithm,
+    *,
+    fixed: FixedPoint | None = None,
+    start=None,
+    num_nodes: int = 48,
+    branch: Branch = "global",
+    tail: float = 1e-12,
+) -> RatePrediction:
     r"""Predicted exponential rate at which a method approaches its fixed point.
 
     Linearising the method at the limit, every eigenvector of
@@ -1089,32 +1210,53 @@ def predicted_rate(problem: Problem, algorithm, *, fixed: FixedPoint | None = No
     if not algorithm.has_fixed_point:
         raise ValueError(
             f"{type(algorithm).__name__} has no fixed point (a constant-step stochastic method "
-            "converges to a stationary law, not a point), so it has no rate of approach to one")
+            "converges to a stationary law, not a point), so it has no rate of approach to one"
+        )
     if fixed is None:
         fixed = fixed_point(problem, start=start, num_nodes=num_nodes, branch=branch)
     elif not isinstance(fixed, FixedPoint):
         raise ValueError("fixed must be a FixedPoint")
     check_positive("tail", tail)
     edge = algorithm.stability_edge(problem)
-    lower, upper_q, d_crit, mass = _rate_core(as_arrays(problem), fixed,
-                                              jnp.asarray(edge, dtype=float),
-                                              rule_of(problem, num_nodes, curvature=True),
-                                              branch, float(tail))
+    lower, upper_q, d_crit, mass = _rate_core(
+        as_arrays(problem),
+        fixed,
+        jnp.asarray(edge, dtype=float),
+        rule_of(problem, num_nodes, curvature=True),
+        branch,
+        float(tail),
+    )
     unbounded = _upper_unbounded(problem.loss)
     upper = jnp.inf if unbounded else upper_q
     lo = float(lower)
-    spectrum = [lo] if unbounded else np.concatenate([[lo, float(upper)],
-                                                      np.linspace(lo, float(upper), 257)])
+    spectrum = (
+        [lo]
+        if unbounded
+        else np.concatenate([[lo, float(upper)], np.linspace(lo, float(upper), 257)])
+    )
     rate = float(np.max(algorithm.mode_contraction(problem, np.asarray(spectrum))))
     _, b, _ = algorithm.asymptotic(problem)
-    return RatePrediction(rate=jnp.asarray(rate), lower_edge=lower, upper_edge=jnp.asarray(upper),
-                          upper_edge_quadrature=upper_q, step_size=jnp.asarray(-b),
-                          stability_edge=jnp.asarray(edge), critical_curvature=d_crit,
-                          unstable_row_mass=mass, upper_unbounded=unbounded)
+    return RatePrediction(
+        rate=jnp.asarray(rate),
+        lower_edge=lower,
+        upper_edge=jnp.asarray(upper),
+        upper_edge_quadrature=upper_q,
+        step_size=jnp.asarray(-b),
+        stability_edge=jnp.asarray(edge),
+        critical_curvature=d_crit,
+        unstable_row_mass=mass,
+        upper_unbounded=unbounded,
+    )
 
 
-def measured_rate(values, *, limit=None, window: tuple[int, int] | None = None,
-                  edge_exponent: float = 1.5, floor: float = 1e-13):
+def measured_rate(
+    values,
+    *,
+    limit=None,
+    window: tuple[int, int] | None = None,
+    edge_exponent: float = 1.5,
+    floor: float = 1e-13,
+):
     r"""Fit the exponential rate at which a curve approaches its limit, with the model
     `|x(t) - limit| = C rate^t t^(-edge_exponent)`.
 
@@ -1138,20 +1280,26 @@ def measured_rate(values, *, limit=None, window: tuple[int, int] | None = None,
     """
     if isinstance(values, Trajectory):
         if values.diverged:
-            raise ValueError(f"the trajectory diverged at step {values.diverged_at}: it has "
-                             "no rate of convergence (lower the step size)")
+            raise ValueError(
+                f"the trajectory diverged at step {values.diverged_at}: it has "
+                "no rate of convergence (lower the step size)"
+            )
         values = values.values["error"]
     try:
         x = np.asarray(values, dtype=float)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"values must be a 1-d curve of numbers, got {type(values).__name__}"
-                         ) from err
+        raise ValueError(
+            f"values must be a 1-d curve of numbers, got {type(values).__name__}"
+        ) from err
     if x.ndim != 1 or x.size < 5:
         raise ValueError("values must be a 1-d curve with at least 5 points")
     if not np.isfinite(x).all():
-        raise ValueError(f"values has {int((~np.isfinite(x)).sum())} non-finite entries (the "
-                         "first at t = {}): a diverged curve has no rate of convergence"
-                         .format(int(np.argmin(np.isfinite(x)))))
+        raise ValueError(
+            f"values has {int((~np.isfinite(x)).sum())} non-finite entries (the "
+            "first at t = {}): a diverged curve has no rate of convergence".format(
+                int(np.argmin(np.isfinite(x)))
+            )
+        )
     if np.abs(x).max() > 1e8:
         raise ValueError("values exceed 1e8: the run diverged and has no rate of convergence")
     check_real("edge_exponent", edge_exponent)
@@ -1270,8 +1418,10 @@ def _hessian_check(problem, algorithm, init, dim: int, rows: int, key, polish: i
         t, k = xs
         return algorithm.simulator_step(co, state, t, gradient, 0.0, k), err(state[0])
 
-    xs = (jnp.arange(algorithm.steps), jax.random.split(jax.random.fold_in(key, 5),
-                                                        algorithm.steps))
+    xs = (
+        jnp.arange(algorithm.steps),
+        jax.random.split(jax.random.fold_in(key, 5), algorithm.steps),
+    )
     state, errors = jax.lax.scan(run, algorithm.simulator_init(theta0), xs)
     theta = state[0]
     gd_grad = a.T @ jax.vmap(loss.grad)(y, a @ theta) + lam * theta
@@ -1295,9 +1445,16 @@ def _hessian_check(problem, algorithm, init, dim: int, rows: int, key, polish: i
     m = theta @ theta_star / dim
     q = theta @ theta / dim
     return HessianCheck(
-        kappa_trace=kappa_tr, kappa_equation=kappa_eq,
-        grad_norm=jnp.linalg.norm(grad) / jnp.sqrt(dim), eig_min=eig[0], eig_max=eig[-1],
-        m=m, q=q, error=err(theta), errors=errors, gd_grad_norm=gd_grad_norm,
+        kappa_trace=kappa_tr,
+        kappa_equation=kappa_eq,
+        grad_norm=jnp.linalg.norm(grad) / jnp.sqrt(dim),
+        eig_min=eig[0],
+        eig_max=eig[-1],
+        m=m,
+        q=q,
+        error=err(theta),
+        errors=errors,
+        gd_grad_norm=gd_grad_norm,
         stability_edge=jnp.asarray(edge, dtype=float),
         max_row_curvature=jnp.max(d_ * jnp.sum(a**2, axis=1)),
     )
@@ -1309,11 +1466,13 @@ _hessian_check_jit = eqx.filter_jit(_hessian_check)
 @eqx.filter_jit
 def _hessian_check_many(problem, algorithm, init, dim: int, rows: int, keys, polish: int, edge):
     return jax.lax.map(
-        lambda k: _hessian_check(problem, algorithm, init, dim, rows, k, polish, edge), keys)
+        lambda k: _hessian_check(problem, algorithm, init, dim, rows, k, polish, edge), keys
+    )
 
 
-def hessian_check(problem: Problem, algorithm, init, *, dim: int, key,
-                  num_seeds: int = 1, polish: int = 8) -> HessianCheck:
+def hessian_check(
+    problem: Problem, algorithm, init, *, dim: int, key, num_seeds: int = 1, polish: int = 8
+) -> HessianCheck:
     r"""Run gradient descent at finite `d` to its limit point and test the kappa equation
     on the instance: `kappa = tr(H^-1)/d` against
     `1 / (lam + (1/d) sum_i D_i / (1 + kappa D_i))`, `H = A^T diag(D) A + lam I`.
@@ -1331,21 +1490,35 @@ def hessian_check(problem: Problem, algorithm, init, *, dim: int, key,
     polish = check_int("polish", polish, 0)
     check_key(key)
     rows = num_rows(problem, dim)
-    check_resources(f"hessian_check (dim = {dim}, {rows} rows)",
-                    largest=max(dim * dim, rows * dim),
-                    nbytes=8.0 * (4 * dim * dim + 3 * rows * dim),
-                    fix="use a smaller dim (it forms and factors the d x d Hessian)")
-    check_resources(f"hessian_check ({num_seeds} seeds)",
-                    largest=num_seeds * (algorithm.steps + 8),
-                    nbytes=8.0 * num_seeds * (algorithm.steps + 16), fix="use fewer seeds")
+    check_resources(
+        f"hessian_check (dim = {dim}, {rows} rows)",
+        largest=max(dim * dim, rows * dim),
+        nbytes=8.0 * (4 * dim * dim + 3 * rows * dim),
+        fix="use a smaller dim (it forms and factors the d x d Hessian)",
+    )
+    check_resources(
+        f"hessian_check ({num_seeds} seeds)",
+        largest=num_seeds * (algorithm.steps + 8),
+        nbytes=8.0 * num_seeds * (algorithm.steps + 16),
+        fix="use fewer seeds",
+    )
     edge = algorithm.stability_edge(problem)
     problem, algorithm, init = as_arrays((problem, algorithm, init))
     if num_seeds == 1:
         return _hessian_check_jit(problem, algorithm, init, dim, rows, key, polish, edge)
-    return _hessian_check_many(problem, algorithm, init, dim, rows,
-                               jax.random.split(key, num_seeds), polish, edge)
+    return _hessian_check_many(
+        problem, algorithm, init, dim, rows, jax.random.split(key, num_seeds), polish, edge
+    )
 
 
-
-__all__ = ["fixed_point", "fixed_point_sweep", "FixedPoint", "predicted_rate", "RatePrediction",
-           "measured_rate", "hessian_check", "HessianCheck", "hessian_edges"]
+__all__ = [
+    "fixed_point",
+    "fixed_point_sweep",
+    "FixedPoint",
+    "predicted_rate",
+    "RatePrediction",
+    "measured_rate",
+    "hessian_check",
+    "HessianCheck",
+    "hessian_edges",
+]

@@ -90,8 +90,10 @@ class EmpiricalLaw:
 
     def __repr__(self):
         n = next(iter(self.samples.values())).shape
-        return (f"EmpiricalLaw({self.kind}, t={self.time}, {self.source}, blocks={n[0]}, "
-                f"samples per block={n[1]}, quantities={sorted(self.samples)})")
+        return (
+            f"EmpiricalLaw({self.kind}, t={self.time}, {self.source}, blocks={n[0]}, "
+            f"samples per block={n[1]}, quantities={sorted(self.samples)})"
+        )
 
 
 class CoordinateLaw:
@@ -157,18 +159,20 @@ class CoordinateLaw:
 
     def sample(self, n: int, *, seed: int = 0) -> EmpiricalLaw:
         rng = np.random.default_rng(seed)
-        star = (rng.choice([-1.0, 1.0], n) if self.prior == "rademacher"
-                else rng.standard_normal(n))
+        star = rng.choice([-1.0, 1.0], n) if self.prior == "rademacher" else rng.standard_normal(n)
         theta = self.A * star + math.sqrt(self.V) * rng.standard_normal(n)
-        return EmpiricalLaw({"theta_star": star, "theta": theta}, kind="coordinate",
-                            time=self.time, source="dmft")
+        return EmpiricalLaw(
+            {"theta_star": star, "theta": theta}, kind="coordinate", time=self.time, source="dmft"
+        )
 
     def histogram(self, what, bins=40, range=None):
         return self.sample(200000).histogram(what, bins=bins, range=range)
 
     def __repr__(self):
-        return (f"CoordinateLaw(t={self.time}, theta = {self.A:.4g} theta* + "
-                f"sqrt({self.V:.4g}) G, prior={self.prior})")
+        return (
+            f"CoordinateLaw(t={self.time}, theta = {self.A:.4g} theta* + "
+            f"sqrt({self.V:.4g}) G, prior={self.prior})"
+        )
 
 
 class LawComparison:
@@ -182,8 +186,10 @@ class LawComparison:
         self.t, self.p_bins, self.p_value, self.what = t, p_bins, p_value, what
 
     def __repr__(self):
-        return (f"LawComparison({self.what!r}: {len(self.p_a)} bins, largest |t| = "
-                f"{np.max(np.abs(self.t)):.2f}, p = {self.p_value:.3g})")
+        return (
+            f"LawComparison({self.what!r}: {len(self.p_a)} bins, largest |t| = "
+            f"{np.max(np.abs(self.t)):.2f}, p = {self.p_value:.3g})"
+        )
 
 
 def _block_stats(law, what, edges):
@@ -225,13 +231,24 @@ def compare_laws(a, b, what, *, bins: int = 10) -> LawComparison:
     with np.errstate(divide="ignore", invalid="ignore"):
         t = (pa - pb) / np.sqrt(se2)
         num = se2**2
-        den = np.where(na > 1, sa**4 / max(na - 1, 1), 0) + np.where(nb > 1, sb**4 / max(nb - 1, 1), 0)
+        den = np.where(na > 1, sa**4 / max(na - 1, 1), 0) + np.where(
+            nb > 1, sb**4 / max(nb - 1, 1), 0
+        )
         dof = np.where(den > 0, num / den, 1e6)
     p_bins = 2 * stats.t.sf(np.abs(t), dof)
     p_bins = np.where(np.isfinite(p_bins), p_bins, 1.0)
     p_value = float(min(1.0, bins * p_bins.min()))
-    return LawComparison(edges, pa, sa, pb, sb, t, p_bins, p_value,
-                         what if isinstance(what, str) else getattr(what, "__name__", "fn"))
+    return LawComparison(
+        edges,
+        pa,
+        sa,
+        pb,
+        sb,
+        t,
+        p_bins,
+        p_value,
+        what if isinstance(what, str) else getattr(what, "__name__", "fn"),
+    )
 
 
 __all__ = ["EmpiricalLaw", "CoordinateLaw", "LawComparison", "compare_laws"]

@@ -77,7 +77,9 @@ class AbstractModel(eqx.Module):
             for half in (10.0, 40.0):
                 g = np.linspace(-half, half, 801)
                 zz, ee = np.meshgrid(g, g, indexing="ij")
-                y = np.asarray(jax.vmap(self.link)(jnp.asarray(zz.ravel()), jnp.asarray(ee.ravel())))
+                y = np.asarray(
+                    jax.vmap(self.link)(jnp.asarray(zz.ravel()), jnp.asarray(ee.ravel()))
+                )
                 vals.append(float(extreme(y[np.isfinite(y)])))
             near, far = vals
             if abs(far - near) <= 1e-9 * max(1.0, abs(near)):
@@ -177,8 +179,9 @@ class AbstractBinaryModel(AbstractModel):
     def conditional_prob_plus(self, mu, sd):
         """`E[prob_plus(z)]` for `z ~ N(mu, sd^2)` (`sd >= 0`)."""
         jumps = tuple(jnp.asarray(b, dtype=float) for b in self.breakpoints())
-        return _gaussian_smoothing(self.prob_plus, jnp.asarray(mu, dtype=float),
-                                   jnp.asarray(sd, dtype=float), jumps)
+        return _gaussian_smoothing(
+            self.prob_plus, jnp.asarray(mu, dtype=float), jnp.asarray(sd, dtype=float), jumps
+        )
 
     def label_support(self):
         return (-1.0, 1.0)
@@ -244,8 +247,9 @@ def _gaussian_smoothing_jvp(primals, tangents):
         if db is None:
             continue
         gap = 1e-9 * (1.0 + jnp.abs(b))
-        density = jnp.where(sd > 0, jnp.exp(-0.5 * ((b - mu) / safe) ** 2)
-                            / (math.sqrt(2 * math.pi) * safe), 0.0)
+        density = jnp.where(
+            sd > 0, jnp.exp(-0.5 * ((b - mu) / safe) ** 2) / (math.sqrt(2 * math.pi) * safe), 0.0
+        )
         out = out + (prob_plus(b - gap) - prob_plus(b + gap)) * density * db
     return value, out + jnp.zeros_like(value)
 
@@ -281,14 +285,20 @@ def check_label_law(model: AbstractBinaryModel) -> None:
         if abs(rule - fine) > worst:
             worst, where = abs(rule - fine), (mu, sd)
     if worst > LAW_RULE_TOL:
-        fix = ("declare where prob_plus jumps or bends sharply with breakpoints() (the law is "
-               "then integrated panel by panel)" if not model.breakpoints() else
-               "add breakpoints() where prob_plus bends sharply")
+        fix = (
+            "declare where prob_plus jumps or bends sharply with breakpoints() (the law is "
+            "then integrated panel by panel)"
+            if not model.breakpoints()
+            else "add breakpoints() where prob_plus bends sharply"
+        )
         warnings.warn(
             f"{type(model).__name__}: the default rule for P(y = +1 | w) is off by "
             f"{worst:.1e} at (mu, sd) = {where} against a fine rule: {fix}, or override "
             "conditional_prob_plus with a closed form; the fixed point and the spectral "
-            "theory inherit this error", RuntimeWarning, stacklevel=4)
+            "theory inherit this error",
+            RuntimeWarning,
+            stacklevel=4,
+        )
 
 
 class ProbitModel(AbstractBinaryModel):

@@ -72,8 +72,12 @@ class AbstractPreprocessing(eqx.Module):
         `T` approaches its supremum somewhere the grid does not see: an override is
         taken as exact whatever the labels."""
         lo, hi = (float(v) for v in support)
-        grid = np.concatenate([_SUP_GRID[(_SUP_GRID >= lo) & (_SUP_GRID <= hi)],
-                               [v for v in (lo, hi) if math.isfinite(v)]])
+        grid = np.concatenate(
+            [
+                _SUP_GRID[(_SUP_GRID >= lo) & (_SUP_GRID <= hi)],
+                [v for v in (lo, hi) if math.isfinite(v)],
+            ]
+        )
         grid = np.unique(grid)
         if not all(is_concrete(leaf) for leaf in jax.tree.leaves(self)):
             # traced (a swept parameter): the grid alone, without zooming in

@@ -11,8 +11,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._losses import AbstractLoss, Ridge
-from ._models import (AbstractBinaryModel, AbstractModel, AbstractPrior, GaussianPrior,
-                      check_label_law)
+from ._models import (
+    AbstractBinaryModel,
+    AbstractModel,
+    AbstractPrior,
+    GaussianPrior,
+    check_label_law,
+)
 from ._validate import check_nonnegative, check_positive, check_precision, check_real, is_concrete
 
 
@@ -73,7 +78,8 @@ def _check_labels(model: AbstractModel, loss: AbstractLoss) -> None:
             f"{type(loss).__name__} is meant for labels in {set(loss.labels)}, but "
             f"{type(model).__name__} gives labels such as {float(y[bad][0]):.4g}: use a model "
             "with those labels (ProbitModel, LogisticModel, or your AbstractBinaryModel) or "
-            "a loss for real labels (SquareLoss)")
+            "a loss for real labels (SquareLoss)"
+        )
 
 
 class DMFTStart(eqx.Module):
@@ -82,7 +88,7 @@ class DMFTStart(eqx.Module):
 
     - `kind`: `"informed"` (slot 0 is `theta^0 = a0 theta* + b0 zeta`), `"slot"` (slot 0
       is the top eigenvector `v` as one stationary slot, `slot = (R_vv, m_v)`, then
-      `theta^0 = s0 v`; derivation section 3b) or `"prehistory"` (`power_steps`
+      `theta^0 = s0 v`; docs/equations.md#stationary-slot) or `"prehistory"` (`power_steps`
       normalised power steps on `D` with `shift`, from `a0 theta* + b0 zeta`, the last
       one rescaled by `s0`).
     - `prep`: the preprocessing `T` (spectral starts); `s0`: the scale, or `None` for
@@ -138,8 +144,9 @@ class AbstractInit(eqx.Module):
         return self.simulator_start(problem, theta_star, a, y, key=key), {}
 
     @abc.abstractmethod
-    def dmft_start(self, problem: Problem, *, spectral_method: str = "slot",
-                   eps0: float = 0.1) -> DMFTStart:
+    def dmft_start(
+        self, problem: Problem, *, spectral_method: str = "slot", eps0: float = 0.1
+    ) -> DMFTStart:
         """The DMFT's start for `problem`. Called before tracing (where it may refuse
         with a ValueError) and again inside the traced engine (where it must not)."""
 
@@ -167,9 +174,12 @@ class InformedInit(AbstractInit):
 
     def dmft_start(self, problem, *, spectral_method="slot", eps0=0.1):
         del spectral_method, eps0
-        return DMFTStart(kind="informed", a0=self.overlap,
-                         b0=jnp.sqrt(self.norm - self.overlap**2),
-                         z_tangent=problem.model.smooth)
+        return DMFTStart(
+            kind="informed",
+            a0=self.overlap,
+            b0=jnp.sqrt(self.norm - self.overlap**2),
+            z_tangent=problem.model.smooth,
+        )
 
     def simulator_start(self, problem, theta_star, a, y, *, key):
         del problem, a, y
@@ -194,4 +204,5 @@ def check_problem(problem, algorithm=_NOT_GIVEN) -> None:
     if algorithm is not _NOT_GIVEN and not isinstance(algorithm, AbstractAlgorithm):
         raise ValueError(
             "algorithm must be a dmftjax algorithm (GradientDescent, HeavyBall, Nesterov or "
-            f"a subclass of AbstractAlgorithm), got {type(algorithm).__name__}")
+            f"a subclass of AbstractAlgorithm), got {type(algorithm).__name__}"
+        )

@@ -37,8 +37,14 @@ def progress_bar(total: int, desc: str, enabled: bool = True):
         return
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, desc=f"{desc} (compiling)", unit="step", leave=False, file=sys.stderr,
-               mininterval=0.2)
+    bar = tqdm(
+        total=total,
+        desc=f"{desc} (compiling)",
+        unit="step",
+        leave=False,
+        file=sys.stderr,
+        mininterval=0.2,
+    )
     _ACTIVE.append(bar)
     try:
         yield bar

@@ -11,8 +11,18 @@ import sys
 from pathlib import Path
 
 # the distributions dmftjax imports (pyproject's dependencies), in the order users ask about
-DEPENDENCIES = ("jax", "jaxlib", "equinox", "optax", "optimistix", "jaxtyping", "numpy",
-                "matplotlib", "tqdm", "click")
+DEPENDENCIES = (
+    "jax",
+    "jaxlib",
+    "equinox",
+    "optax",
+    "optimistix",
+    "jaxtyping",
+    "numpy",
+    "matplotlib",
+    "tqdm",
+    "click",
+)
 
 
 def versions() -> dict[str, str | None]:
@@ -36,11 +46,20 @@ def git_commit() -> dict | None:
     if not (root / ".git").exists():
         return None
     try:
-        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=10, check=True).stdout.strip()
-        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
-                                 "--untracked-files=no"], capture_output=True, text=True,
-                                timeout=10, check=True).stdout
+        sha = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     return {"commit": sha, "dirty": bool(status.strip())}

@@ -22,8 +22,15 @@ def observables(problem: Problem, theta_star, theta, z, y, r, test=None):
     `test = (a_test, y_test)` the test error is measured on those fresh rows; otherwise
     it is the exact conditional expectation given `theta` for a Gaussian design."""
     d = theta.shape[0]
-    obs = sample_observables(problem, y, z, r, m=theta_star @ theta / d, q=theta @ theta / d,
-                             p=theta_star @ theta_star / d)
+    obs = sample_observables(
+        problem,
+        y,
+        z,
+        r,
+        m=theta_star @ theta / d,
+        q=theta @ theta / d,
+        p=theta_star @ theta_star / d,
+    )
     if test is not None:
         a_test, y_test = test
         obs["test_error"] = jnp.mean(jax.vmap(problem.loss)(y_test, a_test @ theta))
@@ -45,9 +52,11 @@ def num_rows(problem: Problem, dim: int) -> int:
     """`n = round(alpha d)`, refused below 2 rows (no sample statistics, no spectrum)."""
     n = int(round(float(problem.alpha) * dim))
     if n < 2:
-        raise ValueError(f"alpha d = {float(problem.alpha) * dim:.3g} gives {n} rows: a "
-                         f"simulation needs at least 2; raise dim to at least "
-                         f"{math.ceil(1.5 / float(problem.alpha))}")
+        raise ValueError(
+            f"alpha d = {float(problem.alpha) * dim:.3g} gives {n} rows: a "
+            f"simulation needs at least 2; raise dim to at least "
+            f"{math.ceil(1.5 / float(problem.alpha))}"
+        )
     return n
 
 
@@ -60,8 +69,19 @@ class _Options(eqx.Module):
     progress: bool = eqx.field(static=True, default=False)
 
 
-def _run(problem: Problem, algorithm, theta_star, a, z, y, theta0, test, probes, key,
-         progress: bool = False):
+def _run(
+    problem: Problem,
+    algorithm,
+    theta_star,
+    a,
+    z,
+    y,
+    theta0,
+    test,
+    probes,
+    key,
+    progress: bool = False,
+):
     """The algorithm from `theta0` (its own `simulator_step`, one key per step); with
     `probes` (`[T, d]`) also the linear response to a field `h^s` added to the gradient
     at step `s`, carried as a forward tangent: `R(t, s)` is estimated by
@@ -84,8 +104,9 @@ def _run(problem: Problem, algorithm, theta_star, a, z, y, theta0, test, probes,
         obs = observables(problem, theta_star, theta, z, y, a @ theta, test)
         if probes is None:
             return (update(state, 0.0, t, k), None), (obs, theta)
-        new, dnew = jax.jvp(lambda s_, f_: update(s_, f_, t, k), (state, jnp.zeros_like(theta)),
-                            (dstate, h))
+        new, dnew = jax.jvp(
+            lambda s_, f_: update(s_, f_, t, k), (state, jnp.zeros_like(theta)), (dstate, h)
+        )
         return (new, dnew), (obs, theta, dstate[0])
 
     state0 = algorithm.simulator_init(theta0)
@@ -104,8 +125,9 @@ def _run(problem: Problem, algorithm, theta_star, a, z, y, theta0, test, probes,
     return obs, thetas, dthetas
 
 
-def simulate_one(problem: Problem, algorithm, init, dim: int, n: int, key,
-                 options: _Options = _Options()):
+def simulate_one(
+    problem: Problem, algorithm, init, dim: int, n: int, key, options: _Options = _Options()
+):
     """One seed: draw data, start, run the algorithm; observables over t = 0..T, and
     what `options` asks for (kernels, laws, the start's diagnostics)."""
     k_data, k_init = jax.random.split(key)
@@ -121,8 +143,19 @@ def simulate_one(problem: Problem, algorithm, init, dim: int, n: int, key,
     probes = None
     if options.kernels:
         probes = jax.random.normal(jax.random.fold_in(k_data, 2), (algorithm.steps, dim))
-    obs, thetas, dthetas = _run(problem, algorithm, theta_star, a, z, y, theta0, test,
-                                probes, jax.random.fold_in(k_init, 3), options.progress)
+    obs, thetas, dthetas = _run(
+        problem,
+        algorithm,
+        theta_star,
+        a,
+        z,
+        y,
+        theta0,
+        test,
+        probes,
+        jax.random.fold_in(k_init, 3),
+        options.progress,
+    )
     out = {"obs": obs, "start": start_info}
     if options.kernels:
         assert probes is not None  # drawn above under the same condition
@@ -144,11 +177,13 @@ TRACES = {"simulate": 0}
 
 
 @eqx.filter_jit
-def _simulate_batch(problem, algorithm, init, keys, dim: int, n: int, batch_size: int,
-                    options: _Options):
+def _simulate_batch(
+    problem, algorithm, init, keys, dim: int, n: int, batch_size: int, options: _Options
+):
     TRACES["simulate"] += 1
     return jax.lax.map(
-        lambda k: simulate_one(problem, algorithm, init, dim, n, k, options), keys,
+        lambda k: simulate_one(problem, algorithm, init, dim, n, k, options),
+        keys,
         batch_size=batch_size,
     )
 
@@ -210,23 +245,31 @@ def simulate(
     n = num_rows(problem, dim)
     test_rows = n if test_rows is None else check_int("test_rows", test_rows, 0)
     law_times = _check_times(laws_at, algorithm.steps)
-    options = _Options(test_rows=test_rows, kernels=bool(kernels), law_times=law_times,
-                       progress=bool(progress))
+    options = _Options(
+        test_rows=test_rows, kernels=bool(kernels), law_times=law_times, progress=bool(progress)
+    )
     check_positive("memory_budget", memory_budget)
     per_seed = 8.0 * (n + test_rows) * dim * (1 if isinstance(init, InformedInit) else 3)
     if kernels:
         per_seed += 8.0 * 3 * (algorithm.steps + 1) * dim
-    check_resources(f"simulate (dim = {dim}, {n} rows)", largest=max(n, test_rows) * dim,
-                    nbytes=per_seed, fix="use a smaller dim (the finite-size extrapolation "
-                                         "over several d is the check that matters)")
+    check_resources(
+        f"simulate (dim = {dim}, {n} rows)",
+        largest=max(n, test_rows) * dim,
+        nbytes=per_seed,
+        fix="use a smaller dim (the finite-size extrapolation "
+        "over several d is the check that matters)",
+    )
     # what every seed returns: its curves (and kernels, laws), held together at the end
     kept = (len(OBSERVABLES) + 4) * (algorithm.steps + 1)
     if kernels:
         kept += 2 * (algorithm.steps + 1) ** 2
     kept += (3 * n + 2 * dim) * len(law_times)
-    check_resources(f"simulate ({num_seeds} seeds)", largest=num_seeds * kept,
-                    nbytes=8.0 * num_seeds * kept + per_seed,
-                    fix="use fewer seeds (or run them in several calls)")
+    check_resources(
+        f"simulate ({num_seeds} seeds)",
+        largest=num_seeds * kept,
+        nbytes=8.0 * num_seeds * kept + per_seed,
+        fix="use fewer seeds (or run them in several calls)",
+    )
     batch_size = int(max(1, min(num_seeds, memory_budget // per_seed)))
     keys = jax.random.split(key, num_seeds)
     problem, algorithm, init = as_arrays((problem, algorithm, init))
@@ -239,31 +282,44 @@ def simulate(
     start = out["start"]
     if "eigensolver_converged" in start:
         conv = start["eigensolver_converged"].astype(bool)
-        info.update(eigensolver_converged=conv.tolist(),
-                    eigensolver_residual=start["eigensolver_residual"].tolist())
+        info.update(
+            eigensolver_converged=conv.tolist(),
+            eigensolver_residual=start["eigensolver_residual"].tolist(),
+        )
         if not conv.all():
             warnings.warn(
                 f"simulate: the iterative eigensolver of the spectral start did not converge "
                 f"on {int((~conv).sum())} of {num_seeds} seeds (largest relative residual "
                 f"{float(np.max(start['eigensolver_residual'])):.1e}): their start is not the "
                 "top eigenvector; use SpectralInit(method='dense'), raise max_restarts, or "
-                "clip the preprocessing from below", RuntimeWarning, stacklevel=2)
+                "clip the preprocessing from below",
+                RuntimeWarning,
+                stacklevel=2,
+            )
     traj = finish(out["obs"], "simulation", info)
     if kernels:
         ok = _kept(traj, num_seeds)
         with warnings.catch_warnings():  # diverged seeds overflow (cut below)
             warnings.simplefilter("ignore", RuntimeWarning)
-            traj = eqx.tree_at(lambda t: t.kernels, traj, {
-                "C": out["C"][ok].mean(0), "C_se": _se(out["C"][ok]),
-                "R": out["R"][ok].mean(0), "R_se": _se(out["R"][ok]),
-            }, is_leaf=lambda x: x is None)
+            traj = eqx.tree_at(
+                lambda t: t.kernels,
+                traj,
+                {
+                    "C": out["C"][ok].mean(0),
+                    "C_se": _se(out["C"][ok]),
+                    "R": out["R"][ok].mean(0),
+                    "R_se": _se(out["R"][ok]),
+                },
+                is_leaf=lambda x: x is None,
+            )
     if law_times:
         ok = _kept(traj, num_seeds)
         laws = {}
         for i, t in enumerate(law_times):
             rows = {k: (v[ok] if v.ndim == 2 else v[ok][:, i]) for k, v in out["rows"].items()}
-            coords = {k: (v[ok] if v.ndim == 2 else v[ok][:, i])
-                      for k, v in out["coordinates"].items()}
+            coords = {
+                k: (v[ok] if v.ndim == 2 else v[ok][:, i]) for k, v in out["coordinates"].items()
+            }
             laws[("row", t)] = rows
             laws[("coordinate", t)] = coords
         traj = eqx.tree_at(lambda t: t.laws, traj, laws, is_leaf=lambda x: x is None)
@@ -279,7 +335,11 @@ def _kept(traj: Trajectory, num_runs: int) -> np.ndarray:
 
 
 def _se(x):
-    return x.std(axis=0, ddof=1) / math.sqrt(x.shape[0]) if x.shape[0] > 1 else np.full(x.shape[1:], np.nan)
+    return (
+        x.std(axis=0, ddof=1) / math.sqrt(x.shape[0])
+        if x.shape[0] > 1
+        else np.full(x.shape[1:], np.nan)
+    )
 
 
 def _check_times(times, steps: int) -> tuple:

@@ -1,6 +1,6 @@
 r"""Closed-form (d = infinity) theory of the spectral start (Lu-Li; Mondelli-Montanari).
 
-Conventions (section 1 of the derivation): rows `a_i ~ N(0, I_d / d)`, `n = alpha d`,
+Conventions (docs/equations.md#the-setting): rows `a_i ~ N(0, I_d / d)`, `n = alpha d`,
 `D = sum_i T(y_i) a_i a_i^T`. The papers use `x_i = sqrt(d) a_i ~ N(0, I_d)`,
 `delta = n/d = alpha` and `D_n = (1/n) sum_i T(y_i) x_i x_i^T = D / alpha`. With
 `Z = T(Y)`, `Y = f(G, eps)`, `G ~ N(0, 1)`, `tau = sup supp Z`, `k(lam) = Z/(lam - Z)`:
@@ -16,7 +16,8 @@ Conventions (section 1 of the derivation): rows `a_i ~ N(0, I_d / d)`, `n = alph
 `psi'(lam*) / (psi'(lam*) - phi'(lam*))`; top eigenvalue of `D`: `alpha psi(lam*)`;
 bulk edge of `D`: `alpha psi(lam_bar)` (the papers' values for `D_n`, times `alpha`).
 
-Relation to the stationary slot of section 3b (verified in the tests to 1e-10):
+Relation to the stationary slot of docs/equations.md#stationary-slot (verified in the tests
+to 1e-10):
 `R_vv = 1/lam*` (the papers' convention), `m_v = sqrt(cos^2)`, `lam1 = alpha psi(lam*)`
 solve (a), (b), (c) there. `R_vv` is also the Stieltjes transform of the bulk of `D`
 at its top eigenvalue, `lim (1/d) sum_{j >= 2} 1/(lam1 - lam_j(D))` (this is the
@@ -89,7 +90,8 @@ class SpectralTheory(eqx.Module):
     - `has_outlier`: whether the top eigenvalue separates from the bulk.
     - `lam_star`, `lam_bar`, `tau`: the papers' parameters (arguments of `psi`, `phi`
       in the `D_n` convention, not eigenvalues); without an outlier `lam_star = lam_bar`.
-    - `R_vv = 1/lam_star`, `m_v = sqrt(cosine2)`: the slot quantities of section 3b.
+    - `R_vv = 1/lam_star`, `m_v = sqrt(cosine2)`: the slot quantities of
+      docs/equations.md#stationary-slot.
     - `alpha`: the sample ratio.
     - `explanation` (property): why there is no overlap, or `""`.
     """
@@ -172,8 +174,11 @@ def _rule(model: AbstractModel, breakpoints: tuple, noiseless: bool) -> _Rule:
         # the two labels integrated exactly: weights P(y = +-1 | G) on a rule in G
         # (a declared jump of the law is a panel end: each panel's integrand is smooth)
         jumps = [jnp.clip(jnp.asarray(b, dtype=float), -10.0, 10.0) for b in model.breakpoints()]
-        g, wg = _panels(jnp.concatenate([jnp.arange(-10.0, 10.001, 0.25)]
-                                        + [jnp.reshape(b, (1,)) for b in jumps]))
+        g, wg = _panels(
+            jnp.concatenate(
+                [jnp.arange(-10.0, 10.001, 0.25)] + [jnp.reshape(b, (1,)) for b in jumps]
+            )
+        )
         wz = wg * _phi(g)
         p1 = jax.vmap(model.prob_plus)(g)
         wp = jnp.concatenate([wz * p1, wz * (1.0 - p1)])
@@ -281,8 +286,13 @@ def _root(fn, solver, args, lower, upper):
     lower = jax.lax.stop_gradient(lower)
     upper = jax.lax.stop_gradient(upper)
     sol = optx.root_find(
-        fn, solver, 0.5 * (lower + upper), args, options=dict(lower=lower, upper=upper),
-        max_steps=200, throw=False,
+        fn,
+        solver,
+        0.5 * (lower + upper),
+        args,
+        options=dict(lower=lower, upper=upper),
+        max_steps=200,
+        throw=False,
     )
     return sol.value
 
@@ -406,14 +416,24 @@ def spectral_theory(problem: Problem, preprocessing: AbstractPreprocessing) -> S
         warnings.warn(_UNBOUNDED, RuntimeWarning, stacklevel=2)
         inf, zero = jnp.asarray(jnp.inf), jnp.asarray(0.0)
         return SpectralTheory(
-            cosine2=zero, top_eigenvalue=inf, bulk_edge=inf, has_outlier=jnp.asarray(False),
-            lam_star=inf, lam_bar=inf, R_vv=zero, m_v=zero, tau=inf,
+            cosine2=zero,
+            top_eigenvalue=inf,
+            bulk_edge=inf,
+            has_outlier=jnp.asarray(False),
+            lam_star=inf,
+            lam_bar=inf,
+            R_vv=zero,
+            m_v=zero,
+            tau=inf,
             alpha=jnp.asarray(problem.alpha, dtype=float),
         )
     noiseless = _noiseless(problem.model)
     return _theory_jit(
-        as_arrays(problem.model), as_arrays(preprocessing), jnp.asarray(problem.alpha, dtype=float),
-        noiseless, support,
+        as_arrays(problem.model),
+        as_arrays(preprocessing),
+        jnp.asarray(problem.alpha, dtype=float),
+        noiseless,
+        support,
     )
 
 
@@ -464,13 +484,15 @@ def weak_recovery_threshold(
     m, p = as_arrays(model), as_arrays(preprocessing)
     x_lo, x_hi = jnp.log(jnp.asarray(lo, dtype=float)), jnp.log(jnp.asarray(hi, dtype=float))
     if not float(_margin_jit(m, p, x_hi, noiseless, support)) > 0:
-        warnings.warn(f"no outlier for alpha <= {hi}: threshold reported as inf", RuntimeWarning,
-                      stacklevel=2)
+        warnings.warn(
+            f"no outlier for alpha <= {hi}: threshold reported as inf", RuntimeWarning, stacklevel=2
+        )
         return math.inf
     if float(_margin_jit(m, p, x_lo, noiseless, support)) > 0:
         raise ValueError(
             f"an outlier exists already at alpha = {lo}, the lower end of the bracket: the "
-            f"threshold lies below it; pass a wider bracket=(lower, {hi})")
+            f"threshold lies below it; pass a wider bracket=(lower, {hi})"
+        )
     return float(jnp.exp(_threshold_jit(m, p, x_lo, x_hi, noiseless, support)))
 
 
@@ -481,8 +503,13 @@ def _threshold_jit(model, prep, x_lo, x_hi, noiseless, support):
         return _margin_core(mm, pp, x, noiseless, support)
 
     sol = optx.root_find(
-        fn, optx.Bisection(rtol=1e-12, atol=1e-12, flip=False), 0.5 * (x_lo + x_hi),
-        (model, prep), options=dict(lower=x_lo, upper=x_hi), max_steps=200, throw=False,
+        fn,
+        optx.Bisection(rtol=1e-12, atol=1e-12, flip=False),
+        0.5 * (x_lo + x_hi),
+        (model, prep),
+        options=dict(lower=x_lo, upper=x_hi),
+        max_steps=200,
+        throw=False,
     )
     return sol.value
 

@@ -16,8 +16,9 @@ Two eigensolvers:
   `LuoAlghamdiLu` (spectrum reaching -1e8 once `y_i` is tiny) converges slowly; clip
   it, or use the dense solver.
 
-`"auto"` picks dense for `d <= dense_max_dim` (default 300; Lanczos is 9-19x faster from d = 1000 on, see benchmarks/results/eigensolver.json) and Lanczos above. Both
-run inside `jit`, `vmap` and `lax.map` (fixed shapes, a `while_loop` for restarts).
+`"auto"` picks dense for `d <= dense_max_dim` (default 300; Lanczos is 9-19x faster from
+d = 1000 on, see benchmarks/results/eigensolver.json) and Lanczos above. Both run inside
+`jit`, `vmap` and `lax.map` (fixed shapes, a `while_loop` for restarts).
 """
 
 from __future__ import annotations
@@ -35,8 +36,15 @@ from ._preprocess import AbstractPreprocessing
 from ._problem import AbstractInit, DMFTStart, Problem, check_problem
 from ._simulate import num_rows
 from ._spectral import spectral_theory, weak_recovery_threshold
-from ._validate import (as_arrays, check_int, check_key, check_positive, check_precision,
-                        check_resources, is_concrete)
+from ._validate import (
+    as_arrays,
+    check_int,
+    check_key,
+    check_positive,
+    check_precision,
+    check_resources,
+    is_concrete,
+)
 
 _METHODS = ("auto", "dense", "lanczos")
 
@@ -107,8 +115,6 @@ def power_schedule(problem, init, eps0: float, tol: float = 1e-2):
     return shift, steps, rho
 
 
-
-
 class EigenInfo(eqx.Module):
     """Diagnostics of one eigensolve: the Ritz residual `|D x - lam1 x|`, the scale of
     the spectrum seen (`spread`, about `max|eigenvalue|`), the number of products with
@@ -126,7 +132,9 @@ def _dense_top(a, t):
     x = v[:, -1]
     spread = jnp.maximum(jnp.abs(w[0]), jnp.abs(w[-1]))
     res = jnp.linalg.norm(mat @ x - w[-1] * x)
-    info = EigenInfo(residual=res, spread=spread, matvecs=jnp.asarray(0), converged=jnp.asarray(True))
+    info = EigenInfo(
+        residual=res, spread=spread, matvecs=jnp.asarray(0), converged=jnp.asarray(True)
+    )
     return w[-1], x, info
 
 
@@ -215,7 +223,8 @@ def _lanczos_top(a, t, *, key, steps: int, chunk: int, max_restarts: int, tol: f
         cycle = cycle + restart
         j = jnp.where(restart, 0, j)
         basis, alphas, betas, _ = jax.lax.fori_loop(
-            j, j + chunk, step, (basis, alphas, betas, jnp.asarray(cycle, dtype)))
+            j, j + chunk, step, (basis, alphas, betas, jnp.asarray(cycle, dtype))
+        )
         j = j + chunk
         theta, x, res, spread = ritz(alphas, betas, basis, j)
         return basis, alphas, betas, j, cycle, x, theta, res, spread, count + chunk
@@ -227,8 +236,9 @@ def _lanczos_top(a, t, *, key, steps: int, chunk: int, max_restarts: int, tol: f
     state = (basis, zeros, zeros, 0, 0, v0, inf, inf, inf, 0)
     state = body(state)
     _, _, _, _, _, x, theta, res, spread, count = jax.lax.while_loop(cond, body, state)
-    info = EigenInfo(residual=res, spread=spread, matvecs=count,
-                     converged=converged(theta, res, spread))
+    info = EigenInfo(
+        residual=res, spread=spread, matvecs=count, converged=converged(theta, res, spread)
+    )
     return theta, x, info
 
 
@@ -237,7 +247,9 @@ def _top_tridiagonal_eigenvalue(diag, off, lower, spread, rounds: int = 10, poin
     symmetric tridiagonal matrix (`lower` <= it), by Sturm counts at `points` abscissae
     per round."""
     zero = jnp.zeros(1, diag.dtype)
-    hi = jnp.max(diag + jnp.abs(jnp.concatenate([off, zero])) + jnp.abs(jnp.concatenate([zero, off])))
+    hi = jnp.max(
+        diag + jnp.abs(jnp.concatenate([off, zero])) + jnp.abs(jnp.concatenate([zero, off]))
+    )
     k = diag.shape[0]
     off2 = off**2
     tiny = jnp.finfo(diag.dtype).tiny
@@ -274,8 +286,7 @@ def _top_eigenpair(a, t, key, method, dense_max_dim, steps, chunk, max_restarts,
     d = a.shape[-1]
     if method == "dense" or (method == "auto" and d <= dense_max_dim):
         return _dense_top(a, t)
-    return _lanczos_top(a, t, key=key, steps=steps, chunk=chunk, max_restarts=max_restarts,
-                        tol=tol)
+    return _lanczos_top(a, t, key=key, steps=steps, chunk=chunk, max_restarts=max_restarts, tol=tol)
 
 
 def top_eigenpair(
@@ -315,13 +326,16 @@ def top_eigenpair(
     check_positive("tol", tol)
     if jnp.ndim(a) != 2 or jnp.ndim(t) != 1 or jnp.shape(t)[0] != jnp.shape(a)[0]:
         raise ValueError(
-            f"a must be [n, d] and t [n]; got shapes {jnp.shape(a)} and {jnp.shape(t)}")
+            f"a must be [n, d] and t [n]; got shapes {jnp.shape(a)} and {jnp.shape(t)}"
+        )
     if is_concrete(a) and is_concrete(t):
         for name, x in (("a", a), ("t", t)):
             finite = jnp.isfinite(x)
             if not bool(jnp.all(finite)):
-                raise ValueError(f"{name} has {int(jnp.size(x) - jnp.sum(finite))} non-finite "
-                                 "entries: the eigenpair of such a matrix is not defined")
+                raise ValueError(
+                    f"{name} has {int(jnp.size(x) - jnp.sum(finite))} non-finite "
+                    "entries: the eigenpair of such a matrix is not defined"
+                )
     return _top_eigenpair(a, t, key, method, dense_max_dim, steps, chunk, max_restarts, tol)
 
 
@@ -370,8 +384,14 @@ class SpectralInit(AbstractInit):
         prep = self.preprocessing.specialise(problem.alpha)
         t = jax.vmap(prep)(y)
         lam, x, info = top_eigenpair(
-            a, t, key=key, method=self.method, dense_max_dim=self.dense_max_dim,
-            steps=self.lanczos_steps, max_restarts=self.max_restarts, tol=self.tol,
+            a,
+            t,
+            key=key,
+            method=self.method,
+            dense_max_dim=self.dense_max_dim,
+            steps=self.lanczos_steps,
+            max_restarts=self.max_restarts,
+            tol=self.tol,
         )
         d = a.shape[-1]
         sign = jnp.where(x @ theta_star >= 0, 1.0, -1.0)
@@ -381,11 +401,11 @@ class SpectralInit(AbstractInit):
         return self.simulator_start_with_info(problem, theta_star, a, y, key=key)[0]
 
     def dmft_start(self, problem, *, spectral_method="slot", eps0=0.1):
-        """The stationary slot (`"slot"`, docs/equations.md#stationary-slot: `(R_vv, m_v)` from the closed form;
-        traceable, so a sweep can vary `alpha` or the preprocessing) or the power-method
-        prehistory (`"prehistory"`: `K` and the shift from the predicted spectrum, fixed
-        before tracing). Refuses, when its inputs are concrete, a start without a
-        spectral outlier."""
+        """The stationary slot (`"slot"`, docs/equations.md#stationary-slot: `(R_vv, m_v)`
+        from the closed form; traceable, so a sweep can vary `alpha` or the preprocessing) or
+        the power-method prehistory (`"prehistory"`: `K` and the shift from the predicted
+        spectrum, fixed before tracing). Refuses, when its inputs are concrete, a start
+        without a spectral outlier."""
         prep = self.preprocessing.specialise(problem.alpha)
         z_tangent = problem.model.smooth and len(prep.breakpoints()) == 0
         concrete = all(is_concrete(leaf) for leaf in jax.tree.leaves((problem, self)))
@@ -397,27 +417,51 @@ class SpectralInit(AbstractInit):
                 theory = spectral_theory(problem, self.preprocessing)
         info = {}
         if concrete and is_concrete(theory.cosine2):
-            info = dict(cosine2_theory=float(theory.cosine2),
-                        top_eigenvalue=float(theory.top_eigenvalue), R_vv=float(theory.R_vv))
+            info = dict(
+                cosine2_theory=float(theory.cosine2),
+                top_eigenvalue=float(theory.top_eigenvalue),
+                R_vv=float(theory.R_vv),
+            )
         if spectral_method == "slot":
-            return DMFTStart(kind="slot", a0=theory.m_v, b0=0.0, z_tangent=z_tangent,
-                             slot=(theory.R_vv, theory.m_v), prep=prep, s0=self.scale,
-                             antithetic=True, facts=tuple(info.items()))
+            return DMFTStart(
+                kind="slot",
+                a0=theory.m_v,
+                b0=0.0,
+                z_tangent=z_tangent,
+                slot=(theory.R_vv, theory.m_v),
+                prep=prep,
+                s0=self.scale,
+                antithetic=True,
+                facts=tuple(info.items()),
+            )
         if not concrete:
-            raise ValueError("the power-method prehistory fixes its number of steps from the "
-                             "spectrum before tracing: use spectral_method='slot' in a "
-                             "traced (swept, differentiated) DMFT")
+            raise ValueError(
+                "the power-method prehistory fixes its number of steps from the "
+                "spectrum before tracing: use spectral_method='slot' in a "
+                "traced (swept, differentiated) DMFT"
+            )
         shift, steps, rate = power_schedule(problem, self, eps0)
         info.update(power_steps=steps, shift=shift, power_rate=rate)
-        return DMFTStart(kind="prehistory", a0=eps0, b0=math.sqrt(1 - eps0**2),
-                         z_tangent=z_tangent, prep=prep, s0=self.scale, power_steps=steps,
-                         shift=shift, antithetic=True, facts=tuple(info.items()))
+        return DMFTStart(
+            kind="prehistory",
+            a0=eps0,
+            b0=math.sqrt(1 - eps0**2),
+            z_tangent=z_tangent,
+            prep=prep,
+            s0=self.scale,
+            power_steps=steps,
+            shift=shift,
+            antithetic=True,
+            facts=tuple(info.items()),
+        )
 
     def simulator_start_with_info(self, problem, theta_star, a, y, *, key):
         lam, v, info = self.eigenpair(problem, theta_star, a, y, key=key)
         scale = problem.model.default_scale(y) if self.scale is None else self.scale
-        diagnostics = {"eigensolver_converged": info.converged,
-                       "eigensolver_residual": info.residual / jnp.abs(lam)}
+        diagnostics = {
+            "eigensolver_converged": info.converged,
+            "eigensolver_residual": info.residual / jnp.abs(lam),
+        }
         return scale * v, diagnostics
 
 
@@ -472,11 +516,17 @@ def _solve_batch(theta_star, a, t, keys, settings: tuple):
 
     def one(args):
         ts, aa, tt, key = args
-        lam, x, info = _top_eigenpair(aa, tt, key, method, dense_max_dim, steps, chunk,
-                                      max_restarts, tol)
+        lam, x, info = _top_eigenpair(
+            aa, tt, key, method, dense_max_dim, steps, chunk, max_restarts, tol
+        )
         cos2 = (x @ ts) ** 2 / ((x @ x) * (ts @ ts))
-        return dict(cosine2=cos2, top_eigenvalue=lam, residual=info.residual / jnp.abs(lam),
-                    converged=info.converged, matvecs=info.matvecs)
+        return dict(
+            cosine2=cos2,
+            top_eigenvalue=lam,
+            residual=info.residual / jnp.abs(lam),
+            converged=info.converged,
+            matvecs=info.matvecs,
+        )
 
     return jax.lax.map(one, (theta_star, a, t, keys))
 
@@ -516,20 +566,33 @@ def spectral_simulation(
     dense = method == "dense" or (method == "auto" and dim <= init.dense_max_dim)
     per_seed = 8.0 * (n * dim + (dim * dim * 2 if dense else 0))
     check_positive("memory_budget", memory_budget)
-    check_resources(f"spectral_simulation (dim = {dim}, {n} rows)",
-                    largest=max(n * dim, dim * dim if dense else 0), nbytes=per_seed,
-                    fix="use a smaller dim")
-    check_resources(f"spectral_simulation ({num_seeds} seeds)", largest=4 * num_seeds,
-                    nbytes=8.0 * 8 * num_seeds + per_seed, fix="use fewer seeds")
+    check_resources(
+        f"spectral_simulation (dim = {dim}, {n} rows)",
+        largest=max(n * dim, dim * dim if dense else 0),
+        nbytes=per_seed,
+        fix="use a smaller dim",
+    )
+    check_resources(
+        f"spectral_simulation ({num_seeds} seeds)",
+        largest=4 * num_seeds,
+        nbytes=8.0 * 8 * num_seeds + per_seed,
+        fix="use fewer seeds",
+    )
     chunk = int(max(1, min(num_seeds, memory_budget // per_seed)))
     keys = jax.random.split(key, num_seeds)
     # Floats as arrays: one compilation serves every alpha, noise and threshold value.
     problem, prep = as_arrays((problem, preprocessing.specialise(problem.alpha)))
-    settings = (init.method, init.dense_max_dim, init.lanczos_steps, 10, init.max_restarts,
-                init.tol)
+    settings = (
+        init.method,
+        init.dense_max_dim,
+        init.lanczos_steps,
+        10,
+        init.max_restarts,
+        init.tol,
+    )
     parts = []
     for start in range(0, num_seeds, chunk):
-        theta_star, a, y, k_init = _draw_batch(problem, keys[start:start + chunk], dim, n)
+        theta_star, a, y, k_init = _draw_batch(problem, keys[start : start + chunk], dim, n)
         t = _weights_batch(prep, y)
         parts.append(_solve_batch(theta_star, a, t, k_init, settings))
         del a
@@ -540,7 +603,8 @@ def spectral_simulation(
             f"the iterative eigensolver did not converge on {int((~out['converged']).sum())} "
             f"of {num_seeds} seeds (largest relative residual {out['residual'].max():.1e}); "
             "use method='dense', clip the preprocessing from below, or raise max_restarts",
-            RuntimeWarning, stacklevel=2,
+            RuntimeWarning,
+            stacklevel=2,
         )
 
     def mean_se(x):
@@ -549,10 +613,15 @@ def spectral_simulation(
     c, c_se = mean_se(out["cosine2"])
     lam, lam_se = mean_se(out["top_eigenvalue"])
     return SpectralSimulation(
-        cosine2=c, cosine2_stderr=c_se, top_eigenvalue=lam, top_eigenvalue_stderr=lam_se,
-        per_seed=dict(cosine2=out["cosine2"], top_eigenvalue=out["top_eigenvalue"],
-                      matvecs=out["matvecs"]),
-        converged=converged, max_relative_residual=float(out["residual"].max()),
+        cosine2=c,
+        cosine2_stderr=c_se,
+        top_eigenvalue=lam,
+        top_eigenvalue_stderr=lam_se,
+        per_seed=dict(
+            cosine2=out["cosine2"], top_eigenvalue=out["top_eigenvalue"], matvecs=out["matvecs"]
+        ),
+        converged=converged,
+        max_relative_residual=float(out["residual"].max()),
         info=dict(dim=dim, rows=n, num_seeds=num_seeds, method="dense" if dense else "lanczos"),
     )
 

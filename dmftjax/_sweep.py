@@ -65,10 +65,20 @@ DIVERGENCE_NORM = 1e8
 FORMAT_VERSION = 1
 
 # Quantities each engine stores per point (besides the DMFT's curves).
-_FIXED_POINT_FIELDS = ("error", "cosine", "m", "q", "kappa", "train_loss", "test_error",
-                       "wrong_well", "residual", "unstable_mass", "converged")
-_SPECTRAL_FIELDS = ("cosine2", "top_eigenvalue", "bulk_edge", "has_outlier", "lam_star",
-                    "lam_bar")
+_FIXED_POINT_FIELDS = (
+    "error",
+    "cosine",
+    "m",
+    "q",
+    "kappa",
+    "train_loss",
+    "test_error",
+    "wrong_well",
+    "residual",
+    "unstable_mass",
+    "converged",
+)
+_SPECTRAL_FIELDS = ("cosine2", "top_eigenvalue", "bulk_edge", "has_outlier", "lam_star", "lam_bar")
 
 
 # --------------------------------------------------------------------------------------
@@ -132,8 +142,10 @@ def _axis_values(name: str, values) -> np.ndarray:
     except (TypeError, ValueError) as err:
         raise ValueError(f"the {name} axis must be a 1-d sequence of numbers: {err}") from None
     if arr.ndim != 1:
-        raise ValueError(f"the {name} axis must be 1-d, got shape {arr.shape} (the grid is "
-                         "the product of the axes: pass each axis separately)")
+        raise ValueError(
+            f"the {name} axis must be 1-d, got shape {arr.shape} (the grid is "
+            "the product of the axes: pass each axis separately)"
+        )
     if arr.size == 0:
         raise ValueError(f"the {name} axis is empty")
     if not np.all(np.isfinite(arr)):
@@ -148,8 +160,11 @@ def _axis_values(name: str, values) -> np.ndarray:
 
 
 ROOTS = ("problem", "algorithm", "init")
-_SHORT = {"alpha": ("problem", ("alpha",)), "lam": ("problem", ("regulariser", "lam")),
-          "step_size": ("algorithm", ("step_size",))}
+_SHORT = {
+    "alpha": ("problem", ("alpha",)),
+    "lam": ("problem", ("regulariser", "lam")),
+    "step_size": ("algorithm", ("step_size",)),
+}
 
 
 def axis_path(name: str, prep_field: str | None = None) -> tuple[str, tuple[str | None, ...]]:
@@ -164,7 +179,8 @@ def axis_path(name: str, prep_field: str | None = None) -> tuple[str, tuple[str 
     if root not in ROOTS or not rest:
         raise ValueError(
             f"unknown sweep axis {name!r}: use alpha, lam, step_size, prep, or a path such as "
-            "'algorithm.momentum', 'problem.model.noise' or 'init.preprocessing.tau'")
+            "'algorithm.momentum', 'problem.model.noise' or 'init.preprocessing.tau'"
+        )
     return root, tuple(rest.split("."))
 
 
@@ -211,9 +227,11 @@ def _dmft_point(problem, algorithm, init, prep, key, num_samples, num_replicas, 
 
     del prep
     keys = jax.random.split(key, num_replicas)
-    obs, _ = jax.vmap(lambda k: dmft_replica(problem, algorithm, init, key=k,
-                                             num_samples=num_samples,
-                                             estimator=estimator))(keys)
+    obs, _ = jax.vmap(
+        lambda k: dmft_replica(
+            problem, algorithm, init, key=k, num_samples=num_samples, estimator=estimator
+        )
+    )(keys)
     norm = obs["norm"]
     ok = jnp.all(jnp.isfinite(norm) & (jnp.abs(norm) <= DIVERGENCE_NORM), axis=-1)  # [R]
     n_ok = jnp.sum(ok)
@@ -232,8 +250,7 @@ def _dmft_point(problem, algorithm, init, prep, key, num_samples, num_replicas, 
     return out
 
 
-def _fixed_point_point(problem, algorithm, init, prep, key, num_samples, num_replicas,
-                       estimator):
+def _fixed_point_point(problem, algorithm, init, prep, key, num_samples, num_replicas, estimator):
     from ._fixed_point import fixed_point
 
     del algorithm, init, prep, key, num_samples, num_replicas, estimator
@@ -243,8 +260,7 @@ def _fixed_point_point(problem, algorithm, init, prep, key, num_samples, num_rep
     return out
 
 
-def _spectral_point(problem, algorithm, init, prep, key, num_samples, num_replicas,
-                    estimator):
+def _spectral_point(problem, algorithm, init, prep, key, num_samples, num_replicas, estimator):
     from ._spectral import spectral_theory
 
     del algorithm, init, key, num_samples, num_replicas, estimator
@@ -264,21 +280,26 @@ def _check_devices(devices) -> list:
         try:
             return list(jax.local_devices(backend=devices))
         except RuntimeError as err:
-            raise ValueError(f"devices={devices!r}: no such platform here "
-                             f"(this process has {sorted({d.platform for d in jax.devices()})})"
-                             ) from err
+            raise ValueError(
+                f"devices={devices!r}: no such platform here "
+                f"(this process has {sorted({d.platform for d in jax.devices()})})"
+            ) from err
     try:
         devices = list(devices)
     except TypeError:
-        raise ValueError(f"devices must be None, a platform name or a list of JAX devices, "
-                         f"got {devices!r}") from None
+        raise ValueError(
+            f"devices must be None, a platform name or a list of JAX devices, got {devices!r}"
+        ) from None
     if not devices or not all(isinstance(d, jax.Device) for d in devices):
-        raise ValueError(f"devices must be a non-empty list of JAX devices (jax.devices()), "
-                         f"got {devices!r}")
+        raise ValueError(
+            f"devices must be a non-empty list of JAX devices (jax.devices()), got {devices!r}"
+        )
     foreign = [d for d in devices if d.process_index != jax.process_index()]
     if foreign:
-        raise ValueError(f"devices {foreign} belong to other processes; each process of a "
-                         "multi-process sweep passes its own (jax.local_devices())")
+        raise ValueError(
+            f"devices {foreign} belong to other processes; each process of a "
+            "multi-process sweep passes its own (jax.local_devices())"
+        )
     return devices
 
 
@@ -298,7 +319,7 @@ def _my_points(todo: np.ndarray, batch_size: int) -> np.ndarray:
     me, count = jax.process_index(), jax.process_count()
     if count == 1:
         return todo
-    blocks = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
+    blocks = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
     mine = blocks[me::count]
     return np.concatenate(mine) if mine else todo[:0]
 
@@ -329,8 +350,16 @@ TRACES = {"sweep": 0}
 
 
 @eqx.filter_jit
-def _run_local(engine: str, trees, indices, key, num_samples: int, num_replicas: int,
-               estimator: str | AbstractEstimator, common: bool):
+def _run_local(
+    engine: str,
+    trees,
+    indices,
+    key,
+    num_samples: int,
+    num_replicas: int,
+    estimator: str | AbstractEstimator,
+    common: bool,
+):
     """The points of one device: `jax.vmap` of one engine over them."""
     TRACES["sweep"] += 1
     fn = _POINT_FNS[engine]
@@ -341,11 +370,21 @@ def _run_local(engine: str, trees, indices, key, num_samples: int, num_replicas:
     # arrays (the swept fields) are mapped; Python numbers (the others) stay static, as
     # some engines read them as constants (e.g. a noiseless model's quadrature)
     return eqx.filter_vmap(lambda t, k: fn(*t, k, num_samples, num_replicas, estimator))(
-        trees, keys)
+        trees, keys
+    )
 
 
-def _run_chunk(engine: str, trees, indices, key, num_samples: int, num_replicas: int,
-               estimator: str | AbstractEstimator, sharding: NamedSharding, common: bool = True):
+def _run_chunk(
+    engine: str,
+    trees,
+    indices,
+    key,
+    num_samples: int,
+    num_replicas: int,
+    estimator: str | AbstractEstimator,
+    sharding: NamedSharding,
+    common: bool = True,
+):
     r"""One chunk, laid out over the devices by `sharding` (batch axis split evenly).
 
     Each device runs the same single-device program (`_run_local`, compiled for the
@@ -366,13 +405,24 @@ def _run_chunk(engine: str, trees, indices, key, num_samples: int, num_replicas:
             (shard,) = [s for s in leaf.addressable_shards if s.device == dev]
             local.append(shard.data)
         local_trees, local_idx = eqx.combine(jax.tree.unflatten(treedef, local), static)
-        outs.append(_run_local(engine, local_trees, local_idx, jax.device_put(key, dev),
-                               num_samples, num_replicas, estimator, common))
+        outs.append(
+            _run_local(
+                engine,
+                local_trees,
+                local_idx,
+                jax.device_put(key, dev),
+                num_samples,
+                num_replicas,
+                estimator,
+                common,
+            )
+        )
     n = indices.shape[0]
 
     def assemble(*parts):
-        return jax.make_array_from_single_device_arrays((n,) + parts[0].shape[1:], sharding,
-                                                        list(parts))
+        return jax.make_array_from_single_device_arrays(
+            (n,) + parts[0].shape[1:], sharding, list(parts)
+        )
 
     return jax.tree.map(assemble, *outs)
 
@@ -516,7 +566,9 @@ def _warn_other_versions(chunks: dict, folder: Path) -> None:
             "kept and only the missing points are computed, but the two versions' points "
             "may differ (at least in their last bits); pass another out= to recompute "
             "every point",
-            RuntimeWarning, stacklevel=3)
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def _read_chunks(folder: Path, digest: str, num_points: int):
@@ -533,13 +585,17 @@ def _read_chunks(folder: Path, digest: str, num_points: int):
                 arrays = {k: data[k] for k in data.files if k not in ("hash", "versions")}
                 versions = str(data["versions"]) if "versions" in data.files else "unknown"
         except (OSError, ValueError, KeyError, EOFError) as err:  # not one of ours
-            warnings.warn(f"sweep: skipping unreadable {path.name} ({err})", RuntimeWarning,
-                          stacklevel=3)
+            warnings.warn(
+                f"sweep: skipping unreadable {path.name} ({err})", RuntimeWarning, stacklevel=3
+            )
             continue
         idx = arrays.pop("indices").astype(np.int64)
         if idx.size == 0 or idx.min() < 0 or idx.max() >= num_points or seen[idx].any():
-            warnings.warn(f"sweep: skipping {path.name} (indices out of range or repeated)",
-                          RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"sweep: skipping {path.name} (indices out of range or repeated)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
             continue
         seen[idx] = True
         chunks[path.name] = (idx, arrays, versions)
@@ -547,8 +603,11 @@ def _read_chunks(folder: Path, digest: str, num_points: int):
 
 
 def _next_chunk_number(folder: Path) -> int:
-    numbers = [int(p.stem.split("-")[1]) for p in folder.glob("chunk-*.npz")
-               if p.stem.split("-")[1].isdigit()]
+    numbers = [
+        int(p.stem.split("-")[1])
+        for p in folder.glob("chunk-*.npz")
+        if p.stem.split("-")[1].isdigit()
+    ]
     return max(numbers, default=-1) + 1
 
 
@@ -565,11 +624,20 @@ def _check_resume_batch(folder: Path, chunks: dict, batch_size: int) -> None:
         raise ValueError(
             f"this sweep ({folder}) was started with batch_size={stored}; resume it with "
             f"batch_size={stored} (another batch size changes the last bits of a point, "
-            "~1e-14, and the grid would mix the two), or pass another out= to start afresh")
+            "~1e-14, and the grid would mix the two), or pass another out= to start afresh"
+        )
 
 
-def _write_manifest(folder: Path, digest: str, settings: dict, axes: dict, chunks: dict,
-                    num_points: int, devices: list[str], batch_size: int):
+def _write_manifest(
+    folder: Path,
+    digest: str,
+    settings: dict,
+    axes: dict,
+    chunks: dict,
+    num_points: int,
+    devices: list[str],
+    batch_size: int,
+):
     from ._provenance import provenance
 
     done = sum(len(idx) for idx, _, _ in chunks.values())
@@ -581,9 +649,14 @@ def _write_manifest(folder: Path, digest: str, settings: dict, axes: dict, chunk
         "num_points": num_points,
         "done": done,
         "complete": done == num_points,
-        "chunks": [{"file": name, "num_points": int(len(idx)), "versions": json.loads(v)
-                    if v != "unknown" else v}
-                   for name, (idx, _, v) in sorted(chunks.items())],
+        "chunks": [
+            {
+                "file": name,
+                "num_points": int(len(idx)),
+                "versions": json.loads(v) if v != "unknown" else v,
+            }
+            for name, (idx, _, v) in sorted(chunks.items())
+        ],
         "devices": devices,
         "processes": jax.process_count(),
         "batch_size": batch_size,
@@ -681,24 +754,29 @@ def sweep(
     check_key(key)
     if engine == "dmft":
         if not isinstance(algorithm, AbstractAlgorithm):
-            raise ValueError("the dmft engine needs an algorithm (e.g. "
-                             "GradientDescent(step_size, steps))")
+            raise ValueError(
+                "the dmft engine needs an algorithm (e.g. GradientDescent(step_size, steps))"
+            )
         if not isinstance(init, AbstractInit):
-            raise ValueError(f"the dmft engine needs an initialisation, got "
-                             f"{type(init).__name__}")
+            raise ValueError(f"the dmft engine needs an initialisation, got {type(init).__name__}")
         estimator = as_estimator(estimator, window=window if estimator == "windowed" else None)
         if getattr(estimator, "handoff", None) is not None:
-            raise ValueError("sweeps integrate every step: pass Windowed(window) without "
-                             "handoff")
+            raise ValueError("sweeps integrate every step: pass Windowed(window) without handoff")
         window = estimator.engine[1] if estimator.kind == "windowed" else None
         start = init.dmft_start(problem)  # the start's own checks (e.g. a spectral outlier)
         need = start.min_samples(algorithm.steps)
         if num_samples < need or (start.antithetic and num_samples % 2):
-            raise ValueError(f"num_samples = {num_samples} must be at least {need}"
-                             f"{' and even' if start.antithetic else ''} for this start")
+            raise ValueError(
+                f"num_samples = {num_samples} must be at least {need}"
+                f"{' and even' if start.antithetic else ''} for this start"
+            )
         # per device: batch_size points of num_replicas replicas at once
-        check_dmft_resources(num_samples, algorithm.steps + start.slots + 3,
-                             batch_size * num_replicas, estimator.engine)
+        check_dmft_resources(
+            num_samples,
+            algorithm.steps + start.slots + 3,
+            batch_size * num_replicas,
+            estimator.engine,
+        )
     if preprocessing is None and init is not None and hasattr(init, "preprocessing"):
         preprocessing = init.preprocessing
     if engine == "spectral" and preprocessing is None:
@@ -708,9 +786,10 @@ def sweep(
 
     given = {"alpha": alpha, "lam": lam, "step_size": step_size, "prep": prep}
     if axes is not None and not isinstance(axes, dict):
-        raise ValueError("axes must be a dict {path: values}, e.g. "
-                         "{'algorithm.momentum': [0, 0.5]}")
-    for name in (axes or {}):
+        raise ValueError(
+            "axes must be a dict {path: values}, e.g. {'algorithm.momentum': [0, 0.5]}"
+        )
+    for name in axes or {}:
         if name in given and given[name] is not None:
             raise ValueError(f"the {name} axis is given twice")
         axis_path(name)  # a known root
@@ -733,8 +812,9 @@ def sweep(
     prep_field = None
     if "prep" in axes:
         if preprocessing is None:
-            raise ValueError("the prep axis needs a preprocessing (preprocessing=... or a "
-                             "SpectralInit)")
+            raise ValueError(
+                "the prep axis needs a preprocessing (preprocessing=... or a SpectralInit)"
+            )
         prep_field = preprocessing_parameter(preprocessing)
     # every value once through the checks of the module that owns its field (tau > 0,
     # momentum < 1, ...), before anything is traced
@@ -778,9 +858,11 @@ def sweep(
 
     me, processes = jax.process_index(), jax.process_count()
     if processes > 1 and out is None:
-        raise ValueError(f"a sweep over {processes} processes (jax.distributed) needs out=: "
-                         "a folder every process can read and write, where each stores its "
-                         "chunks and from which each assembles the whole grid")
+        raise ValueError(
+            f"a sweep over {processes} processes (jax.distributed) needs out=: "
+            "a folder every process can read and write, where each stores its "
+            "chunks and from which each assembles the whole grid"
+        )
     folder = None
     chunks: dict = {}
     if out is not None:
@@ -795,16 +877,21 @@ def sweep(
         _warn_other_versions(chunks, folder)
         _barrier(f"{tag}-read")  # every process has the same view before any writes
         if me == 0:
-            _write_manifest(folder, digest, settings, axes, chunks, num_points, device_names,
-                            batch_size)
+            _write_manifest(
+                folder, digest, settings, axes, chunks, num_points, device_names, batch_size
+            )
 
     done = np.zeros(num_points, dtype=bool)
     for idx, _, _ in chunks.values():
         done[idx] = True
     todo = _my_points(np.flatnonzero(~done), batch_size)
 
-    base = (problem, algorithm if engine == "dmft" else None,
-            init if engine == "dmft" else None, preprocessing)
+    base = (
+        problem,
+        algorithm if engine == "dmft" else None,
+        init if engine == "dmft" else None,
+        preprocessing,
+    )
     if prep_field is not None:
         base = _set(base, "prep", float(axes["prep"][0]), prep_field)
     grid_values = {k: jnp.asarray(v) for k, v in axes.items()}
@@ -813,8 +900,10 @@ def sweep(
         padded = np.concatenate([indices, np.full(chunk_len - len(indices), indices[-1])])
         multi = np.unravel_index(padded, shape)
         # array fields are mapped over the batch: broadcast the unswept ones
-        trees = jax.tree.map(lambda x: jnp.broadcast_to(x, (chunk_len,) + jnp.shape(x))
-                             if eqx.is_array(x) else x, base)
+        trees = jax.tree.map(
+            lambda x: jnp.broadcast_to(x, (chunk_len,) + jnp.shape(x)) if eqx.is_array(x) else x,
+            base,
+        )
         for (name, vals), m in zip(grid_values.items(), multi):
             trees = _set(trees, name, vals[m], prep_field)
         return trees, jnp.asarray(padded)
@@ -822,28 +911,50 @@ def sweep(
     from tqdm.auto import tqdm
 
     computed = 0
-    bar = tqdm(total=num_points, initial=num_points - len(todo), desc=f"sweep ({engine})",
-               unit="pt", disable=not progress, leave=False)
+    bar = tqdm(
+        total=num_points,
+        initial=num_points - len(todo),
+        desc=f"sweep ({engine})",
+        unit="pt",
+        disable=not progress,
+        leave=False,
+    )
     number = _next_chunk_number(folder) if folder is not None else 0
     suffix = f"-p{me:03d}" if processes > 1 else ""  # each process its own file names
     versions = _code_versions()
     t0 = time.perf_counter()
     try:
         for offset in range(0, len(todo), chunk_len):
-            indices = todo[offset:offset + chunk_len]
+            indices = todo[offset : offset + chunk_len]
             trees, padded = chunk_inputs(indices)
-            res = _run_chunk(engine, trees, padded, key, num_samples, num_replicas,
-                             estimator, sharding, bool(common_random_numbers))
+            res = _run_chunk(
+                engine,
+                trees,
+                padded,
+                key,
+                num_samples,
+                num_replicas,
+                estimator,
+                sharding,
+                bool(common_random_numbers),
+            )
             arrays = {k: np.asarray(v)[: len(indices)] for k, v in res.items()}
             name = f"chunk-{number:05d}{suffix}.npz"
             if folder is not None:
-                _atomic_save_npz(folder / name, dict(arrays, indices=indices,
-                                                     hash=np.asarray(digest),
-                                                     versions=np.asarray(versions)))
+                _atomic_save_npz(
+                    folder / name,
+                    dict(
+                        arrays,
+                        indices=indices,
+                        hash=np.asarray(digest),
+                        versions=np.asarray(versions),
+                    ),
+                )
             chunks[name] = (indices, arrays, versions)
             if folder is not None and processes == 1:
-                _write_manifest(folder, digest, settings, axes, chunks, num_points,
-                                device_names, batch_size)
+                _write_manifest(
+                    folder, digest, settings, axes, chunks, num_points, device_names, batch_size
+                )
             computed += len(indices)
             bar.update(len(indices))
             if after_chunk is not None:
@@ -857,8 +968,9 @@ def sweep(
         _barrier(f"{tag}-done")
         chunks = _read_chunks(folder, digest, num_points)
         if me == 0:
-            _write_manifest(folder, digest, settings, axes, chunks, num_points,
-                            device_names, batch_size)
+            _write_manifest(
+                folder, digest, settings, axes, chunks, num_points, device_names, batch_size
+            )
 
     # assemble: every point exactly once
     count = np.zeros(num_points, dtype=np.int64)
@@ -883,22 +995,42 @@ def sweep(
     thr = None
     if threshold and preprocessing is not None:
         thr = _thresholds(problem, preprocessing, axes.get("prep"), prep_field)
-    info = dict(num_points=num_points, computed=computed, devices=device_names,
-                chunk_len=chunk_len, seconds=elapsed, process=me, processes=processes)
+    info = dict(
+        num_points=num_points,
+        computed=computed,
+        devices=device_names,
+        chunk_len=chunk_len,
+        seconds=elapsed,
+        process=me,
+        processes=processes,
+    )
     if "num_diverged" in values:  # replicas dropped from a point's means are reported
         dropped = np.asarray(values["num_diverged"])
-        info.update(points_with_diverged_replicas=int((dropped > 0).sum()),
-                    points_all_diverged=int(np.asarray(values["diverged"]).sum()))
+        info.update(
+            points_with_diverged_replicas=int((dropped > 0).sum()),
+            points_all_diverged=int(np.asarray(values["diverged"]).sum()),
+        )
         if (dropped > 0).any():
             warnings.warn(
                 f"sweep: {info['points_with_diverged_replicas']} of {num_points} points had "
                 f"diverged replicas ({info['points_all_diverged']} had only diverged ones); "
                 "their means are over the other replicas (values['num_diverged'] per point)",
-                RuntimeWarning, stacklevel=2)
+                RuntimeWarning,
+                stacklevel=2,
+            )
     if "valid" in values:
         info.update(points_invalid=int((~np.asarray(values["valid"]).astype(bool)).sum()))
-    return SweepResult(axes=axes, values=values, curves=curves, settings=settings,
-                       hash=digest, threshold=thr, folder=folder, computed=computed, info=info)
+    return SweepResult(
+        axes=axes,
+        values=values,
+        curves=curves,
+        settings=settings,
+        hash=digest,
+        threshold=thr,
+        folder=folder,
+        computed=computed,
+        info=info,
+    )
 
 
 def _thresholds(problem, preprocessing, prep_values, prep_field):
@@ -918,8 +1050,9 @@ def _thresholds(problem, preprocessing, prep_values, prep_field):
     if prep_values is None:
         return one(preprocessing)
     fields = {f.name: getattr(preprocessing, f.name) for f in dataclasses.fields(preprocessing)}
-    return np.asarray([one(type(preprocessing)(**{**fields, prep_field: float(v)}))
-                       for v in prep_values])
+    return np.asarray(
+        [one(type(preprocessing)(**{**fields, prep_field: float(v)})) for v in prep_values]
+    )
 
 
 __all__ = ["sweep", "SweepResult", "describe", "settings_hash", "preprocessing_parameter"]

@@ -23,7 +23,7 @@ MEANINGS = {
     "train_loss": "mean per-sample loss on the training data (without the regulariser)",
     "test_error": "expected per-sample loss on a fresh sample",
     "wrong_well": "fraction of samples with y > 0 whose r^t sits in the wrong well of a "
-                  "double-well loss (0 for single-well losses)",
+    "double-well loss (0 for single-well losses)",
 }
 
 
@@ -83,12 +83,14 @@ class Trajectory(eqx.Module):
             if runs is not None:
                 ar, vr = np.asarray(runs["A"])[:, t], np.asarray(runs["V"])[:, t]
                 a_se, v_se = ar.std(ddof=1) / np.sqrt(ar.size), vr.std(ddof=1) / np.sqrt(vr.size)
-            return CoordinateLaw(a, c - a * a, self.info.get("prior", "gaussian"), time=t,
-                                 A_se=a_se, V_se=v_se)
+            return CoordinateLaw(
+                a, c - a * a, self.info.get("prior", "gaussian"), time=t, A_se=a_se, V_se=v_se
+            )
         if not self.laws or (kind, t) not in self.laws:
             kept = sorted({tt for (_, tt) in (self.laws or {})})
-            raise ValueError(f"no {kind} law at t = {t}: pass laws_at=[{t}, ...] to the engine "
-                             f"(kept: {kept})")
+            raise ValueError(
+                f"no {kind} law at t = {t}: pass laws_at=[{t}, ...] to the engine (kept: {kept})"
+            )
         return EmpiricalLaw(self.laws[(kind, t)], kind=kind, time=t, source=self.source)
 
     def __getattr__(self, name):
@@ -111,8 +113,10 @@ class Trajectory(eqx.Module):
             "diverged_at": self.diverged_at,
             "values": {k: np.asarray(v).tolist() for k, v in self.values.items()},
             "stderr": {k: np.asarray(v).tolist() for k, v in self.stderr.items()},
-            "info": {k: (np.asarray(v).tolist() if hasattr(v, "shape") else v)
-                     for k, v in self.info.items()},
+            "info": {
+                k: (np.asarray(v).tolist() if hasattr(v, "shape") else v)
+                for k, v in self.info.items()
+            },
         }
         return out
 
@@ -129,8 +133,11 @@ def summarise(curves: dict, source: str, finite_mask=None, **kwargs) -> Trajecto
         se = c.std(axis=0, ddof=1) / np.sqrt(n) if n > 1 else np.full(c.shape[1:], np.nan)
         stderr[name] = jnp.asarray(se)
     if n < 2:
-        warnings.warn(f"{source}: a single run is left, so there is no standard error (NaN)",
-                      RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"{source}: a single run is left, so there is no standard error (NaN)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     times = jnp.arange(values["error"].shape[0])
     return Trajectory(times=times, values=values, stderr=stderr, source=source, **kwargs)
 
@@ -173,8 +180,9 @@ def finish(curves: dict, source: str, info: dict) -> Trajectory:
         # what the means over every run would be, up to the first divergence (after it
         # they are not finite): the survivors' means are conditioned on not diverging
         t_end = int(first[~ok].min())
-        info["mean_all_runs"] = {name: np.asarray(curves[name])[:, :t_end].mean(axis=0).tolist()
-                                 for name in OBSERVABLES}
+        info["mean_all_runs"] = {
+            name: np.asarray(curves[name])[:, :t_end].mean(axis=0).tolist() for name in OBSERVABLES
+        }
         if ok.any():
             msg = (
                 f"{source}: {int((~ok).sum())} of {ok.size} runs diverged (first at step "
@@ -183,8 +191,10 @@ def finish(curves: dict, source: str, info: dict) -> Trajectory:
                 "step)"
             )
         else:
-            msg = (f"{source}: every run diverged (the first at step {t_end}); the curves "
-                   f"stop at step {t_end - 1}, the last finite one")
+            msg = (
+                f"{source}: every run diverged (the first at step {t_end}); the curves "
+                f"stop at step {t_end - 1}, the last finite one"
+            )
         msg += ". The step size is too large for this problem (see the per-row instability"
         msg += " in the docs)"
         warnings.warn(msg, RuntimeWarning, stacklevel=3)
@@ -194,8 +204,10 @@ def finish(curves: dict, source: str, info: dict) -> Trajectory:
     # (the last finite one), so no NaN or inf is returned and every observable (such as
     # `wrong_well`, which NaN comparisons would set to 0) is one of a finite state
     t_end = int(first.min())
-    finite = np.all([np.isfinite(np.asarray(curves[name])[:, :t_end]).all(axis=0)
-                     for name in OBSERVABLES], axis=0)
+    finite = np.all(
+        [np.isfinite(np.asarray(curves[name])[:, :t_end]).all(axis=0) for name in OBSERVABLES],
+        axis=0,
+    )
     if not finite.all():
         t_end = max(int(np.argmin(finite)), 1)
     cut = {name: np.asarray(curves[name])[:, :t_end] for name in OBSERVABLES}
@@ -212,18 +224,20 @@ def cut_at_divergence(traj: Trajectory) -> Trajectory:
 
     def cut(x):
         x = np.asarray(x)
-        return jnp.asarray(x[tuple(slice(0, t_end) if n == full else slice(None)
-                                   for n in x.shape)])
+        return jnp.asarray(x[tuple(slice(0, t_end) if n == full else slice(None) for n in x.shape)])
 
     if traj.kernels is not None:
         traj = eqx.tree_at(lambda t: t.kernels, traj, {k: cut(v) for k, v in traj.kernels.items()})
     if "coordinate_runs" in traj.info:
-        info = dict(traj.info, coordinate_runs={k: np.asarray(v)[:, :t_end] for k, v in
-                                                traj.info["coordinate_runs"].items()})
+        info = dict(
+            traj.info,
+            coordinate_runs={
+                k: np.asarray(v)[:, :t_end] for k, v in traj.info["coordinate_runs"].items()
+            },
+        )
         traj = eqx.tree_at(lambda t: t.info, traj, info)
     if traj.laws is not None:
-        traj = eqx.tree_at(lambda t: t.laws, traj,
-                           {k: v for k, v in traj.laws.items() if k[1] < t_end})
+        traj = eqx.tree_at(
+            lambda t: t.laws, traj, {k: v for k, v in traj.laws.items() if k[1] < t_end}
+        )
     return traj
-
-

@@ -28,9 +28,9 @@ import optax
 from jax.flatten_util import ravel_pytree
 from tqdm.auto import tqdm
 
-from ._fixed_point import FixedPoint, _solve, _start_vector, check_num_nodes
 from ._algorithms import GradientDescent
 from ._estimators import as_estimator
+from ._fixed_point import FixedPoint, _solve, _start_vector, check_num_nodes
 from ._problem import Problem, check_problem
 from ._trajectory import OBSERVABLES
 from ._validate import as_arrays, check_int, check_key, check_positive
@@ -148,8 +148,11 @@ def tune(
         new_params, new_state, value, new_carry, gnorm = step(params, opt_state, carry)
         value, gnorm = float(value), float(gnorm)
         if not (math.isfinite(value) and math.isfinite(gnorm)):
-            warnings.warn(f"{desc}: non-finite objective or gradient; stopping early",
-                          RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"{desc}: non-finite objective or gradient; stopping early",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             break
         path.append(params)
         values.append(value)
@@ -169,13 +172,17 @@ def tune(
         value = values[-1]
     values_arr = np.asarray(values)
     best = int(np.nanargmin(values_arr)) if values_arr.size else 0
-    stacked = (jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *path)
-               if path else None)
+    stacked = (
+        jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *path) if path else None
+    )
     return TuneResult(
-        params=params, value=value,
+        params=params,
+        value=value,
         best_params=path[best] if path else params,
         best_value=float(values_arr[best]) if values_arr.size else value,
-        path_params=stacked, path_values=values_arr, path_grads=np.asarray(gnorms),
+        path_params=stacked,
+        path_values=values_arr,
+        path_grads=np.asarray(gnorms),
         aux=carry if with_carry else None,
     )
 
@@ -185,8 +192,9 @@ def grid_search(objective: Callable, grid, *, batched: bool = False):
     `batched=True` means `objective` takes the whole grid at once (e.g. a vmapped
     engine); otherwise it is called point by point."""
     if not callable(objective):
-        raise ValueError(f"objective must be a function of one grid point, got "
-                         f"{type(objective).__name__}")
+        raise ValueError(
+            f"objective must be a function of one grid point, got {type(objective).__name__}"
+        )
     try:
         grid = np.asarray(grid, dtype=float)
     except (TypeError, ValueError) as err:
@@ -198,18 +206,25 @@ def grid_search(objective: Callable, grid, *, batched: bool = False):
     if batched:
         values = np.asarray(objective(jnp.asarray(grid)), dtype=float)
         if values.shape != grid.shape:
-            raise ValueError(f"a batched objective must return one value per grid point "
-                             f"(shape {grid.shape}), got shape {values.shape}")
+            raise ValueError(
+                f"a batched objective must return one value per grid point "
+                f"(shape {grid.shape}), got shape {values.shape}"
+            )
     else:
         values = np.asarray([float(objective(g)) for g in grid])
     finite = np.isfinite(values)
     if not finite.any():
-        raise ValueError("the objective is not finite at any grid point (every run "
-                         "diverged?): there is no minimiser on this grid")
+        raise ValueError(
+            "the objective is not finite at any grid point (every run "
+            "diverged?): there is no minimiser on this grid"
+        )
     if not finite.all():
-        warnings.warn(f"grid_search: the objective is not finite at "
-                      f"{grid[~finite].tolist()}; the minimum is over the other points",
-                      RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"grid_search: the objective is not finite at "
+            f"{grid[~finite].tolist()}; the minimum is over the other points",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return grid, values, int(np.argmin(np.where(finite, values, np.inf)))
 
 
@@ -221,8 +236,9 @@ def _metric(fp: FixedPoint, metric: str):
     return getattr(fp, metric)
 
 
-def ridge_objective(problem: Problem, *, metric: str = "error", num_nodes: int = 48,
-                    branch: str = "global"):
+def ridge_objective(
+    problem: Problem, *, metric: str = "error", num_nodes: int = 48, branch: str = "global"
+):
     r"""`objective(log_lam, x) -> (metric, x_new)` for `tune`: the fixed point of
     `problem` with ridge `exp(log_lam)`, warm-started from `x = (kappa, m, s)` (the
     previous solution, carried). Differentiable (implicitly) in `log_lam`."""
@@ -281,9 +297,15 @@ def tune_ridge(
         )
     x = jnp.stack([first.kappa, first.m, first.s])
     optimizer = optax.rprop(0.1) if optimizer is None else optimizer
-    return tune(ridge_objective(problem, metric=metric, num_nodes=num_nodes),
-                jnp.log(jnp.asarray(float(lam0))), optimizer=optimizer, steps=steps,
-                carry=x, progress=progress, desc="tune_ridge")
+    return tune(
+        ridge_objective(problem, metric=metric, num_nodes=num_nodes),
+        jnp.log(jnp.asarray(float(lam0))),
+        optimizer=optimizer,
+        steps=steps,
+        carry=x,
+        progress=progress,
+        desc="tune_ridge",
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -315,19 +337,32 @@ def _tunable(algorithm, field: str, horizon):
     if not hasattr(algorithm, field):
         raise ValueError(f"{type(algorithm).__name__} has no field {field!r} to tune")
     if horizon is not None and check_int("horizon", horizon, 1) != algorithm.steps:
-        raise ValueError(f"horizon = {horizon} differs from the algorithm's steps = "
-                         f"{algorithm.steps}: give one of them")
+        raise ValueError(
+            f"horizon = {horizon} differs from the algorithm's steps = "
+            f"{algorithm.steps}: give one of them"
+        )
     value = getattr(algorithm, field)
     if callable(value) or np.ndim(value) != 0:
-        raise ValueError(f"the algorithm's {field} must be a number to tune it (a schedule "
-                         f"is tuned with `tune` on its own parameters, see "
-                         f"benchmarks/bench_schedule.py)")
+        raise ValueError(
+            f"the algorithm's {field} must be a number to tune it (a schedule "
+            f"is tuned with `tune` on its own parameters, see "
+            f"benchmarks/bench_schedule.py)"
+        )
     return algorithm
 
 
-def algorithm_objective(problem: Problem, algorithm, init, *, num_samples: int, key,
-                        field: str = "step_size", num_replicas: int = 1,
-                        estimator="tangent", metric: str = "error"):
+def algorithm_objective(
+    problem: Problem,
+    algorithm,
+    init,
+    *,
+    num_samples: int,
+    key,
+    field: str = "step_size",
+    num_replicas: int = 1,
+    estimator="tangent",
+    metric: str = "error",
+):
     r"""`objective(u) -> metric after the algorithm's steps` from the DMFT with a fixed
     key (common random numbers), averaged over `num_replicas` replicas of the traceable
     engine `dmft_replica`, where the method's `field` is set from the unconstrained `u`:
@@ -351,8 +386,9 @@ def algorithm_objective(problem: Problem, algorithm, init, *, num_samples: int, 
         alg = eqx.tree_at(lambda a: getattr(a, field), algorithm, to_field(u))
 
         def one(k):
-            obs, _ = dmft_replica(problem, alg, init, key=k, num_samples=num_samples,
-                                  estimator=estimator)
+            obs, _ = dmft_replica(
+                problem, alg, init, key=k, num_samples=num_samples, estimator=estimator
+            )
             return obs[metric][-1]
 
         return jnp.mean(jax.vmap(one)(keys))
@@ -360,14 +396,29 @@ def algorithm_objective(problem: Problem, algorithm, init, *, num_samples: int, 
     return objective
 
 
-def step_size_objective(problem: Problem, init, *, horizon: int, num_samples: int, key,
-                        num_replicas: int = 1, estimator: str = "tangent",
-                        metric: str = "error"):
+def step_size_objective(
+    problem: Problem,
+    init,
+    *,
+    horizon: int,
+    num_samples: int,
+    key,
+    num_replicas: int = 1,
+    estimator: str = "tangent",
+    metric: str = "error",
+):
     r"""`objective(log_eta) -> metric after `horizon` GD steps` (see
     `algorithm_objective`, of which this is the case `GradientDescent`, `step_size`)."""
-    return algorithm_objective(problem, GradientDescent(1.0, horizon), init,
-                               num_samples=num_samples, key=key, num_replicas=num_replicas,
-                               estimator=estimator, metric=metric)
+    return algorithm_objective(
+        problem,
+        GradientDescent(1.0, horizon),
+        init,
+        num_samples=num_samples,
+        key=key,
+        num_replicas=num_replicas,
+        estimator=estimator,
+        metric=metric,
+    )
 
 
 def tune_step_size(
@@ -408,10 +459,23 @@ def tune_step_size(
         if horizon is None:
             raise ValueError("give horizon (the number of steps) or an algorithm")
         algorithm = GradientDescent(float(eta0), check_int("horizon", horizon, 1))
-    return tune_algorithm(problem, algorithm, init, field="step_size", start=eta0,
-                          horizon=horizon, num_samples=num_samples, key=key, steps=steps,
-                          num_replicas=num_replicas, optimizer=optimizer,
-                          estimator=estimator, mode=mode, metric=metric, progress=progress)
+    return tune_algorithm(
+        problem,
+        algorithm,
+        init,
+        field="step_size",
+        start=eta0,
+        horizon=horizon,
+        num_samples=num_samples,
+        key=key,
+        steps=steps,
+        num_replicas=num_replicas,
+        optimizer=optimizer,
+        estimator=estimator,
+        mode=mode,
+        metric=metric,
+        progress=progress,
+    )
 
 
 def tune_algorithm(
@@ -453,23 +517,41 @@ def tune_algorithm(
     start = float(getattr(algorithm, field)) if start is None else start
     if field == "step_size":
         check_positive("start", start)
-    elif not (isinstance(start, (int, float)) and not isinstance(start, bool)
-              and 0.0 < start < 1.0):
+    elif not (
+        isinstance(start, (int, float)) and not isinstance(start, bool) and 0.0 < start < 1.0
+    ):
         raise ValueError(f"start must be a momentum in (0, 1) to tune it, got {start!r}")
     if num_samples <= algorithm.steps + 3:
-        raise ValueError(f"num_samples = {num_samples} must exceed the number of steps + 3 "
-                         f"= {algorithm.steps + 3}")
+        raise ValueError(
+            f"num_samples = {num_samples} must exceed the number of steps + 3 "
+            f"= {algorithm.steps + 3}"
+        )
     estimator = as_estimator(estimator)
     _check_metric(metric)
     if mode not in ("reverse", "forward"):
         raise ValueError(f"mode must be 'reverse' or 'forward', got {mode!r}")
     optimizer = optax.rprop(0.1) if optimizer is None else optimizer
-    obj = algorithm_objective(problem, algorithm, init, num_samples=num_samples, key=key,
-                              field=field, num_replicas=num_replicas, estimator=estimator,
-                              metric=metric)
+    obj = algorithm_objective(
+        problem,
+        algorithm,
+        init,
+        num_samples=num_samples,
+        key=key,
+        field=field,
+        num_replicas=num_replicas,
+        estimator=estimator,
+        metric=metric,
+    )
     u0 = jnp.asarray(_FIELDS[field][1](float(start)))
-    return tune(obj, u0, optimizer=optimizer, steps=steps, mode=mode, progress=progress,
-                desc=f"tune {field}")
+    return tune(
+        obj,
+        u0,
+        optimizer=optimizer,
+        steps=steps,
+        mode=mode,
+        progress=progress,
+        desc=f"tune {field}",
+    )
 
 
 def _check_metric(metric):
@@ -481,8 +563,7 @@ def _check_metric(metric):
 # figure
 
 
-_PANEL_KEYS = {"grid", "values", "result", "transform", "name", "ylabel", "title", "exact",
-               "logy"}
+_PANEL_KEYS = {"grid", "values", "result", "transform", "name", "ylabel", "title", "exact", "logy"}
 
 
 def _check_panels(panels) -> None:
@@ -494,22 +575,37 @@ def _check_panels(panels) -> None:
         missing = {"grid", "values", "result"} - panel.keys()
         unknown = panel.keys() - _PANEL_KEYS
         if missing or unknown:
-            raise ValueError(f"panel {i}: " + "; ".join(
-                ([f"missing {sorted(missing)}"] if missing else [])
-                + ([f"unknown keys {sorted(unknown)} (known: {sorted(_PANEL_KEYS)})"]
-                   if unknown else [])))
+            raise ValueError(
+                f"panel {i}: "
+                + "; ".join(
+                    ([f"missing {sorted(missing)}"] if missing else [])
+                    + (
+                        [f"unknown keys {sorted(unknown)} (known: {sorted(_PANEL_KEYS)})"]
+                        if unknown
+                        else []
+                    )
+                )
+            )
         if not isinstance(panel["result"], TuneResult):
-            raise ValueError(f"panel {i}: result must be a TuneResult (from tune), got "
-                             f"{type(panel['result']).__name__}")
-        grid, vals = np.asarray(panel["grid"], dtype=float), np.asarray(panel["values"], dtype=float)
+            raise ValueError(
+                f"panel {i}: result must be a TuneResult (from tune), got "
+                f"{type(panel['result']).__name__}"
+            )
+        grid, vals = (
+            np.asarray(panel["grid"], dtype=float),
+            np.asarray(panel["values"], dtype=float),
+        )
         if grid.ndim != 1 or grid.shape != vals.shape or grid.size < 2:
-            raise ValueError(f"panel {i}: grid and values must be 1-d of one length >= 2, got "
-                             f"shapes {grid.shape} and {vals.shape}")
+            raise ValueError(
+                f"panel {i}: grid and values must be 1-d of one length >= 2, got "
+                f"shapes {grid.shape} and {vals.shape}"
+            )
         if not np.isfinite(vals).any():
             raise ValueError(f"panel {i}: the objective is not finite anywhere on the grid")
         if panel.get("transform", "log") not in ("log", "logit"):
-            raise ValueError(f"panel {i}: transform must be 'log' or 'logit', got "
-                             f"{panel['transform']!r}")
+            raise ValueError(
+                f"panel {i}: transform must be 'log' or 'logit', got {panel['transform']!r}"
+            )
 
 
 def plot_tuning(panels: list[dict]):
@@ -539,13 +635,21 @@ def plot_tuning(panels: list[dict]):
         ax.axvline(grid[ig], color="0.5", ls=":", label=f"grid argmin {grid[ig]:.4g}")
         transform = panel.get("transform", "log")
         path_x = tuned_value(np.asarray(res.path_params, dtype=float).ravel(), transform)
-        sc = ax.scatter(path_x, res.path_values, c=np.arange(path_x.size), cmap="viridis",
-                        s=14, zorder=3, label="optimiser path")
+        sc = ax.scatter(
+            path_x,
+            res.path_values,
+            c=np.arange(path_x.size),
+            cmap="viridis",
+            s=14,
+            zorder=3,
+            label="optimiser path",
+        )
         tuned = float(tuned_value(res.params, transform))
         ax.plot([tuned], [res.value], "r*", ms=14, zorder=4, label=f"tuned {tuned:.4g}")
         if panel.get("exact") is not None:
-            ax.axvline(panel["exact"], color="tab:red", ls="--", lw=1,
-                       label=f"exact {panel['exact']:.4g}")
+            ax.axvline(
+                panel["exact"], color="tab:red", ls="--", lw=1, label=f"exact {panel['exact']:.4g}"
+            )
         if transform == "log":
             ax.set_xscale("log")
             ax.xaxis.set_minor_formatter(NullFormatter())
@@ -560,6 +664,16 @@ def plot_tuning(panels: list[dict]):
     return fig
 
 
-__all__ = ["tune", "TuneResult", "grid_search", "tune_ridge", "ridge_objective",
-           "tune_step_size", "step_size_objective", "tune_algorithm", "algorithm_objective",
-           "tuned_value", "plot_tuning"]
+__all__ = [
+    "tune",
+    "TuneResult",
+    "grid_search",
+    "tune_ridge",
+    "ridge_objective",
+    "tune_step_size",
+    "step_size_objective",
+    "tune_algorithm",
+    "algorithm_objective",
+    "tuned_value",
+    "plot_tuning",
+]

@@ -14,7 +14,7 @@ def is_concrete(x) -> bool:
 
 def is_bool(value) -> bool:
     """A Python, numpy or array boolean: refused wherever a number is meant."""
-    return isinstance(value, (bool, np.bool_)) or getattr(value, "dtype", None) == bool
+    return isinstance(value, (bool, np.bool_)) or getattr(value, "dtype", None) == np.bool_
 
 
 def _as_float(name: str, value) -> float | None:
@@ -78,7 +78,8 @@ def check_precision() -> None:
         raise ValueError(
             "float64 is off (JAX's default): dmftjax computes in float64. Run "
             "jax.config.update('jax_enable_x64', True) right after importing jax, before any "
-            "array is made (or set JAX_ENABLE_X64=1 in the environment)")
+            "array is made (or set JAX_ENABLE_X64=1 in the environment)"
+        )
 
 
 def check_key(key) -> None:
@@ -101,7 +102,11 @@ def as_arrays(tree):
     step size, ...) reuses the compiled engine instead of tracing it again. Static
     fields (`steps`) are not leaves and stay Python ints."""
     return jax.tree.map(
-        lambda x: jax.numpy.asarray(x, dtype=float) if isinstance(x, (int, float)) and not isinstance(x, bool) else x,
+        lambda x: (
+            jax.numpy.asarray(x, dtype=float)
+            if isinstance(x, (int, float)) and not isinstance(x, bool)
+            else x
+        ),
         tree,
     )
 
@@ -128,9 +133,13 @@ def check_resources(what: str, *, largest: int, nbytes: float, fix: str) -> None
     (`largest` elements) or whose working memory (`nbytes`, an estimate) exceeds what
     the machine has; `fix` says how to make it fit."""
     if largest > INDEX_LIMIT:
-        raise ValueError(f"{what}: one array would hold {largest:.3g} elements, beyond the "
-                         f"2^31 - 1 that XLA can index; {fix}")
+        raise ValueError(
+            f"{what}: one array would hold {largest:.3g} elements, beyond the "
+            f"2^31 - 1 that XLA can index; {fix}"
+        )
     have = available_memory()
     if nbytes > 0.8 * have:
-        raise ValueError(f"{what} needs about {nbytes / 2**30:.3g} GiB of memory, more than "
-                         f"the {have / 2**30:.3g} GiB here; {fix}")
+        raise ValueError(
+            f"{what} needs about {nbytes / 2**30:.3g} GiB of memory, more than "
+            f"the {have / 2**30:.3g} GiB here; {fix}"
+        )

@@ -39,12 +39,16 @@ def _one_line(text: str) -> str:
 class _Group(click.Group):
     """A click group whose every failure is one line on stderr and a non-zero exit."""
 
-    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
-             **extra):
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         code = 0
         try:
-            code = super().main(args=args, prog_name=prog_name or "dmftjax",
-                                complete_var=complete_var, standalone_mode=False, **extra)
+            code = super().main(
+                args=args,
+                prog_name=prog_name or "dmftjax",
+                complete_var=complete_var,
+                standalone_mode=False,
+                **extra,
+            )
             code = code if isinstance(code, int) else 0
         except click.exceptions.NoArgsIsHelpError as err:
             click.echo(err.ctx.get_help())
@@ -68,8 +72,10 @@ class _Group(click.Group):
             if os.environ.get("DMFTJAX_DEBUG"):
                 raise
             first = _one_line(str(err).strip().splitlines()[0]) if str(err).strip() else ""
-            click.echo(f"Error: {type(err).__name__}: {first} (DMFTJAX_DEBUG=1 for the "
-                       "traceback)", err=True)
+            click.echo(
+                f"Error: {type(err).__name__}: {first} (DMFTJAX_DEBUG=1 for the traceback)",
+                err=True,
+            )
             code = 1
         if standalone_mode:
             sys.exit(code)
@@ -95,8 +101,9 @@ def _all_param_names() -> set[str]:
 
 
 def _users_of(name: str) -> str:
-    return ", ".join(f"[{c}]" for c, cmd in sorted(main.commands.items())
-                     if name in {p.name for p in cmd.params})
+    return ", ".join(
+        f"[{c}]" for c, cmd in sorted(main.commands.items()) if name in {p.name for p in cmd.params}
+    )
 
 
 def _toml_text(value) -> str:
@@ -132,9 +139,12 @@ def _load_config(ctx: click.Context, param, value):
         name = key.replace("-", "_")
         if isinstance(val, dict):
             if key not in commands:
-                raise click.BadParameter(f"{path}: unknown table [{key}] (tables are named "
-                                         f"after subcommands: {', '.join(sorted(commands))})",
-                                         ctx, param)
+                raise click.BadParameter(
+                    f"{path}: unknown table [{key}] (tables are named "
+                    f"after subcommands: {', '.join(sorted(commands))})",
+                    ctx,
+                    param,
+                )
             continue
         if name in own:
             settings[name] = val
@@ -142,14 +152,20 @@ def _load_config(ctx: click.Context, param, value):
             raise click.BadParameter(
                 f"{path}: the setting {key!r} is not used by `dmftjax {cmd_name}` (put it "
                 f"in the table of a subcommand that uses it: {_users_of(name)})",
-                ctx, param)
+                ctx,
+                param,
+            )
         else:
             raise click.BadParameter(f"{path}: unknown setting {key!r}", ctx, param)
     for key, val in data.get(cmd_name or "", {}).items():
         name = key.replace("-", "_")
         if name not in own:
-            raise click.BadParameter(f"{path}: [{cmd_name}] has unknown setting {key!r} "
-                                     f"(known: {', '.join(sorted(own))})", ctx, param)
+            raise click.BadParameter(
+                f"{path}: [{cmd_name}] has unknown setting {key!r} "
+                f"(known: {', '.join(sorted(own))})",
+                ctx,
+                param,
+            )
         settings[name] = val
     for name, val in settings.items():
         # as text, so that click parses a file's value exactly as the same flag typed on
@@ -195,8 +211,11 @@ class _Grid(click.ParamType):
             else:
                 vals = np.asarray([float(v) for v in text.split(",") if v.strip()])
         except ValueError:
-            self.fail(f"{text!r} is not a grid (use 1,2,3 or start:stop:num or "
-                      "log:start:stop:num)", param, ctx)
+            self.fail(
+                f"{text!r} is not a grid (use 1,2,3 or start:stop:num or log:start:stop:num)",
+                param,
+                ctx,
+            )
         if vals.size == 0:
             self.fail(f"{text!r} is an empty grid", param, ctx)
         if not np.all(np.isfinite(vals)):
@@ -222,98 +241,214 @@ def _options(*decorators):
     return apply
 
 
-CONFIG = click.option("--config", type=click.Path(exists=True, dir_okay=False), is_eager=True,
-                      expose_value=False, callback=_load_config,
-                      help="TOML file of settings (keys are option names; flags win)")
+CONFIG = click.option(
+    "--config",
+    type=click.Path(exists=True, dir_okay=False),
+    is_eager=True,
+    expose_value=False,
+    callback=_load_config,
+    help="TOML file of settings (keys are option names; flags win)",
+)
 OUTPUT = _options(
-    click.option("--out", default="dmftjax-output", show_default=True,
-                 type=click.Path(file_okay=False), help="folder for the figure, JSON and CSV"),
-    click.option("--overwrite", is_flag=True,
-                 help="replace earlier results (default: write to the next free name)"),
-    click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
-                 help="root random seed"),
+    click.option(
+        "--out",
+        default="dmftjax-output",
+        show_default=True,
+        type=click.Path(file_okay=False),
+        help="folder for the figure, JSON and CSV",
+    ),
+    click.option(
+        "--overwrite",
+        is_flag=True,
+        help="replace earlier results (default: write to the next free name)",
+    ),
+    click.option(
+        "--seed", default=0, show_default=True, type=click.IntRange(min=0), help="root random seed"
+    ),
     click.option("--quiet", "-q", is_flag=True, help="no progress bars"),
 )
 FIGURE_FORMATS = ["png", "pdf", "svg"]
 FIGURE = _options(
-    click.option("--format", type=click.Choice(FIGURE_FORMATS), default="png", show_default=True,
-                 help="file format of the figure"),
-    click.option("--dpi", default=300.0, show_default=True, type=POSITIVE,
-                 help="resolution of the figure in dots per inch (PNG; the rasterised "
-                      "parts of a PDF or SVG)"),
-    click.option("--width", type=click.Choice(["one", "two"]), default="two",
-                 show_default=True,
-                 help="figure width: one journal column (3.4 in) or two (7.0 in)"),
-    click.option("--footer/--no-footer", default=True, show_default=True,
-                 help="the provenance footer under the figure (version, command, seed, "
-                      "settings)"),
+    click.option(
+        "--format",
+        type=click.Choice(FIGURE_FORMATS),
+        default="png",
+        show_default=True,
+        help="file format of the figure",
+    ),
+    click.option(
+        "--dpi",
+        default=300.0,
+        show_default=True,
+        type=POSITIVE,
+        help="resolution of the figure in dots per inch (PNG; the rasterised "
+        "parts of a PDF or SVG)",
+    ),
+    click.option(
+        "--width",
+        type=click.Choice(["one", "two"]),
+        default="two",
+        show_default=True,
+        help="figure width: one journal column (3.4 in) or two (7.0 in)",
+    ),
+    click.option(
+        "--footer/--no-footer",
+        default=True,
+        show_default=True,
+        help="the provenance footer under the figure (version, command, seed, settings)",
+    ),
 )
 FIGURE_OPTIONS = ("format", "dpi", "width", "footer")
 PROBLEM = _options(
-    click.option("--model", type=click.Choice(["phase-retrieval", "linear", "probit"]),
-                 default="phase-retrieval", show_default=True, help="the link y = f(z, eps)"),
-    click.option("--noise", default=0.1, show_default=True, type=NONNEGATIVE,
-                 help="label noise of the model"),
-    click.option("--loss", type=click.Choice(["wirtinger", "square", "logistic"]),
-                 default="wirtinger", show_default=True),
-    click.option("--prior", type=click.Choice(["gaussian", "rademacher"]), default="gaussian",
-                 show_default=True, help="law of the entries of theta*"),
+    click.option(
+        "--model",
+        type=click.Choice(["phase-retrieval", "linear", "probit"]),
+        default="phase-retrieval",
+        show_default=True,
+        help="the link y = f(z, eps)",
+    ),
+    click.option(
+        "--noise", default=0.1, show_default=True, type=NONNEGATIVE, help="label noise of the model"
+    ),
+    click.option(
+        "--loss",
+        type=click.Choice(["wirtinger", "square", "logistic"]),
+        default="wirtinger",
+        show_default=True,
+    ),
+    click.option(
+        "--prior",
+        type=click.Choice(["gaussian", "rademacher"]),
+        default="gaussian",
+        show_default=True,
+        help="law of the entries of theta*",
+    ),
 )
-ALPHA = click.option("--alpha", default=3.0, show_default=True, type=POSITIVE,
-                     help="sample ratio n/d")
-LAM = click.option("--lam", default=0.05, show_default=True, type=NONNEGATIVE,
-                   help="ridge strength")
+ALPHA = click.option(
+    "--alpha", default=3.0, show_default=True, type=POSITIVE, help="sample ratio n/d"
+)
+LAM = click.option(
+    "--lam", default=0.05, show_default=True, type=NONNEGATIVE, help="ridge strength"
+)
 METHODS = ["gd", "heavy-ball", "nesterov"]
 ALGORITHM = _options(
-    click.option("--algorithm", type=click.Choice(METHODS), default="gd", show_default=True,
-                 help="gradient descent, heavy-ball (Polyak) or Nesterov momentum"),
+    click.option(
+        "--algorithm",
+        type=click.Choice(METHODS),
+        default="gd",
+        show_default=True,
+        help="gradient descent, heavy-ball (Polyak) or Nesterov momentum",
+    ),
     click.option("--step", default=0.05, show_default=True, type=POSITIVE, help="step size"),
-    click.option("--momentum", default=None, type=click.FloatRange(min=0, max=1, max_open=True),
-                 help="momentum beta in [0, 1) (heavy-ball and nesterov; default 0.5)"),
-    click.option("--steps", default=100, show_default=True, type=click.IntRange(min=1),
-                 help="number of gradient steps"),
+    click.option(
+        "--momentum",
+        default=None,
+        type=click.FloatRange(min=0, max=1, max_open=True),
+        help="momentum beta in [0, 1) (heavy-ball and nesterov; default 0.5)",
+    ),
+    click.option(
+        "--steps",
+        default=100,
+        show_default=True,
+        type=click.IntRange(min=1),
+        help="number of gradient steps",
+    ),
 )
 PREPROCESSING = _options(
-    click.option("--preprocessing",
-                 type=click.Choice(["trimmed", "clipped", "luo-alghamdi-lu",
-                                    "mondelli-montanari"]),
-                 default="trimmed", show_default=True,
-                 help="spectral preprocessing T(y)"),
-    click.option("--tau", default=None, type=float,
-                 help="its parameter: trimming/clipping level (default 4), lower clip of "
-                      "luo-alghamdi-lu (default none), tuned alpha of mondelli-montanari "
-                      "(default: the problem's)"),
+    click.option(
+        "--preprocessing",
+        type=click.Choice(["trimmed", "clipped", "luo-alghamdi-lu", "mondelli-montanari"]),
+        default="trimmed",
+        show_default=True,
+        help="spectral preprocessing T(y)",
+    ),
+    click.option(
+        "--tau",
+        default=None,
+        type=float,
+        help="its parameter: trimming/clipping level (default 4), lower clip of "
+        "luo-alghamdi-lu (default none), tuned alpha of mondelli-montanari "
+        "(default: the problem's)",
+    ),
 )
 INIT = _options(
-    click.option("--init", "init_kind", type=click.Choice(["informed", "spectral"]),
-                 default="informed", show_default=True,
-                 help="informed start (overlap, norm) or spectral start"),
-    click.option("--overlap", default=0.5, show_default=True, type=float,
-                 help="initial overlap <theta*, theta0>/d (informed start)"),
-    click.option("--norm", default=1.0, show_default=True, type=POSITIVE,
-                 help="initial norm |theta0|^2/d (informed start)"),
+    click.option(
+        "--init",
+        "init_kind",
+        type=click.Choice(["informed", "spectral"]),
+        default="informed",
+        show_default=True,
+        help="informed start (overlap, norm) or spectral start",
+    ),
+    click.option(
+        "--overlap",
+        default=0.5,
+        show_default=True,
+        type=float,
+        help="initial overlap <theta*, theta0>/d (informed start)",
+    ),
+    click.option(
+        "--norm",
+        default=1.0,
+        show_default=True,
+        type=POSITIVE,
+        help="initial norm |theta0|^2/d (informed start)",
+    ),
     PREPROCESSING,
 )
 DMFT = _options(
-    click.option("--samples", default=2000, show_default=True, type=click.IntRange(min=2),
-                 help="Monte Carlo samples M of the DMFT, per replica"),
-    click.option("--replicas", default=4, show_default=True, type=click.IntRange(min=2),
-                 help="independent DMFT replicas (for the standard error)"),
-    click.option("--estimator", type=click.Choice(["tangent", "ibp", "windowed"]),
-                 default="tangent", show_default=True,
-                 help="exact responses (tangent), integration by parts (ibp) or the "
-                      "long-horizon mode (windowed)"),
-    click.option("--window", default=40, show_default=True, type=click.IntRange(min=2),
-                 help="memory window (lags) of --estimator windowed"),
-    click.option("--handoff", default=None, type=click.FloatRange(min=0, min_open=True),
-                 help="hand off to the fixed point once the remaining change is below "
-                      "this fraction of the error"),
+    click.option(
+        "--samples",
+        default=2000,
+        show_default=True,
+        type=click.IntRange(min=2),
+        help="Monte Carlo samples M of the DMFT, per replica",
+    ),
+    click.option(
+        "--replicas",
+        default=4,
+        show_default=True,
+        type=click.IntRange(min=2),
+        help="independent DMFT replicas (for the standard error)",
+    ),
+    click.option(
+        "--estimator",
+        type=click.Choice(["tangent", "ibp", "windowed"]),
+        default="tangent",
+        show_default=True,
+        help="exact responses (tangent), integration by parts (ibp) or the "
+        "long-horizon mode (windowed)",
+    ),
+    click.option(
+        "--window",
+        default=40,
+        show_default=True,
+        type=click.IntRange(min=2),
+        help="memory window (lags) of --estimator windowed",
+    ),
+    click.option(
+        "--handoff",
+        default=None,
+        type=click.FloatRange(min=0, min_open=True),
+        help="hand off to the fixed point once the remaining change is below "
+        "this fraction of the error",
+    ),
 )
 SIMULATION = _options(
-    click.option("--dim", default=1000, show_default=True, type=click.IntRange(min=2),
-                 help="dimension d of the simulation"),
-    click.option("--seeds", default=6, show_default=True, type=click.IntRange(min=2),
-                 help="independent simulation seeds"),
+    click.option(
+        "--dim",
+        default=1000,
+        show_default=True,
+        type=click.IntRange(min=2),
+        help="dimension d of the simulation",
+    ),
+    click.option(
+        "--seeds",
+        default=6,
+        show_default=True,
+        type=click.IntRange(min=2),
+        help="independent simulation seeds",
+    ),
 )
 
 
@@ -329,23 +464,29 @@ def _api(name: str):
     if obj is None:
         raise click.ClickException(
             f"dmftjax.{name} is not available in this version of dmftjax "
-            f"({dmftjax.__version__}); this subcommand needs it")
+            f"({dmftjax.__version__}); this subcommand needs it"
+        )
     return obj
 
 
 def _problem(p):
     import dmftjax as dj
 
-    models = {"phase-retrieval": dj.PhaseRetrieval, "linear": dj.LinearModel,
-              "probit": dj.ProbitModel}
-    losses = {"wirtinger": dj.WirtingerLoss, "square": dj.SquareLoss,
-              "logistic": dj.LogisticLoss}
+    models = {
+        "phase-retrieval": dj.PhaseRetrieval,
+        "linear": dj.LinearModel,
+        "probit": dj.ProbitModel,
+    }
+    losses = {"wirtinger": dj.WirtingerLoss, "square": dj.SquareLoss, "logistic": dj.LogisticLoss}
     priors = {"gaussian": dj.GaussianPrior, "rademacher": dj.RademacherPrior}
     try:
-        return dj.Problem(models[p["model"]](float(p["noise"])), losses[p["loss"]](),
-                          alpha=float(p.get("alpha", 1.0)),
-                          regulariser=dj.Ridge(float(p.get("lam", 0.0))),
-                          prior=priors[p["prior"]]())
+        return dj.Problem(
+            models[p["model"]](float(p["noise"])),
+            losses[p["loss"]](),
+            alpha=float(p.get("alpha", 1.0)),
+            regulariser=dj.Ridge(float(p.get("lam", 0.0))),
+            prior=priors[p["prior"]](),
+        )
     except ValueError as err:
         _fail(str(err))
 
@@ -445,8 +586,8 @@ class _Outputs:
                 pass
         except OSError as err:
             raise click.ClickException(
-                f"cannot write to the output folder {self.folder}: "
-                f"{err.strerror or err}") from None
+                f"cannot write to the output folder {self.folder}: {err.strerror or err}"
+            ) from None
         self.exts = list(exts)
         self.stem = stem
         self.renamed = False
@@ -465,8 +606,9 @@ class _Outputs:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise click.ClickException(f"cannot create the output folder {self.folder}: "
-                                       f"{err.strerror or err}") from None
+            raise click.ClickException(
+                f"cannot create the output folder {self.folder}: {err.strerror or err}"
+            ) from None
         fd, name = tempfile.mkstemp(dir=self.folder, prefix=f".{self.stem}.", suffix=f".{ext}")
         os.close(fd)
         tmp = Path(name)
@@ -485,8 +627,7 @@ class _Outputs:
         w.writerows([[_fmt(v) for v in row] for row in rows])
         self._tmp("csv").write_text(buf.getvalue())
 
-    def figure(self, fig, meta: dict, fmt: str = "png", dpi: float = 300.0,
-               footer: bool = True):
+    def figure(self, fig, meta: dict, fmt: str = "png", dpi: float = 300.0, footer: bool = True):
         """The figure in `fmt` (png, pdf or svg), with the run's settings in the file's
         metadata (PNG Software/Title/Description, PDF Creator/Title/Subject, SVG
         Creator/Title/Description) and, with `footer`, printed under it."""
@@ -502,8 +643,12 @@ class _Outputs:
             "png": {"Software": software, "Title": meta["command"], "Description": description},
             "pdf": {"Creator": software, "Title": meta["command"], "Subject": description},
             # no date: the same figure gives the same file
-            "svg": {"Creator": software, "Title": meta["command"], "Description": description,
-                    "Date": None},
+            "svg": {
+                "Creator": software,
+                "Title": meta["command"],
+                "Description": description,
+                "Date": None,
+            },
         }[fmt]
         with plt.rc_context({"svg.hashsalt": "dmftjax"}):  # reproducible SVG ids
             fig.savefig(self._tmp(fmt), format=fmt, dpi=dpi, metadata=metadata)
@@ -537,13 +682,34 @@ def _stamp(fig, meta: dict):
     from dmftjax.plotting import add_footer, footer_text
 
     s = meta["settings"]
-    keys = [k for k in ("model", "noise", "loss", "alpha", "lam", "step", "steps", "init_kind",
-                        "samples", "replicas", "dim", "seeds", "engine") if k in s]
+    keys = [
+        k
+        for k in (
+            "model",
+            "noise",
+            "loss",
+            "alpha",
+            "lam",
+            "step",
+            "steps",
+            "init_kind",
+            "samples",
+            "replicas",
+            "dim",
+            "seeds",
+            "engine",
+        )
+        if k in s
+    ]
     if s.get("engine") in ("fixed-point", "spectral"):  # a sweep's dmft-only settings
         keys = [k for k in keys if k not in ("steps", "init_kind", "samples", "replicas")]
     text = ", ".join(f"{k}={s[k]}" for k in keys)
-    add_footer(fig, footer_text(f"dmftjax {meta['dmftjax_version']} {meta['command']}, seed "
-                                f"{meta['seed']}: {text}", fig))
+    add_footer(
+        fig,
+        footer_text(
+            f"dmftjax {meta['dmftjax_version']} {meta['command']}, seed {meta['seed']}: {text}", fig
+        ),
+    )
 
 
 def _meta(ctx: click.Context, params: dict) -> dict:
@@ -590,8 +756,13 @@ class _Stages:
         from tqdm.auto import tqdm
 
         self.names = names
-        self.bar = tqdm(total=len(names), disable=quiet, leave=False, file=sys.stderr,
-                        bar_format="{desc}: {n_fmt}/{total_fmt} steps |{bar}| {elapsed}")
+        self.bar = tqdm(
+            total=len(names),
+            disable=quiet,
+            leave=False,
+            file=sys.stderr,
+            bar_format="{desc}: {n_fmt}/{total_fmt} steps |{bar}| {elapsed}",
+        )
         self.i = 0
 
     def __enter__(self):
@@ -661,10 +832,15 @@ def _draw_predict(data, width="two", names=None):
     from dmftjax.plotting import compare, trajectory_from_dict
 
     s = data["settings"]
-    return compare(trajectory_from_dict(data["dmft"]), None, names=names or TRAJECTORY_PANELS,
-                   title=f"DMFT: {s['model']}, {s['loss']} loss, $\\alpha = {s['alpha']}$, "
-                         f"$\\lambda = {s['lam']}$, $\\eta = {s['step']}$",
-                   width=width, even=data["even"])
+    return compare(
+        trajectory_from_dict(data["dmft"]),
+        None,
+        names=names or TRAJECTORY_PANELS,
+        title=f"DMFT: {s['model']}, {s['loss']} loss, $\\alpha = {s['alpha']}$, "
+        f"$\\lambda = {s['lam']}$, $\\eta = {s['step']}$",
+        width=width,
+        even=data["even"],
+    )
 
 
 def _draw_simulate(data, width="two", names=None):
@@ -672,26 +848,38 @@ def _draw_simulate(data, width="two", names=None):
 
     s = data["settings"]
     dmft = data.get("dmft")
-    return compare(None if dmft is None else trajectory_from_dict(dmft),
-                   trajectory_from_dict(data["simulation"]), names=names or TRAJECTORY_PANELS,
-                   title=f"$d = {s['dim']}$: {s['model']}, $\\alpha = {s['alpha']}$, "
-                         f"$\\lambda = {s['lam']}$, $\\eta = {s['step']}$",
-                   width=width, even=data["even"])
+    return compare(
+        None if dmft is None else trajectory_from_dict(dmft),
+        trajectory_from_dict(data["simulation"]),
+        names=names or TRAJECTORY_PANELS,
+        title=f"$d = {s['dim']}$: {s['model']}, $\\alpha = {s['alpha']}$, "
+        f"$\\lambda = {s['lam']}$, $\\eta = {s['step']}$",
+        width=width,
+        even=data["even"],
+    )
 
 
 def _draw_fixed_point(data, width="two", names=None):
     from dmftjax.plotting import compare, trajectory_from_dict
 
     if data.get("dmft") is None:
-        raise click.UsageError("this fixed-point result has no DMFT trajectory (it was run "
-                               "with --start default): there is no figure to draw")
+        raise click.UsageError(
+            "this fixed-point result has no DMFT trajectory (it was run "
+            "with --start default): there is no figure to draw"
+        )
     s = data["settings"]
     names = names or FIXED_POINT_PANELS
     limits = {n: data["fixed_point"].get(n) for n in names}
-    return compare(trajectory_from_dict(data["dmft"]), None, names=names, limits=limits,
-                   title=f"DMFT and its limit: $\\alpha = {s['alpha']}$, "
-                         f"$\\lambda = {s['lam']}$, $\\eta = {s['step']}$",
-                   width=width, even=data["even"])
+    return compare(
+        trajectory_from_dict(data["dmft"]),
+        None,
+        names=names,
+        limits=limits,
+        title=f"DMFT and its limit: $\\alpha = {s['alpha']}$, "
+        f"$\\lambda = {s['lam']}$, $\\eta = {s['step']}$",
+        width=width,
+        even=data["even"],
+    )
 
 
 def _draw_spectral(data, width="two", names=None):
@@ -716,21 +904,45 @@ def _draw_spectral(data, width="two", names=None):
         fig, axes = new_figure(width, 2.2 + 0.22 * entries if width == "one" else 3.2)
         ax = axes[0, 0]
         ax.plot(grid, cos2, "-", color="C0", lw=1.5, label=r"theory, $d = \infty$")
-        ax.plot([s["alpha"]], [theory], "o", color="C0", ms=4,
-                label=f"theory at $\\alpha = {s['alpha']}$")
+        ax.plot(
+            [s["alpha"]],
+            [theory],
+            "o",
+            color="C0",
+            ms=4,
+            label=f"theory at $\\alpha = {s['alpha']}$",
+        )
         if measured is not None:
-            ax.errorbar([s["alpha"]], [float(floats(measured["cosine2"]))],
-                        yerr=[2 * float(floats(measured["cosine2_stderr"]))], fmt="s", ms=3.5,
-                        color="C3", capsize=2, elinewidth=0.8,
-                        label=f"measured, $d = {s['dim']}$ (bars: ±2 s.e.)")
+            ax.errorbar(
+                [s["alpha"]],
+                [float(floats(measured["cosine2"]))],
+                yerr=[2 * float(floats(measured["cosine2_stderr"]))],
+                fmt="s",
+                ms=3.5,
+                color="C3",
+                capsize=2,
+                elinewidth=0.8,
+                label=f"measured, $d = {s['dim']}$ (bars: ±2 s.e.)",
+            )
         if math.isfinite(alpha_c):
-            ax.axvline(alpha_c, color="k", ls="--", lw=1,
-                       label=f"weak recovery $\\alpha_c = {alpha_c:.3g}$")
+            ax.axvline(
+                alpha_c,
+                color="k",
+                ls="--",
+                lw=1,
+                label=f"weak recovery $\\alpha_c = {alpha_c:.3g}$",
+            )
         ax.set_xlabel(AXIS_LABELS["alpha"])
         ax.set_ylabel(label("cosine2"))
         # the preprocessing as used (its default threshold filled in), not the raw option
-        ax.set_title(wrap_title(f"{s['model']}, noise={s['noise']}, "
-                                f"{data['preprocessing_used']}", width, 8, fraction=0.75))
+        ax.set_title(
+            wrap_title(
+                f"{s['model']}, noise={s['noise']}, {data['preprocessing_used']}",
+                width,
+                8,
+                fraction=0.75,
+            )
+        )
         ax.grid(alpha=0.3, lw=0.5)
         # above the panel: inside, it would sit on the threshold line or the curve
         handles, labels = ax.get_legend_handles_labels()
@@ -751,10 +963,15 @@ def _draw_sweep(data, width="two", names=None):
     metric = names[0] if names else _sweep_metric(data)
     ax_names = list(result.axes)
     y = next((n for n in ax_names[1:] if len(result.axes[n]) > 1), None)
-    return plot_phase_diagram(result, metric, x=ax_names[0], y=y, width=width,
-                              even=data["even"],
-                              title=f"{s['engine']} sweep: {s['model']}, noise={s['noise']}, "
-                                    f"{s['loss']} loss")
+    return plot_phase_diagram(
+        result,
+        metric,
+        x=ax_names[0],
+        y=y,
+        width=width,
+        even=data["even"],
+        title=f"{s['engine']} sweep: {s['model']}, noise={s['noise']}, {s['loss']} loss",
+    )
 
 
 def _tune_labels(s, even):
@@ -772,26 +989,48 @@ def _draw_tune(data, width="two", names=None):
 
     plot_tuning = _api("plot_tuning")
     s, o = data["settings"], data["optimiser"]
-    res = TuneResult(params=floats(o["params"]), value=float(floats(o["value"])),
-                     best_params=floats(o["best_params"]),
-                     best_value=float(floats(o["best_value"])),
-                     path_params=floats(o["path_params"]), path_values=floats(o["path_values"]),
-                     path_grads=floats(o["path_grads"]))
+    res = TuneResult(
+        params=floats(o["params"]),
+        value=float(floats(o["value"])),
+        best_params=floats(o["best_params"]),
+        best_value=float(floats(o["best_value"])),
+        path_params=floats(o["path_params"]),
+        path_values=floats(o["path_values"]),
+        path_grads=floats(o["path_grads"]),
+    )
     name, ylabel = _tune_labels(s, data["even"])
     with style():
-        fig = plot_tuning([dict(grid=floats(data["grid"]), values=floats(data["grid_values"]),
-                                result=res, name=name, ylabel=ylabel,
-                                title=f"$\\alpha = {s['alpha']}$, noise={s['noise']}",
-                                transform=o["transform"])])
+        fig = plot_tuning(
+            [
+                dict(
+                    grid=floats(data["grid"]),
+                    values=floats(data["grid_values"]),
+                    result=res,
+                    name=name,
+                    ylabel=ylabel,
+                    title=f"$\\alpha = {s['alpha']}$, noise={s['noise']}",
+                    transform=o["transform"],
+                )
+            ]
+        )
         fig.set_size_inches(WIDTHS[width], 3.1 if width == "one" else 3.4)
         for ax in fig.axes:
             leg = ax.get_legend()
             if leg is not None:  # above the panel, off the data, titled by the panel's title
                 handles, labels = leg.legend_handles, [t.get_text() for t in leg.get_texts()]
                 leg.remove()
-                new = ax.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 1.01),
-                                ncols=2, title=ax.get_title() or None, title_fontsize=8,
-                                fontsize=7, frameon=False, borderaxespad=0.2)
+                new = ax.legend(
+                    handles,
+                    labels,
+                    loc="lower center",
+                    bbox_to_anchor=(0.5, 1.01),
+                    ncols=2,
+                    title=ax.get_title() or None,
+                    title_fontsize=8,
+                    fontsize=7,
+                    frameon=False,
+                    borderaxespad=0.2,
+                )
                 new.get_title().set_multialignment("center")
                 ax.set_title("")
         # plot_tuning lays its figure out once (tight layout, colorbars made for it):
@@ -823,8 +1062,9 @@ def _draw_demo(data, width="two", names=None):
     one = width == "one"
     panels = ("error", "cosine")
     with style():
-        fig, axes = new_figure(width, 4.4 if one else 2.9, nrows=2 if one else 1,
-                               ncols=1 if one else 2)
+        fig, axes = new_figure(
+            width, 4.4 if one else 2.9, nrows=2 if one else 1, ncols=1 if one else 2
+        )
         axes = axes.ravel()
         handles, labels = [], []
         spread = {n: [] for n in panels}
@@ -840,10 +1080,21 @@ def _draw_demo(data, width="two", names=None):
             handles.append(Line2D([], [], color=f"C{i}", lw=2))
             labels.append(f"$\\alpha = {alpha}$")
         # what the line, band, points and bars are (in grey: every alpha alike)
-        bars = axes[0].errorbar([np.nan], [np.nan], yerr=[np.nan], fmt="o", ms=2.5,
-                                color="0.4", capsize=1.5, elinewidth=0.8, label="_nolegend_")
-        handles += [(Patch(color="0.4", alpha=0.25, lw=0), Line2D([], [], color="0.4", lw=1.3)),
-                    bars]
+        bars = axes[0].errorbar(
+            [np.nan],
+            [np.nan],
+            yerr=[np.nan],
+            fmt="o",
+            ms=2.5,
+            color="0.4",
+            capsize=1.5,
+            elinewidth=0.8,
+            label="_nolegend_",
+        )
+        handles += [
+            (Patch(color="0.4", alpha=0.25, lw=0), Line2D([], [], color="0.4", lw=1.3)),
+            bars,
+        ]
         labels += [legend_label("dmft"), legend_label("simulation", s["dim"])]
         for ax, name in zip(axes, panels):
             if name == "error" and _log_scale(spread[name]):
@@ -853,22 +1104,40 @@ def _draw_demo(data, width="two", names=None):
             ax.set_title(title_of(name))
             ax.grid(alpha=0.3, lw=0.5)
         n_alpha = len(data["results"])
-        figure_legend(fig, handles, labels, 2 if one else (n_alpha + 2 if n_alpha <= 3 else 3),
-                      wrap_title(f"spectral (Mondelli-Montanari) start, regularised Wirtinger "
-                                 f"flow, $\\lambda = {s['lam']}$, $\\eta = {s['step']}$, "
-                                 f"noise = {s['noise']}", width))
+        figure_legend(
+            fig,
+            handles,
+            labels,
+            2 if one else (n_alpha + 2 if n_alpha <= 3 else 3),
+            wrap_title(
+                f"spectral (Mondelli-Montanari) start, regularised Wirtinger "
+                f"flow, $\\lambda = {s['lam']}$, $\\eta = {s['step']}$, "
+                f"noise = {s['noise']}",
+                width,
+            ),
+        )
     return fig
 
 
-_DRAWERS = {"predict": _draw_predict, "simulate": _draw_simulate,
-            "fixed-point": _draw_fixed_point, "spectral": _draw_spectral, "sweep": _draw_sweep,
-            "tune": _draw_tune, "demo": _draw_demo}
+_DRAWERS = {
+    "predict": _draw_predict,
+    "simulate": _draw_simulate,
+    "fixed-point": _draw_fixed_point,
+    "spectral": _draw_spectral,
+    "sweep": _draw_sweep,
+    "tune": _draw_tune,
+    "demo": _draw_demo,
+}
 # what each kind of result needs to be drawn again (besides the run's meta)
-_NEEDS = {"predict": ("even", "dmft"), "simulate": ("even", "simulation", "dmft"),
-          "fixed-point": ("even", "fixed_point", "dmft"),
-          "spectral": ("curve", "threshold", "theory", "measured", "preprocessing_used"),
-          "sweep": ("even", "sweep"), "tune": ("even", "optimiser", "grid", "grid_values"),
-          "demo": ("results",)}
+_NEEDS = {
+    "predict": ("even", "dmft"),
+    "simulate": ("even", "simulation", "dmft"),
+    "fixed-point": ("even", "fixed_point", "dmft"),
+    "spectral": ("curve", "threshold", "theory", "measured", "preprocessing_used"),
+    "sweep": ("even", "sweep"),
+    "tune": ("even", "optimiser", "grid", "grid_values"),
+    "demo": ("results",),
+}
 _META_NEEDS = ("dmftjax_version", "command", "seed", "settings")
 _NAMED = {"predict": "panels", "simulate": "panels", "fixed-point": "panels", "sweep": "metric"}
 
@@ -890,8 +1159,9 @@ def _write_figure(out, fig, meta, p):
 # the group
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]},
-             no_args_is_help=True)
+@click.group(
+    cls=_Group, context_settings={"help_option_names": ["-h", "--help"]}, no_args_is_help=True
+)
 @click.version_option(package_name="dmftjax")
 @click.pass_context
 def main(ctx):
@@ -940,8 +1210,9 @@ def main(ctx):
 @CONFIG
 @OUTPUT
 @FIGURE
-@click.option("--alphas", default="1.5,2,3,5", show_default=True,
-              help="sample ratios n/d, comma-separated")
+@click.option(
+    "--alphas", default="1.5,2,3,5", show_default=True, help="sample ratios n/d, comma-separated"
+)
 @click.option("--lam", default=0.05, show_default=True, type=NONNEGATIVE)
 @click.option("--step", default=0.01, show_default=True, type=POSITIVE)
 @click.option("--steps", default=80, show_default=True, type=click.IntRange(min=1))
@@ -968,8 +1239,9 @@ def demo(ctx, **p):
     try:
         alphas = tuple(float(a) for a in str(p["alphas"]).split(","))
     except ValueError:
-        raise click.BadParameter(f"not a comma-separated list of numbers: {p['alphas']!r}",
-                                 param_hint="--alphas") from None
+        raise click.BadParameter(
+            f"not a comma-separated list of numbers: {p['alphas']!r}", param_hint="--alphas"
+        ) from None
     if any(not a > 0 for a in alphas):
         raise click.BadParameter("every alpha must be > 0", param_hint="--alphas")
     if p["samples"] % 2:
@@ -978,9 +1250,18 @@ def demo(ctx, **p):
     names = [f"alpha = {a}: DMFT and simulation" for a in alphas]
     with _Stages(names, p["quiet"]) as st:
         demo_fig, results, rows = run_demo(
-            alphas=alphas, lam=p["lam"], step=p["step"], steps=p["steps"], noise=p["noise"],
-            dim=p["dim"], seeds=p["seeds"], samples=p["samples"], replicas=p["replicas"],
-            seed=p["seed"], progress=lambda _: st.done())
+            alphas=alphas,
+            lam=p["lam"],
+            step=p["step"],
+            steps=p["steps"],
+            noise=p["noise"],
+            dim=p["dim"],
+            seeds=p["seeds"],
+            samples=p["samples"],
+            replicas=p["replicas"],
+            seed=p["seed"],
+            progress=lambda _: st.done(),
+        )
     import matplotlib.pyplot as plt
 
     plt.close(demo_fig)  # drawn again below from the saved data, as `dmftjax plot` draws it
@@ -1035,10 +1316,17 @@ def predict(ctx, **p):
     with _Stages(["DMFT (compile + solve)", "figure"], p["quiet"]) as st:
         t0 = time.perf_counter()
         try:
-            traj = dj.solve_dmft(problem, alg, init, num_samples=p["samples"],
-                                 num_replicas=p["replicas"], estimator=p["estimator"],
-                                 window=p["window"], handoff=p["handoff"],
-                                 key=jax.random.key(p["seed"]))
+            traj = dj.solve_dmft(
+                problem,
+                alg,
+                init,
+                num_samples=p["samples"],
+                num_replicas=p["replicas"],
+                estimator=p["estimator"],
+                window=p["window"],
+                handoff=p["handoff"],
+                key=jax.random.key(p["seed"]),
+            )
         except ValueError as err:
             _fail(str(err))
         seconds = time.perf_counter() - t0
@@ -1047,8 +1335,9 @@ def predict(ctx, **p):
         data = traj.to_dict()
         if p["kernels"] and traj.kernels is not None:
             data["kernels"] = {k: v for k, v in traj.kernels.items()}
-        payload = _clean(dict(meta, kind="predict", even=_is_even(problem), dmft=data,
-                              seconds=seconds))
+        payload = _clean(
+            dict(meta, kind="predict", even=_is_even(problem), dmft=data, seconds=seconds)
+        )
         fig = _draw(payload, p)
         st.done()
     with _writing(outputs) as out:
@@ -1074,8 +1363,13 @@ def predict(ctx, **p):
 @ALGORITHM
 @INIT
 @SIMULATION
-@click.option("--compare/--no-compare", "with_dmft", default=False, show_default=True,
-              help="also solve the DMFT and draw both")
+@click.option(
+    "--compare/--no-compare",
+    "with_dmft",
+    default=False,
+    show_default=True,
+    help="also solve the DMFT and draw both",
+)
 @DMFT
 @click.pass_context
 def simulate(ctx, **p):
@@ -1102,17 +1396,30 @@ def simulate(ctx, **p):
             sim = dj.simulate(problem, alg, init, dim=p["dim"], num_seeds=p["seeds"], key=k_sim)
             st.done()
             if p["with_dmft"]:
-                dmft = dj.solve_dmft(problem, alg, init, num_samples=p["samples"],
-                                     num_replicas=p["replicas"], estimator=p["estimator"],
-                                     window=p["window"], handoff=p["handoff"],
-                                     key=k_dmft)
+                dmft = dj.solve_dmft(
+                    problem,
+                    alg,
+                    init,
+                    num_samples=p["samples"],
+                    num_replicas=p["replicas"],
+                    estimator=p["estimator"],
+                    window=p["window"],
+                    handoff=p["handoff"],
+                    key=k_dmft,
+                )
                 st.done()
         except ValueError as err:
             _fail(str(err))
         meta = _meta(ctx, p)
-        payload = _clean(dict(meta, kind="simulate", even=_is_even(problem),
-                              simulation=sim.to_dict(),
-                              dmft=None if dmft is None else dmft.to_dict()))
+        payload = _clean(
+            dict(
+                meta,
+                kind="simulate",
+                even=_is_even(problem),
+                simulation=sim.to_dict(),
+                dmft=None if dmft is None else dmft.to_dict(),
+            )
+        )
         fig = _draw(payload, p)
         st.done()
     trajs = {"sim": sim} if dmft is None else {"dmft": dmft, "sim": sim}
@@ -1136,15 +1443,24 @@ def simulate(ctx, **p):
 @PROBLEM
 @ALPHA
 @LAM
-@click.option("--start", type=click.Choice(["dmft", "default"]), default="dmft",
-              show_default=True,
-              help="start Newton from a DMFT run (picks the branch GD reaches) or from m = q = 1")
+@click.option(
+    "--start",
+    type=click.Choice(["dmft", "default"]),
+    default="dmft",
+    show_default=True,
+    help="start Newton from a DMFT run (picks the branch GD reaches) or from m = q = 1",
+)
 @ALGORITHM
 @INIT
 @DMFT
 # max: dmftjax._fixed_point.MAX_NODES (not imported here: the CLI parses before importing jax)
-@click.option("--nodes", default=32, show_default=True, type=click.IntRange(min=4, max=1024),
-              help="Gauss-Hermite nodes per dimension")
+@click.option(
+    "--nodes",
+    default=32,
+    show_default=True,
+    type=click.IntRange(min=4, max=1024),
+    help="Gauss-Hermite nodes per dimension",
+)
 @click.pass_context
 def fixed_point_cmd(ctx, **p):
     """The long-time limit of gradient descent (stationary DMFT equations).
@@ -1170,22 +1486,33 @@ def fixed_point_cmd(ctx, **p):
         _check_dmft_sizes(p)
         exts = [p["format"]] + exts
     else:
-        given = [f"--{n}" if n != "footer" else ("--footer" if p[n] else "--no-footer")
-                 for n in FIGURE_OPTIONS
-                 if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE]
+        given = [
+            f"--{n}" if n != "footer" else ("--footer" if p[n] else "--no-footer")
+            for n in FIGURE_OPTIONS
+            if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE
+        ]
         if given:
-            _fail(f"{', '.join(given)}: no figure is drawn with --start default (only with "
-                  "--start dmft)")
+            _fail(
+                f"{', '.join(given)}: no figure is drawn with --start default (only with "
+                "--start dmft)"
+            )
     outputs = _Outputs(p["out"], "fixed-point", exts, p["overwrite"])
-    names = (["DMFT (compile + solve)"] if traj is None and p["start"] == "dmft" else [])
+    names = ["DMFT (compile + solve)"] if traj is None and p["start"] == "dmft" else []
     names += ["fixed point (compile + Newton)"] + (["figure"] if p["start"] == "dmft" else [])
     with _Stages(names, p["quiet"]) as st:
         try:
             if p["start"] == "dmft":
-                traj = dj.solve_dmft(problem, alg, init, num_samples=p["samples"],
-                                     num_replicas=p["replicas"], estimator=p["estimator"],
-                                     window=p["window"], handoff=p["handoff"],
-                                     key=jax.random.key(p["seed"]))
+                traj = dj.solve_dmft(
+                    problem,
+                    alg,
+                    init,
+                    num_samples=p["samples"],
+                    num_replicas=p["replicas"],
+                    estimator=p["estimator"],
+                    window=p["window"],
+                    handoff=p["handoff"],
+                    key=jax.random.key(p["seed"]),
+                )
                 st.done()
                 if traj.diverged:
                     _fail(f"the DMFT diverged at step {traj.diverged_at}: lower --step")
@@ -1195,9 +1522,16 @@ def fixed_point_cmd(ctx, **p):
         st.done()
         meta = _meta(ctx, p)
         values = fp.as_dict()
-        payload = _clean(dict(meta, kind="fixed-point", even=_is_even(problem),
-                              fixed_point=values, valid=bool(fp.valid),
-                              dmft=None if traj is None else traj.to_dict()))
+        payload = _clean(
+            dict(
+                meta,
+                kind="fixed-point",
+                even=_is_even(problem),
+                fixed_point=values,
+                valid=bool(fp.valid),
+                dmft=None if traj is None else traj.to_dict(),
+            )
+        )
         fig = None
         if traj is not None:
             fig = _draw(payload, p)
@@ -1208,12 +1542,17 @@ def fixed_point_cmd(ctx, **p):
         out.json(payload)
         keys = list(values)
         out.csv(keys, [[np.asarray(values[k]).item() for k in keys]], meta)
-    click.echo("fixed point: " + ", ".join(
-        f"{k}={float(np.asarray(values[k])):.6g}" for k in ("error", "cosine", "m", "q", "kappa",
-                                                            "residual")))
+    click.echo(
+        "fixed point: "
+        + ", ".join(
+            f"{k}={float(np.asarray(values[k])):.6g}"
+            for k in ("error", "cosine", "m", "q", "kappa", "residual")
+        )
+    )
     if not bool(fp.valid):
-        click.echo("warning: the fixed point is not valid (not converged or unstable branch)",
-                   err=True)
+        click.echo(
+            "warning: the fixed point is not valid (not converged or unstable branch)", err=True
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -1227,14 +1566,33 @@ def fixed_point_cmd(ctx, **p):
 @PROBLEM
 @ALPHA
 @PREPROCESSING
-@click.option("--alpha-max", default=None, type=POSITIVE,
-              help="right end of the curve over alpha in the figure (default 3 x threshold)")
-@click.option("--points", default=24, show_default=True, type=click.IntRange(min=2),
-              help="points of that curve")
-@click.option("--dim", default=0, show_default=True, type=click.IntRange(min=0),
-              help="also measure the spectral start at this dimension (0: no)")
-@click.option("--seeds", default=4, show_default=True, type=click.IntRange(min=2),
-              help="seeds of that measurement")
+@click.option(
+    "--alpha-max",
+    default=None,
+    type=POSITIVE,
+    help="right end of the curve over alpha in the figure (default 3 x threshold)",
+)
+@click.option(
+    "--points",
+    default=24,
+    show_default=True,
+    type=click.IntRange(min=2),
+    help="points of that curve",
+)
+@click.option(
+    "--dim",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="also measure the spectral start at this dimension (0: no)",
+)
+@click.option(
+    "--seeds",
+    default=4,
+    show_default=True,
+    type=click.IntRange(min=2),
+    help="seeds of that measurement",
+)
 @click.pass_context
 def spectral(ctx, **p):
     """The spectral start: overlap of the top eigenvector and the weak-recovery threshold.
@@ -1268,32 +1626,64 @@ def spectral(ctx, **p):
             hi = p["alpha_max"] or (3 * alpha_c if math.isfinite(alpha_c) else 3 * p["alpha"])
             hi = max(hi, p["alpha"] * 1.2)
             grid = np.linspace(hi / p["points"], hi, p["points"])
-            curve = dj.sweep(problem, engine="spectral", preprocessing=prep, alpha=grid,
-                             threshold=False, progress=False, batch_size=p["points"])
+            curve = dj.sweep(
+                problem,
+                engine="spectral",
+                preprocessing=prep,
+                alpha=grid,
+                threshold=False,
+                progress=False,
+                batch_size=p["points"],
+            )
             st.done()
             measured = None
             if p["dim"]:
-                measured = _api("spectral_simulation")(problem, prep, dim=p["dim"],
-                                                       num_seeds=p["seeds"],
-                                                       key=jax.random.key(p["seed"]))
+                measured = _api("spectral_simulation")(
+                    problem, prep, dim=p["dim"], num_seeds=p["seeds"], key=jax.random.key(p["seed"])
+                )
                 st.done()
         except ValueError as err:
             _fail(str(err))
         meta = _meta(ctx, p)
-        theory = {k: np.asarray(getattr(th, k)).item() for k in
-                  ("cosine2", "top_eigenvalue", "bulk_edge", "has_outlier", "lam_star",
-                   "lam_bar", "tau", "alpha")}
+        theory = {
+            k: np.asarray(getattr(th, k)).item()
+            for k in (
+                "cosine2",
+                "top_eigenvalue",
+                "bulk_edge",
+                "has_outlier",
+                "lam_star",
+                "lam_bar",
+                "tau",
+                "alpha",
+            )
+        }
         meas = None
         if measured is not None:
-            meas = dict(cosine2=measured.cosine2, cosine2_stderr=measured.cosine2_stderr,
-                        top_eigenvalue=measured.top_eigenvalue,
-                        top_eigenvalue_stderr=measured.top_eigenvalue_stderr,
-                        converged=measured.converged, info=measured.info)
-        payload = _clean(dict(meta, kind="spectral", theory=theory, threshold=alpha_c,
-                              explanation=th.explanation, measured=meas,
-                              preprocessing_used=repr(prep),
-                              curve=dict(alpha=grid, cosine2=curve.values["cosine2"],
-                                         top_eigenvalue=curve.values["top_eigenvalue"])))
+            meas = dict(
+                cosine2=measured.cosine2,
+                cosine2_stderr=measured.cosine2_stderr,
+                top_eigenvalue=measured.top_eigenvalue,
+                top_eigenvalue_stderr=measured.top_eigenvalue_stderr,
+                converged=measured.converged,
+                info=measured.info,
+            )
+        payload = _clean(
+            dict(
+                meta,
+                kind="spectral",
+                theory=theory,
+                threshold=alpha_c,
+                explanation=th.explanation,
+                measured=meas,
+                preprocessing_used=repr(prep),
+                curve=dict(
+                    alpha=grid,
+                    cosine2=curve.values["cosine2"],
+                    top_eigenvalue=curve.values["top_eigenvalue"],
+                ),
+            )
+        )
         fig = _draw(payload, p)
         st.done()
     for w in caught:
@@ -1301,16 +1691,30 @@ def spectral(ctx, **p):
     with _writing(outputs) as out:
         _write_figure(out, fig, meta, p)
         out.json(payload)
-        out.csv(["alpha", "cosine2", "top_eigenvalue", "bulk_edge", "has_outlier"],
-                [[float(a), float(c), float(e), float(b), bool(h)] for a, c, e, b, h in zip(
-                    grid, curve.values["cosine2"], curve.values["top_eigenvalue"],
-                    curve.values["bulk_edge"], curve.values["has_outlier"])], meta)
-    click.echo(f"alpha = {p['alpha']}: squared cosine {theory['cosine2']:.6g}, top eigenvalue "
-               f"{theory['top_eigenvalue']:.6g}, bulk edge {theory['bulk_edge']:.6g}; "
-               f"weak-recovery threshold alpha_c = {alpha_c:.6g}")
+        out.csv(
+            ["alpha", "cosine2", "top_eigenvalue", "bulk_edge", "has_outlier"],
+            [
+                [float(a), float(c), float(e), float(b), bool(h)]
+                for a, c, e, b, h in zip(
+                    grid,
+                    curve.values["cosine2"],
+                    curve.values["top_eigenvalue"],
+                    curve.values["bulk_edge"],
+                    curve.values["has_outlier"],
+                )
+            ],
+            meta,
+        )
+    click.echo(
+        f"alpha = {p['alpha']}: squared cosine {theory['cosine2']:.6g}, top eigenvalue "
+        f"{theory['top_eigenvalue']:.6g}, bulk edge {theory['bulk_edge']:.6g}; "
+        f"weak-recovery threshold alpha_c = {alpha_c:.6g}"
+    )
     if meas is not None:
-        click.echo(f"measured at d = {p['dim']}: squared cosine {meas['cosine2']:.4g} ± "
-                   f"{meas['cosine2_stderr']:.2g}")
+        click.echo(
+            f"measured at d = {p['dim']}: squared cosine {meas['cosine2']:.4g} ± "
+            f"{meas['cosine2_stderr']:.2g}"
+        )
     if th.explanation:
         click.echo(th.explanation)
 
@@ -1320,9 +1724,16 @@ def _spectral_figure(grid, cos2, alpha_c, p, th, measured):
     meas = None
     if measured is not None:
         meas = dict(cosine2=measured.cosine2, cosine2_stderr=measured.cosine2_stderr)
-    data = _clean(dict(settings=p, threshold=alpha_c, theory=dict(cosine2=th.cosine2),
-                       measured=meas, preprocessing_used=repr(_preprocessing(p)),
-                       curve=dict(alpha=grid, cosine2=cos2)))
+    data = _clean(
+        dict(
+            settings=p,
+            threshold=alpha_c,
+            theory=dict(cosine2=th.cosine2),
+            measured=meas,
+            preprocessing_used=repr(_preprocessing(p)),
+            curve=dict(alpha=grid, cosine2=cos2),
+        )
+    )
     return _draw_spectral(data, width=p.get("width", "two"))
 
 
@@ -1335,45 +1746,106 @@ def _spectral_figure(grid, cos2, alpha_c, p, th, measured):
 @OUTPUT
 @FIGURE
 @PROBLEM
-@click.option("--alpha", "alpha_grid", default="1:5:5", show_default=True, type=GRID,
-              help="alpha grid: 1,2,3 or start:stop:num or log:start:stop:num")
-@click.option("--lam", "lam_grid", default="0,0.05,0.1", show_default=True, type=GRID,
-              help="ridge grid")
-@click.option("--step", "step_grid", default="0.05", show_default=True, type=GRID,
-              help="step-size grid (dmft engine)")
-@click.option("--algorithm", type=click.Choice(METHODS), default="gd", show_default=True,
-              help="the method (dmft engine)")
-@click.option("--momentum", "momentum_grid", default=None, type=GRID,
-              help="momentum grid (dmft engine, heavy-ball or nesterov; default 0.5)")
-@click.option("--init", "init_kind", type=click.Choice(["informed", "spectral"]),
-              default="informed", show_default=True,
-              help="the DMFT's start (dmft engine): informed (--overlap, --norm) or the "
-                   "spectral start with --preprocessing")
-@click.option("--tau", "tau_grid", default=None, type=GRID,
-              help="grid of the preprocessing parameter (spectral engine; dmft engine "
-                   "with --init spectral)")
-@click.option("--engine", type=click.Choice(["dmft", "fixed-point", "spectral"]),
-              default="dmft", show_default=True)
-@click.option("--steps", default=50, show_default=True, type=click.IntRange(min=1),
-              help="gradient steps (dmft engine)")
-@click.option("--overlap", default=0.5, show_default=True, type=float,
-              help="initial overlap (dmft engine, informed start)")
-@click.option("--norm", default=1.0, show_default=True, type=POSITIVE,
-              help="initial norm (dmft engine)")
+@click.option(
+    "--alpha",
+    "alpha_grid",
+    default="1:5:5",
+    show_default=True,
+    type=GRID,
+    help="alpha grid: 1,2,3 or start:stop:num or log:start:stop:num",
+)
+@click.option(
+    "--lam", "lam_grid", default="0,0.05,0.1", show_default=True, type=GRID, help="ridge grid"
+)
+@click.option(
+    "--step",
+    "step_grid",
+    default="0.05",
+    show_default=True,
+    type=GRID,
+    help="step-size grid (dmft engine)",
+)
+@click.option(
+    "--algorithm",
+    type=click.Choice(METHODS),
+    default="gd",
+    show_default=True,
+    help="the method (dmft engine)",
+)
+@click.option(
+    "--momentum",
+    "momentum_grid",
+    default=None,
+    type=GRID,
+    help="momentum grid (dmft engine, heavy-ball or nesterov; default 0.5)",
+)
+@click.option(
+    "--init",
+    "init_kind",
+    type=click.Choice(["informed", "spectral"]),
+    default="informed",
+    show_default=True,
+    help="the DMFT's start (dmft engine): informed (--overlap, --norm) or the "
+    "spectral start with --preprocessing",
+)
+@click.option(
+    "--tau",
+    "tau_grid",
+    default=None,
+    type=GRID,
+    help="grid of the preprocessing parameter (spectral engine; dmft engine with --init spectral)",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["dmft", "fixed-point", "spectral"]),
+    default="dmft",
+    show_default=True,
+)
+@click.option(
+    "--steps",
+    default=50,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="gradient steps (dmft engine)",
+)
+@click.option(
+    "--overlap",
+    default=0.5,
+    show_default=True,
+    type=float,
+    help="initial overlap (dmft engine, informed start)",
+)
+@click.option(
+    "--norm", default=1.0, show_default=True, type=POSITIVE, help="initial norm (dmft engine)"
+)
 @click.option("--samples", default=1000, show_default=True, type=click.IntRange(min=2))
 @click.option("--replicas", default=2, show_default=True, type=click.IntRange(min=2))
-@click.option("--estimator", type=click.Choice(["tangent", "ibp", "windowed"]),
-              default="tangent", show_default=True)
-@click.option("--preprocessing",
-              type=click.Choice(["none", "trimmed", "clipped", "luo-alghamdi-lu",
-                                 "mondelli-montanari"]),
-              default="none", show_default=True,
-              help="spectral preprocessing: the spectral engine's T, and whose weak-recovery "
-                   "threshold is drawn")
-@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1),
-              help="grid points per device per chunk")
-@click.option("--metric", default=None,
-              help="quantity drawn (default: error; cosine2 for the spectral engine)")
+@click.option(
+    "--estimator",
+    type=click.Choice(["tangent", "ibp", "windowed"]),
+    default="tangent",
+    show_default=True,
+)
+@click.option(
+    "--preprocessing",
+    type=click.Choice(["none", "trimmed", "clipped", "luo-alghamdi-lu", "mondelli-montanari"]),
+    default="none",
+    show_default=True,
+    help="spectral preprocessing: the spectral engine's T, and whose weak-recovery "
+    "threshold is drawn",
+)
+@click.option(
+    "--batch-size",
+    default=8,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="grid points per device per chunk",
+)
+@click.option(
+    "--metric",
+    default=None,
+    help="quantity drawn (default: error; cosine2 for the spectral engine)",
+)
 @click.pass_context
 def sweep_cmd(ctx, **p):
     """A grid over alpha, lam, step size (and a preprocessing parameter): vmapped,
@@ -1418,14 +1890,18 @@ def sweep_cmd(ctx, **p):
             axes["axes"] = {"algorithm.momentum": p["momentum_grid"]}
         _check_dmft_sizes(p)
     else:
-        dmft_only = [f"--{name}" for name in ("steps", "overlap", "norm", "samples", "replicas",
-                                             "estimator")
-                     if ctx.get_parameter_source(name) not in (None, _DEFAULT)]
+        dmft_only = [
+            f"--{name}"
+            for name in ("steps", "overlap", "norm", "samples", "replicas", "estimator")
+            if ctx.get_parameter_source(name) not in (None, _DEFAULT)
+        ]
         if ctx.get_parameter_source("step_grid") not in (None, _DEFAULT):
             dmft_only.append("--step")
         if dmft_only:
-            _fail(f"{', '.join(dmft_only)}: for the dmft engine only, not used by the "
-                  f"{p['engine']} engine")
+            _fail(
+                f"{', '.join(dmft_only)}: for the dmft engine only, not used by the "
+                f"{p['engine']} engine"
+            )
         if p["momentum_grid"] is not None or p["algorithm"] != "gd":
             _fail(f"--algorithm and --momentum are for the dmft engine (not {p['engine']})")
         if p["init_kind"] != "informed":
@@ -1444,8 +1920,10 @@ def sweep_cmd(ctx, **p):
 
                 extra[f"init.preprocessing.{preprocessing_parameter(prep)}"] = p["tau_grid"]
         elif engine != "spectral":
-            _fail("--tau is a grid only for the spectral engine (or the dmft engine with "
-                  "--init spectral)")
+            _fail(
+                "--tau is a grid only for the spectral engine (or the dmft engine with "
+                "--init spectral)"
+            )
         else:
             axes["prep"] = p["tau_grid"]
     metric = p["metric"] or ("cosine2" if engine == "spectral" else "error")
@@ -1453,17 +1931,29 @@ def sweep_cmd(ctx, **p):
 
     stored = sweep_quantities(engine)
     if metric not in stored:  # found before the sweep runs, not after
-        _fail(f"--metric {metric!r} is not stored by the {p['engine']} engine; choose one of "
-              f"{', '.join(sorted(stored))}")
+        _fail(
+            f"--metric {metric!r} is not stored by the {p['engine']} engine; choose one of "
+            f"{', '.join(sorted(stored))}"
+        )
     outputs = _figure_outputs(p, "sweep")
     done = {"chunks": 0}
     try:
-        result = dj.sweep(problem, alg, init, **axes, preprocessing=prep, engine=engine,
-                          num_samples=p["samples"], num_replicas=p["replicas"],
-                          estimator=p["estimator"], key=jax.random.key(p["seed"]),
-                          batch_size=p["batch_size"], out=outputs.folder,
-                          progress=not p["quiet"],
-                          after_chunk=lambda n, k: done.update(chunks=done["chunks"] + 1))
+        result = dj.sweep(
+            problem,
+            alg,
+            init,
+            **axes,
+            preprocessing=prep,
+            engine=engine,
+            num_samples=p["samples"],
+            num_replicas=p["replicas"],
+            estimator=p["estimator"],
+            key=jax.random.key(p["seed"]),
+            batch_size=p["batch_size"],
+            out=outputs.folder,
+            progress=not p["quiet"],
+            after_chunk=lambda n, k: done.update(chunks=done["chunks"] + 1),
+        )
     except ValueError as err:
         _fail(str(err))
     except KeyboardInterrupt:
@@ -1483,8 +1973,10 @@ def sweep_cmd(ctx, **p):
         out.json(payload)
         out.csv(*result.rows(), meta)
     skipped = result.info["num_points"] - result.computed
-    click.echo(f"{result.info['num_points']} points ({result.computed} computed, {skipped} read "
-               f"back from {result.folder}) on {len(result.info['devices'])} device(s)")
+    click.echo(
+        f"{result.info['num_points']} points ({result.computed} computed, {skipped} read "
+        f"back from {result.folder}) on {len(result.info['devices'])} device(s)"
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -1498,19 +1990,41 @@ def sweep_cmd(ctx, **p):
 @PROBLEM
 @ALPHA
 @LAM
-@click.option("--param", type=click.Choice(["lam", "step", "momentum"]), default="lam",
-              show_default=True,
-              help="lam: asymptotic error over the ridge (implicit gradients through the "
-                   "fixed point); step, momentum: error after --steps steps of --algorithm "
-                   "over its step size or its momentum (gradients through the DMFT)")
-@click.option("--start-value", default=None, type=POSITIVE,
-              help="starting value (default: --lam for lam, --step for step)")
-@click.option("--iterations", default=40, show_default=True, type=click.IntRange(min=1),
-              help="optimiser steps")
-@click.option("--learning-rate", default=None, type=POSITIVE,
-              help="Adam learning rate on the log of the parameter (default 0.1 / 0.05)")
-@click.option("--grid-points", default=16, show_default=True, type=click.IntRange(min=0),
-              help="points of the objective drawn for reference (0: none)")
+@click.option(
+    "--param",
+    type=click.Choice(["lam", "step", "momentum"]),
+    default="lam",
+    show_default=True,
+    help="lam: asymptotic error over the ridge (implicit gradients through the "
+    "fixed point); step, momentum: error after --steps steps of --algorithm "
+    "over its step size or its momentum (gradients through the DMFT)",
+)
+@click.option(
+    "--start-value",
+    default=None,
+    type=POSITIVE,
+    help="starting value (default: --lam for lam, --step for step)",
+)
+@click.option(
+    "--iterations",
+    default=40,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="optimiser steps",
+)
+@click.option(
+    "--learning-rate",
+    default=None,
+    type=POSITIVE,
+    help="Adam learning rate on the log of the parameter (default 0.1 / 0.05)",
+)
+@click.option(
+    "--grid-points",
+    default=16,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="points of the objective drawn for reference (0: none)",
+)
 @ALGORITHM
 @click.option("--overlap", default=0.5, show_default=True, type=float)
 @click.option("--norm", default=1.0, show_default=True, type=POSITIVE)
@@ -1541,8 +2055,9 @@ def tune(ctx, **p):
             if p["param"] == "lam":
                 x0 = p["start_value"] or (p["lam"] if p["lam"] > 0 else 0.1)
                 opt = optax.adam(p["learning_rate"] or 0.1)
-                res = _api("tune_ridge")(problem, lam0=x0, steps=p["iterations"],
-                                         optimizer=opt, progress=not p["quiet"])
+                res = _api("tune_ridge")(
+                    problem, lam0=x0, steps=p["iterations"], optimizer=opt, progress=not p["quiet"]
+                )
             else:
                 if p["samples"] <= p["steps"] + 3:
                     _fail(f"--samples {p['samples']} must exceed --steps + 3")
@@ -1550,15 +2065,23 @@ def tune(ctx, **p):
                 field = "step_size" if p["param"] == "step" else "momentum"
                 if field == "momentum" and p["algorithm"] == "gd":
                     _fail("--param momentum needs --algorithm heavy-ball or nesterov")
-                x0 = p["start_value"] or (p["step"] if field == "step_size" else
-                                          _algorithm(p).momentum)
+                x0 = p["start_value"] or (
+                    p["step"] if field == "step_size" else _algorithm(p).momentum
+                )
                 opt = optax.adam(p["learning_rate"] or 0.05)
-                res = _api("tune_algorithm")(problem, _algorithm(p), init, field=field,
-                                             start=x0, num_samples=p["samples"],
-                                             num_replicas=p["replicas"],
-                                             key=jax.random.key(p["seed"]),
-                                             steps=p["iterations"], optimizer=opt,
-                                             progress=not p["quiet"])
+                res = _api("tune_algorithm")(
+                    problem,
+                    _algorithm(p),
+                    init,
+                    field=field,
+                    start=x0,
+                    num_samples=p["samples"],
+                    num_replicas=p["replicas"],
+                    key=jax.random.key(p["seed"]),
+                    steps=p["iterations"],
+                    optimizer=opt,
+                    progress=not p["quiet"],
+                )
             st.done()
             transform = "logit" if p["param"] == "momentum" else "log"
 
@@ -1583,27 +2106,50 @@ def tune(ctx, **p):
             grid, vals = path_x, np.asarray(res.path_values)
         meta = _meta(ctx, p)
         # the optimiser's record as plot_tuning reads it (unconstrained parameters)
-        optimiser = dict(params=np.asarray(res.params, dtype=float), value=res.value,
-                         best_params=np.asarray(res.best_params, dtype=float),
-                         best_value=res.best_value,
-                         path_params=np.asarray(res.path_params, dtype=float),
-                         path_values=res.path_values, path_grads=res.path_grads,
-                         transform=transform)
-        payload = _clean(dict(meta, kind="tune", even=_is_even(problem), tuned=tuned,
-                              value=res.value, best=float(to_value(np.asarray(res.best_params))),
-                              best_value=res.best_value, path=path_x,
-                              path_values=res.path_values, path_grad_norms=res.path_grads,
-                              grid=grid, grid_values=vals, optimiser=optimiser))
+        optimiser = dict(
+            params=np.asarray(res.params, dtype=float),
+            value=res.value,
+            best_params=np.asarray(res.best_params, dtype=float),
+            best_value=res.best_value,
+            path_params=np.asarray(res.path_params, dtype=float),
+            path_values=res.path_values,
+            path_grads=res.path_grads,
+            transform=transform,
+        )
+        payload = _clean(
+            dict(
+                meta,
+                kind="tune",
+                even=_is_even(problem),
+                tuned=tuned,
+                value=res.value,
+                best=float(to_value(np.asarray(res.best_params))),
+                best_value=res.best_value,
+                path=path_x,
+                path_values=res.path_values,
+                path_grad_norms=res.path_grads,
+                grid=grid,
+                grid_values=vals,
+                optimiser=optimiser,
+            )
+        )
         fig = _draw(payload, p)
         st.done()
     with _writing(outputs) as out:
         _write_figure(out, fig, meta, p)
         out.json(payload)
-        out.csv(["iteration", p["param"], "objective", "grad_norm"],
-                [[i, float(x), float(v), float(g)] for i, (x, v, g) in
-                 enumerate(zip(path_x, res.path_values, res.path_grads))], meta)
-    click.echo(f"tuned {p['param']} = {tuned:.6g} (objective {res.value:.6g}; best seen "
-               f"{float(to_value(np.asarray(res.best_params))):.6g} at {res.best_value:.6g})")
+        out.csv(
+            ["iteration", p["param"], "objective", "grad_norm"],
+            [
+                [i, float(x), float(v), float(g)]
+                for i, (x, v, g) in enumerate(zip(path_x, res.path_values, res.path_grads))
+            ],
+            meta,
+        )
+    click.echo(
+        f"tuned {p['param']} = {tuned:.6g} (objective {res.value:.6g}; best seen "
+        f"{float(to_value(np.asarray(res.best_params))):.6g} at {res.best_value:.6g})"
+    )
 
 
 def _tune_grid(p, problem, grid):
@@ -1617,11 +2163,18 @@ def _tune_grid(p, problem, grid):
         vals = np.where(np.asarray(fps.valid), np.asarray(fps.error), np.nan)
         return vals
     axis = "algorithm.step_size" if p["param"] == "step" else "algorithm.momentum"
-    res = dj.sweep(problem, _algorithm(p), dj.InformedInit(p["overlap"], p["norm"]),
-                   axes={axis: grid},
-                   num_samples=p["samples"], num_replicas=max(2, p["replicas"]),
-                   key=jax.random.key(p["seed"]), threshold=False, progress=False,
-                   batch_size=len(grid))
+    res = dj.sweep(
+        problem,
+        _algorithm(p),
+        dj.InformedInit(p["overlap"], p["norm"]),
+        axes={axis: grid},
+        num_samples=p["samples"],
+        num_replicas=max(2, p["replicas"]),
+        key=jax.random.key(p["seed"]),
+        threshold=False,
+        progress=False,
+        batch_size=len(grid),
+    )
     return np.asarray(res.values["error"])
 
 
@@ -1639,30 +2192,39 @@ def _read_result(path: Path) -> dict:
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as err:
-        raise click.BadParameter(f"cannot read {path}: {getattr(err, 'strerror', None) or err}",
-                                 param_hint=hint) from None
+        raise click.BadParameter(
+            f"cannot read {path}: {getattr(err, 'strerror', None) or err}", param_hint=hint
+        ) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise click.BadParameter(f"{path} is not JSON ({err})", param_hint=hint) from None
     if not isinstance(data, dict) or "dmftjax_version" not in data:
-        raise click.BadParameter(f"{path} is not a dmftjax result (no 'dmftjax_version'; "
-                                 "results are the .json files the subcommands write)",
-                                 param_hint=hint)
+        raise click.BadParameter(
+            f"{path} is not a dmftjax result (no 'dmftjax_version'; "
+            "results are the .json files the subcommands write)",
+            param_hint=hint,
+        )
     kind = data.get("kind")
     if kind is None:
         raise click.BadParameter(
             f"{path} has no 'kind' (written by dmftjax {data['dmftjax_version']} before "
             "results recorded which subcommand made them): run that subcommand again to "
             "redraw it",
-            param_hint=hint)
+            param_hint=hint,
+        )
     if kind not in _DRAWERS:
-        raise click.BadParameter(f"{path}: unknown kind of result {kind!r} (known: "
-                                 f"{', '.join(sorted(_DRAWERS))})", param_hint=hint)
+        raise click.BadParameter(
+            f"{path}: unknown kind of result {kind!r} (known: {', '.join(sorted(_DRAWERS))})",
+            param_hint=hint,
+        )
     missing = [k for k in _META_NEEDS + _NEEDS[kind] if k not in data]
     if missing:
-        raise click.BadParameter(f"{path} ({kind} result) lacks {', '.join(map(repr, missing))}: "
-                                 "run its subcommand again to redraw it", param_hint=hint)
+        raise click.BadParameter(
+            f"{path} ({kind} result) lacks {', '.join(map(repr, missing))}: "
+            "run its subcommand again to redraw it",
+            param_hint=hint,
+        )
     return data
 
 
@@ -1672,33 +2234,47 @@ def _plot_names(kind: str, text: str | None):
     names = [n.strip() for n in str(text).split(",") if n.strip()]
     what = _NAMED.get(kind)
     if what is None:
-        raise click.BadParameter(f"a {kind} result has one fixed figure: --name is for "
-                                 f"{', '.join(sorted(_NAMED))} results", param_hint="--name")
+        raise click.BadParameter(
+            f"a {kind} result has one fixed figure: --name is for "
+            f"{', '.join(sorted(_NAMED))} results",
+            param_hint="--name",
+        )
     if what == "metric" and len(names) != 1:
-        raise click.BadParameter("a sweep draws one quantity: give one name",
-                                 param_hint="--name")
+        raise click.BadParameter("a sweep draws one quantity: give one name", param_hint="--name")
     if what == "panels":
         from dmftjax._trajectory import OBSERVABLES
 
         bad = [n for n in names if n not in OBSERVABLES]
         if bad:
-            raise click.BadParameter(f"{', '.join(bad)}: not an observable (choose from "
-                                     f"{', '.join(OBSERVABLES)})", param_hint="--name")
+            raise click.BadParameter(
+                f"{', '.join(bad)}: not an observable (choose from {', '.join(OBSERVABLES)})",
+                param_hint="--name",
+            )
     return tuple(names)
 
 
 @main.command("plot")
 @CONFIG
 @click.argument("result", type=click.Path(path_type=Path))
-@click.option("--out", default=None, type=click.Path(file_okay=False),
-              help="folder for the figure (default: the folder of RESULT)")
-@click.option("--overwrite", is_flag=True,
-              help="replace an earlier figure of the same name (default: the next free name)")
+@click.option(
+    "--out",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="folder for the figure (default: the folder of RESULT)",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="replace an earlier figure of the same name (default: the next free name)",
+)
 @FIGURE
-@click.option("--name", default=None,
-              help="what to draw: observables, comma-separated, one panel each (predict, "
-                   "simulate, fixed-point results), or the quantity of a sweep's diagram "
-                   "(default: what the subcommand drew)")
+@click.option(
+    "--name",
+    default=None,
+    help="what to draw: observables, comma-separated, one panel each (predict, "
+    "simulate, fixed-point results), or the quantity of a sweep's diagram "
+    "(default: what the subcommand drew)",
+)
 @click.pass_context
 def plot_cmd(ctx, result, **p):
     """Redraw the figure of a saved result from its JSON file alone.
@@ -1715,9 +2291,11 @@ def plot_cmd(ctx, result, **p):
     kind = data["kind"]
     names = _plot_names(kind, p["name"])
     if kind == "sweep" and names and names[0] not in (data["sweep"].get("values") or {}):
-        raise click.BadParameter(f"{names[0]!r} is not stored in this sweep; it has "
-                                 f"{', '.join(sorted(data['sweep']['values']))}",
-                                 param_hint="--name")
+        raise click.BadParameter(
+            f"{names[0]!r} is not stored in this sweep; it has "
+            f"{', '.join(sorted(data['sweep']['values']))}",
+            param_hint="--name",
+        )
     folder = p["out"] if p["out"] is not None else result.parent
     outputs = _Outputs(folder, result.stem, [p["format"]], p["overwrite"])
     try:
@@ -1726,24 +2304,41 @@ def plot_cmd(ctx, result, **p):
         raise
     except (KeyError, TypeError, ValueError, IndexError) as err:
         what = f"missing {err}" if isinstance(err, KeyError) else _one_line(err)
-        raise click.BadParameter(f"{result} ({kind} result) cannot be drawn: {what}",
-                                 param_hint="RESULT") from None
+        raise click.BadParameter(
+            f"{result} ({kind} result) cannot be drawn: {what}", param_hint="RESULT"
+        ) from None
     import dmftjax
     from dmftjax._provenance import provenance
 
     meta = {k: v for k, v in data.items() if k in _META_KEYS}
-    meta["redrawn"] = {"by": ctx.command_path, "from": str(result),
-                       "dmftjax_version": dmftjax.__version__,
-                       "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                       "provenance": provenance()}
+    meta["redrawn"] = {
+        "by": ctx.command_path,
+        "from": str(result),
+        "dmftjax_version": dmftjax.__version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "provenance": provenance(),
+    }
     with _writing(outputs) as out:
         _write_figure(out, fig, meta, p)
 
 
 # the keys `_meta` writes (a redrawn figure's metadata: the run's own, and the redraw)
-_META_KEYS = ("command", "dmftjax_version", "jax_version", "seed", "settings", "config_file",
-              "devices", "x64", "created", "provenance", "observables", "sweep_hash",
-              "sweep_folder", "kind")
+_META_KEYS = (
+    "command",
+    "dmftjax_version",
+    "jax_version",
+    "seed",
+    "settings",
+    "config_file",
+    "devices",
+    "x64",
+    "created",
+    "provenance",
+    "observables",
+    "sweep_hash",
+    "sweep_folder",
+    "kind",
+)
 
 
 if __name__ == "__main__":

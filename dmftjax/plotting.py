@@ -16,8 +16,10 @@ import numpy as np
 
 from ._trajectory import Trajectory
 
-STYLE = {"dmft": dict(color="C0", lw=1.5), "simulation": dict(color="C3", fmt="o", ms=3.0,
-                                                               capsize=1.5, elinewidth=0.8)}
+STYLE = {
+    "dmft": dict(color="C0", lw=1.5),
+    "simulation": dict(color="C3", fmt="o", ms=3.0, capsize=1.5, elinewidth=0.8),
+}
 
 # figure widths in inches: one journal column, two columns (a full page width)
 WIDTHS = {"one": 3.4, "two": 7.0}
@@ -51,16 +53,24 @@ RC = {
 LABELS = {
     "overlap": ("overlap", r"$\langle\theta^*,\theta^{@}\rangle/d$", None),
     "norm": ("norm", r"$\|\theta^{@}\|^2/d$", None),
-    "error": ("error", r"$\|\theta^{@} - \theta^*\|^2/d$",
-              r"$\min_\pm \|\theta^{@} \mp \theta^*\|^2/d$"),
-    "cosine": ("cosine", r"$\cos\angle(\theta^{@},\theta^*)$",
-               r"$|\cos\angle(\theta^{@},\theta^*)|$"),
+    "error": (
+        "error",
+        r"$\|\theta^{@} - \theta^*\|^2/d$",
+        r"$\min_\pm \|\theta^{@} \mp \theta^*\|^2/d$",
+    ),
+    "cosine": (
+        "cosine",
+        r"$\cos\angle(\theta^{@},\theta^*)$",
+        r"$|\cos\angle(\theta^{@},\theta^*)|$",
+    ),
     # panel titles stay short: constrained layout does not make room for a title wider
     # than its panel (the y-label of the next panel would run into it)
-    "train_loss": ("train loss",
-                   r"$\frac{1}{n}\sum_i \ell(y_i, \langle a_i,\theta^{@}\rangle)$", None),
-    "test_error": ("test error",
-                   r"$\mathbb{E}\,\ell(y, \langle a,\theta^{@}\rangle)$", None),
+    "train_loss": (
+        "train loss",
+        r"$\frac{1}{n}\sum_i \ell(y_i, \langle a_i,\theta^{@}\rangle)$",
+        None,
+    ),
+    "test_error": ("test error", r"$\mathbb{E}\,\ell(y, \langle a,\theta^{@}\rangle)$", None),
     "wrong_well": ("wrong well", r"$\hat{P}(r^{@}_i \in$ wrong well$)$", None),
     # the spectral start, the fixed point, a sweep's bookkeeping
     "cosine2": ("spectral start", r"$\cos^2\angle(\theta^0_{\rm spec},\theta^*)$", None),
@@ -76,9 +86,13 @@ LABELS = {
 }
 
 # swept axes
-AXIS_LABELS = {"alpha": r"sample ratio $\alpha = n/d$", "lam": r"ridge $\lambda$",
-               "step_size": r"step size $\eta$", "prep": "preprocessing parameter",
-               "momentum": r"momentum $\beta$"}
+AXIS_LABELS = {
+    "alpha": r"sample ratio $\alpha = n/d$",
+    "lam": r"ridge $\lambda$",
+    "step_size": r"step size $\eta$",
+    "prep": "preprocessing parameter",
+    "momentum": r"momentum $\beta$",
+}
 _LABELS = AXIS_LABELS  # the old private name
 _SYMBOLS = {"alpha": r"\alpha", "lam": r"\lambda", "step_size": r"\eta"}
 _PREP_SYMBOLS = {"tau": r"$\tau$", "alpha": r"$\alpha$", "lower": r"lower clip"}
@@ -154,15 +168,17 @@ def _width_inches(width) -> float:
     return WIDTHS[width]
 
 
-def new_figure(width: str = "two", height: float | None = None, nrows: int = 1,
-               ncols: int = 1, **kw):
+def new_figure(
+    width: str = "two", height: float | None = None, nrows: int = 1, ncols: int = 1, **kw
+):
     """A constrained-layout figure `width` ("one" or "two" columns) wide, with a grid
     of axes (`squeeze=False`)."""
     w = _width_inches(width)
     if height is None:
         height = 0.62 * w if width == "one" else 0.45 * w
-    fig, axes = plt.subplots(nrows, ncols, figsize=(w, height), squeeze=False,
-                             layout="constrained", **kw)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(w, height), squeeze=False, layout="constrained", **kw
+    )
     return fig, axes
 
 
@@ -204,8 +220,9 @@ def add_footer(fig, text: str, fontsize: float = 6.0, color="0.35"):
         engine.set(rect=(0, frac, 1, 1 - frac))
     else:
         fig.tight_layout(rect=(0, frac, 1, 1))
-    fig.text(0.01, 2 / 72 / (height + h), text, fontsize=fontsize, color=color, ha="left",
-             va="bottom")
+    fig.text(
+        0.01, 2 / 72 / (height + h), text, fontsize=fontsize, color=color, ha="left", va="bottom"
+    )
     return fig
 
 
@@ -219,8 +236,15 @@ def footer_text(text: str, fig, fontsize: float = 6.0) -> str:
 # curves
 
 
-def _draw_curve(ax, traj: Trajectory, name: str = "error", label: str | None = None,
-                every: int | None = None, color=None, **kw):
+def _draw_curve(
+    ax,
+    traj: Trajectory,
+    name: str = "error",
+    label: str | None = None,
+    every: int | None = None,
+    color=None,
+    **kw,
+):
     """Draw one observable; returns the legend handle (a line and its band, or the
     error-bar container)."""
     t = np.asarray(traj.times)
@@ -232,19 +256,28 @@ def _draw_curve(ax, traj: Trajectory, name: str = "error", label: str | None = N
         style_ = dict(STYLE["simulation"], **kw)
         if color is not None:
             style_["color"] = color
-        return ax.errorbar(t[::every], v[::every], yerr=2 * se[::every], label=label,
-                           ls="none", **style_)
+        return ax.errorbar(
+            t[::every], v[::every], yerr=2 * se[::every], label=label, ls="none", **style_
+        )
     style_ = dict(STYLE["dmft"], **kw)
     if color is not None:
         style_["color"] = color
     (line,) = ax.plot(t, v, label=label, **style_)
-    band = ax.fill_between(t, v - 2 * se, v + 2 * se, color=style_["color"], alpha=0.25, lw=0,
-                           label="_nolegend_")
+    band = ax.fill_between(
+        t, v - 2 * se, v + 2 * se, color=style_["color"], alpha=0.25, lw=0, label="_nolegend_"
+    )
     return (band, line)
 
 
-def plot_curve(ax, traj: Trajectory, name: str = "error", label: str | None = None,
-               every: int | None = None, color=None, **kw):
+def plot_curve(
+    ax,
+    traj: Trajectory,
+    name: str = "error",
+    label: str | None = None,
+    every: int | None = None,
+    color=None,
+    **kw,
+):
     """Draw one observable of one trajectory: a line with a 2-standard-error band for the
     DMFT, points with 2-standard-error bars for a simulation (every `every`-th step)."""
     _draw_curve(ax, traj, name, label, every, color, **kw)
@@ -283,10 +316,18 @@ def _grid(rows_cols_for: int, width: str):
 
 
 @_styled
-def compare(dmft: Trajectory | None = None, sim: Trajectory | None = None,
-            names=("error", "cosine", "train_loss", "wrong_well"), title: str | None = None,
-            logy=("error", "train_loss"), *, width: str = "two", even: bool | None = None,
-            limits: dict | None = None, every: int | None = None):
+def compare(
+    dmft: Trajectory | None = None,
+    sim: Trajectory | None = None,
+    names=("error", "cosine", "train_loss", "wrong_well"),
+    title: str | None = None,
+    logy=("error", "train_loss"),
+    *,
+    width: str = "two",
+    even: bool | None = None,
+    limits: dict | None = None,
+    every: int | None = None,
+):
     r"""One panel per observable, DMFT against simulation (either may be `None`).
 
     **Arguments:**
@@ -317,7 +358,7 @@ def compare(dmft: Trajectory | None = None, sim: Trajectory | None = None,
         height += 0.16 * (1 + wrap_title(title, width).count("\n"))
     fig, axes = new_figure(width, height, nrows, ncols)
     flat = axes.ravel()
-    for ax in flat[len(names):]:
+    for ax in flat[len(names) :]:
         fig.delaxes(ax)
     handles, labels = [], []
     first = dmft if dmft is not None else sim
@@ -335,14 +376,14 @@ def compare(dmft: Trajectory | None = None, sim: Trajectory | None = None,
                 labels.append(legend_label("dmft"))
         if sim is not None:
             lab = legend_label("simulation", (sim.info or {}).get("dim"))
-            h = _draw_curve(ax, sim, name, label=lab, every=every,
-                            ms=2.5 if width == "one" else 3.0)
+            h = _draw_curve(
+                ax, sim, name, label=lab, every=every, ms=2.5 if width == "one" else 3.0
+            )
             data.append(sim.values[name])
             if i == 0:
                 handles.append(h)
                 labels.append(lab)
-        if limits is not None and limits.get(name) is not None and \
-                np.isfinite(float(limits[name])):
+        if limits is not None and limits.get(name) is not None and np.isfinite(float(limits[name])):
             h = ax.axhline(float(limits[name]), color="k", ls="--", lw=0.9)
             data.append([float(limits[name])])
             if not any(lab.startswith("fixed point") for lab in labels):
@@ -366,8 +407,15 @@ def compare(dmft: Trajectory | None = None, sim: Trajectory | None = None,
 
 def figure_legend(fig, handles, labels, ncols: int, title: str | None = None):
     """A legend above every panel (outside the data), with `title` over it."""
-    leg = fig.legend(handles, labels, loc="outside upper center", ncols=ncols, title=title,
-                     title_fontsize=RC["figure.titlesize"], borderaxespad=0.2)
+    leg = fig.legend(
+        handles,
+        labels,
+        loc="outside upper center",
+        ncols=ncols,
+        title=title,
+        title_fontsize=RC["figure.titlesize"],
+        borderaxespad=0.2,
+    )
     leg.get_title().set_multialignment("center")
     return leg
 
@@ -492,10 +540,21 @@ def clip_polyline(xs, ys, lo: float, hi: float):
 
 
 @_styled
-def plot_phase_diagram(result, name: str = "error", x: str = "alpha", y: str | None = "lam",
-                       *, where: dict | None = None, log: bool | None = None, ax=None,
-                       cmap: str = "viridis", threshold: bool = True, title: str | None = None,
-                       width: str = "two", even: bool | None = None):
+def plot_phase_diagram(
+    result,
+    name: str = "error",
+    x: str = "alpha",
+    y: str | None = "lam",
+    *,
+    where: dict | None = None,
+    log: bool | None = None,
+    ax=None,
+    cmap: str = "viridis",
+    threshold: bool = True,
+    title: str | None = None,
+    width: str = "two",
+    even: bool | None = None,
+):
     r"""A phase diagram of a sweep: `name` (e.g. the final error) over the `x` and `y`
     axes as a colour map (or over `x` alone as curves when `y` is `None` or not swept),
     with the weak-recovery threshold `alpha_c` of the sweep's preprocessing drawn when
@@ -550,8 +609,9 @@ def plot_phase_diagram(result, name: str = "error", x: str = "alpha", y: str | N
     else:
         ys = np.asarray(result.axes[y], dtype=float)
         norm = LogNorm(vmin=finite.min(), vmax=finite.max()) if log and finite.size else None
-        mesh = ax.pcolormesh(xs, ys, np.ma.masked_invalid(data.T), shading="nearest", cmap=cmap,
-                             norm=norm)
+        mesh = ax.pcolormesh(
+            xs, ys, np.ma.masked_invalid(data.T), shading="nearest", cmap=cmap, norm=norm
+        )
         fig.colorbar(mesh, ax=ax, label=qlabel)
         ax.set_ylabel(_axis_label(result, y))
         _grid_ticks(ax.xaxis, xs)
@@ -559,8 +619,13 @@ def plot_phase_diagram(result, name: str = "error", x: str = "alpha", y: str | N
     if threshold and x == "alpha":
         thr = _threshold_for(result, y, index)
         if thr is not None and np.ndim(thr) == 0 and np.isfinite(thr):
-            ax.axvline(thr, color="w" if y is not None else "k", ls="--", lw=1.2,
-                       label=rf"weak recovery $\alpha_c = {thr:.3g}$")
+            ax.axvline(
+                thr,
+                color="w" if y is not None else "k",
+                ls="--",
+                lw=1.2,
+                label=rf"weak recovery $\alpha_c = {thr:.3g}$",
+            )
             _boundary_legend(ax, y is not None)
         elif thr is not None and np.ndim(thr) == 1:
             ys = np.asarray(result.axes[y], dtype=float)
@@ -571,8 +636,16 @@ def plot_phase_diagram(result, name: str = "error", x: str = "alpha", y: str | N
             bx, by = clip_polyline(thr, ys, lo, hi)
             ax.plot(bx, by, "w--", lw=1.2, label=r"weak recovery $\alpha_c$")
             inside = np.isfinite(thr) & (thr >= lo) & (thr <= hi)
-            ax.plot(thr[inside], ys[inside], "o", color="w", ms=2.5, mec="k", mew=0.4,
-                    label="_nolegend_")
+            ax.plot(
+                thr[inside],
+                ys[inside],
+                "o",
+                color="w",
+                ms=2.5,
+                mec="k",
+                mew=0.4,
+                label="_nolegend_",
+            )
             ax.set_xlim(lo, hi)
             _boundary_legend(ax, True)
     ax.set_xlabel(_axis_label(result, x))
@@ -591,9 +664,17 @@ def _boundary_legend(ax, on_map: bool):
 
 
 @_styled
-def plot_sweep_curves(result, name: str = "error", along: str = "alpha", *,
-                      where: dict | None = None, ax=None, logy: bool = True,
-                      width: str = "two", even: bool | None = None):
+def plot_sweep_curves(
+    result,
+    name: str = "error",
+    along: str = "alpha",
+    *,
+    where: dict | None = None,
+    ax=None,
+    logy: bool = True,
+    width: str = "two",
+    even: bool | None = None,
+):
     """The DMFT curves of a sweep against time, one line per value of `along` (the other
     axes fixed by `where`, default their first value). Needs a `dmft` sweep."""
     if name not in result.curves:
@@ -612,22 +693,33 @@ def plot_sweep_curves(result, name: str = "error", along: str = "alpha", *,
     t = np.arange(curves.shape[-1])
     sym = _SYMBOLS.get(along)
     for v, c, s, col in zip(vals, curves, ses, colors):
-        ax.plot(t, c, color=col, lw=1.3,
-                label=f"${sym} = {v:.3g}$" if sym else f"{along} = {v:.3g}")
+        ax.plot(
+            t, c, color=col, lw=1.3, label=f"${sym} = {v:.3g}$" if sym else f"{along} = {v:.3g}"
+        )
         ax.fill_between(t, c - 2 * s, c + 2 * s, color=col, alpha=0.2, lw=0)
     if logy and _log_scale([curves]):
         ax.set_yscale("log")
     ax.set_xlabel(time_label(t))
     ax.set_ylabel(label(name, even))
-    ax.legend(title=r"DMFT, $d = \infty$ (bands: ±2 s.e.)", fontsize=7, title_fontsize=7,
-              loc="best")
+    ax.legend(
+        title=r"DMFT, $d = \infty$ (bands: ±2 s.e.)", fontsize=7, title_fontsize=7, loc="best"
+    )
     ax.grid(alpha=0.3, lw=0.5)
     return fig
 
 
 @_styled
-def plot_law(dmft: Trajectory, sim: Trajectory | None, t: int, what: str = "r", *,
-             kind: str | None = None, bins: int = 50, ax=None, label: str | None = None):
+def plot_law(
+    dmft: Trajectory,
+    sim: Trajectory | None,
+    t: int,
+    what: str = "r",
+    *,
+    kind: str | None = None,
+    bins: int = 50,
+    ax=None,
+    label: str | None = None,
+):
     r"""The law of one quantity at step `t`, DMFT against simulation: the DMFT's density
     as a line (its row law from the Monte Carlo samples, or the exact coordinate law),
     the simulator's as a histogram with per-bin 2-standard-error bars across seeds, and
@@ -650,7 +742,7 @@ def plot_law(dmft: Trajectory, sim: Trajectory | None, t: int, what: str = "r", 
     else:
         fig = ax.figure
     other = sim.law(kind, t) if sim is not None else None
-    pool = (other if other is not None else law)
+    pool = other if other is not None else law
     lo, hi = np.asarray(pool.quantile(what, [0.001, 0.999]), dtype=float).ravel()
     edges = np.linspace(lo, hi, bins + 1)
     centres, width = 0.5 * (edges[1:] + edges[:-1]), edges[1] - edges[0]
@@ -662,11 +754,24 @@ def plot_law(dmft: Trajectory, sim: Trajectory | None, t: int, what: str = "r", 
         se = q.std(axis=0, ddof=1) / np.sqrt(q.shape[0]) if q.shape[0] > 1 else 0 * q[0]
         test = compare_laws(law, other, what)
         assert sim is not None
-        ax.errorbar(centres, q.mean(axis=0), yerr=2 * se, fmt="o", ms=2.0, color="C3",
-                    elinewidth=0.7, label=f"simulation, $d = {sim.info.get('dim')}$ "
-                                          f"(bars: ±2 s.e.; p = {test.p_value:.2g})")
-    symbols = {"r": r"$r^t = \langle a, \theta^t \rangle$", "y": "$y$", "z": "$z$",
-               "theta": r"$\theta^t_j$", "theta_star": r"$\theta^*_j$"}
+        ax.errorbar(
+            centres,
+            q.mean(axis=0),
+            yerr=2 * se,
+            fmt="o",
+            ms=2.0,
+            color="C3",
+            elinewidth=0.7,
+            label=f"simulation, $d = {sim.info.get('dim')}$ "
+            f"(bars: ±2 s.e.; p = {test.p_value:.2g})",
+        )
+    symbols = {
+        "r": r"$r^t = \langle a, \theta^t \rangle$",
+        "y": "$y$",
+        "z": "$z$",
+        "theta": r"$\theta^t_j$",
+        "theta_star": r"$\theta^*_j$",
+    }
     ax.set_xlabel(symbols.get(what, what) + f"  ($t = {t}$)")
     ax.set_ylabel("density")
     ax.legend(fontsize=7, frameon=False)
@@ -692,11 +797,15 @@ def floats(x):
 def trajectory_from_dict(d: dict) -> Trajectory:
     """A `Trajectory` (curves and standard errors, no kernels or laws) from its
     `to_dict()` as saved in a JSON file."""
-    return Trajectory(times=floats(d["times"]),
-                      values={k: floats(v) for k, v in d["values"].items()},
-                      stderr={k: floats(v) for k, v in d["stderr"].items()},
-                      source=d["source"], diverged=bool(d.get("diverged", False)),
-                      diverged_at=d.get("diverged_at"), info=dict(d.get("info") or {}))
+    return Trajectory(
+        times=floats(d["times"]),
+        values={k: floats(v) for k, v in d["values"].items()},
+        stderr={k: floats(v) for k, v in d["stderr"].items()},
+        source=d["source"],
+        diverged=bool(d.get("diverged", False)),
+        diverged_at=d.get("diverged_at"),
+        info=dict(d.get("info") or {}),
+    )
 
 
 def sweep_from_dict(d: dict):
@@ -707,14 +816,35 @@ def sweep_from_dict(d: dict):
     if thr is not None:
         thr = floats(thr)
         thr = float(thr) if thr.ndim == 0 else thr
-    return SweepResult(axes={k: floats(v) for k, v in d["axes"].items()},
-                       values={k: floats(v) for k, v in d["values"].items()},
-                       curves={k: floats(v) for k, v in (d.get("curves") or {}).items()},
-                       settings=dict(d.get("settings") or {}), hash=str(d.get("hash", "")),
-                       threshold=thr, info=dict(d.get("info") or {}))
+    return SweepResult(
+        axes={k: floats(v) for k, v in d["axes"].items()},
+        values={k: floats(v) for k, v in d["values"].items()},
+        curves={k: floats(v) for k, v in (d.get("curves") or {}).items()},
+        settings=dict(d.get("settings") or {}),
+        hash=str(d.get("hash", "")),
+        threshold=thr,
+        info=dict(d.get("info") or {}),
+    )
 
 
-__all__ = ["compare", "plot_curve", "plot_phase_diagram", "plot_sweep_curves", "plot_law",
-           "label", "title_of", "time_label", "legend_label", "LABELS", "AXIS_LABELS",
-           "WIDTHS", "style", "new_figure", "figure_legend", "add_footer", "clip_polyline",
-           "trajectory_from_dict", "sweep_from_dict"]
+__all__ = [
+    "compare",
+    "plot_curve",
+    "plot_phase_diagram",
+    "plot_sweep_curves",
+    "plot_law",
+    "label",
+    "title_of",
+    "time_label",
+    "legend_label",
+    "LABELS",
+    "AXIS_LABELS",
+    "WIDTHS",
+    "style",
+    "new_figure",
+    "figure_legend",
+    "add_footer",
+    "clip_polyline",
+    "trajectory_from_dict",
+    "sweep_from_dict",
+]

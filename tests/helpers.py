@@ -62,7 +62,14 @@ def extrapolation(dmft, sims: dict, name: str, t: int):
     out = {"dims": dims, "means": means, "ses": ses, "dmft": v, "dmft_se": sv}
     for key, power in (("inv_d", 1.0), ("inv_sqrt_d", 0.5)):
         b, sb, c, sc, chi2, dof = fit_size(dims, means, ses, power)
-        out[key] = dict(b=b, se_b=sb, c=c, se_c=sc, chi2=chi2, dof=dof,
-                        p_fit=float(stats.chi2.sf(chi2, dof)) if dof > 0 else 1.0,
-                        z_dmft=(b - v) / np.hypot(sb, sv))
+        out[key] = dict(
+            b=b,
+            se_b=sb,
+            c=c,
+            se_c=sc,
+            chi2=chi2,
+            dof=dof,
+            p_fit=float(stats.chi2.sf(chi2, dof)) if dof > 0 else 1.0,
+            z_dmft=(b - v) / np.hypot(sb, sv),
+        )
     return out

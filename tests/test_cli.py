@@ -124,13 +124,16 @@ def test_help_shows_a_worked_example():
     assert run().exit_code == 0  # no arguments: the help
 
 
-@pytest.mark.parametrize("text, needle", [
-    ("steps = 5.7\n", "steps"),             # not 5
-    ("alpha = true\n", "alpha"),            # not 1.0
-    ("[predict]\nsamples = \"many\"\n", "samples"),
-    ("dim = 50\n", "not used by `dmftjax predict`"),  # simulate's setting, at top level
-    ("[predict]\nnoise = {a = 1}\n", "table"),
-])
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("steps = 5.7\n", "steps"),  # not 5
+        ("alpha = true\n", "alpha"),  # not 1.0
+        ('[predict]\nsamples = "many"\n', "samples"),
+        ("dim = 50\n", "not used by `dmftjax predict`"),  # simulate's setting, at top level
+        ("[predict]\nnoise = {a = 1}\n", "table"),
+    ],
+)
 def test_config_values_are_parsed_strictly(text, needle, tmp_path):
     cfg = tmp_path / "run.toml"
     cfg.write_text(text)
@@ -152,8 +155,10 @@ def test_sweep_refuses_options_its_engine_does_not_use_before_running(tmp_path):
 
 def test_predict_from_config_writes_settings_and_never_overwrites(tmp_path):
     cfg = tmp_path / "run.toml"
-    cfg.write_text("alpha = 2.5\nnoise = 0.0\n[simulate]\ndim = 50\n[predict]\nsteps = 6\n"
-                   "samples = 64\nlam = 0.1\n")
+    cfg.write_text(
+        "alpha = 2.5\nnoise = 0.0\n[simulate]\ndim = 50\n[predict]\nsteps = 6\n"
+        "samples = 64\nlam = 0.1\n"
+    )
     out = tmp_path / "res"
     first = run("predict", "--config", cfg, "--out", out, "--seed", 3, "-q")
     assert first.exit_code == 0, first.output
@@ -195,11 +200,27 @@ def test_failed_run_leaves_earlier_results(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["predict.json"]
 
 
-@pytest.mark.skipif(not all(hasattr(dmftjax, n) for n in ("Trimmed", "spectral_theory")),
-                    reason="the spectral API is not in this build")
+@pytest.mark.skipif(
+    not all(hasattr(dmftjax, n) for n in ("Trimmed", "spectral_theory")),
+    reason="the spectral API is not in this build",
+)
 def test_sweep_command_resumes(tmp_path):
-    args = ["sweep", "--engine", "spectral", "--noise", "0", "--preprocessing", "trimmed",
-            "--alpha", "1,3", "--tau", "3,6", "--out", tmp_path, "-q"]
+    args = [
+        "sweep",
+        "--engine",
+        "spectral",
+        "--noise",
+        "0",
+        "--preprocessing",
+        "trimmed",
+        "--alpha",
+        "1,3",
+        "--tau",
+        "3,6",
+        "--out",
+        tmp_path,
+        "-q",
+    ]
     first = run(*args)
     assert first.exit_code == 0, first.output
     assert "4 points (4 computed" in first.output
@@ -213,8 +234,13 @@ def test_sweep_command_resumes(tmp_path):
 
 def test_real_subprocess():
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run([sys.executable, "-m", "dmftjax", "predict", "--alpha", "-2"],
-                          env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dmftjax", "predict", "--alpha", "-2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "alpha" in lines[0] and "Traceback" not in proc.stderr
@@ -223,9 +249,32 @@ def test_real_subprocess():
 
 def test_predict_long_horizon_mode_with_handoff(tmp_path):
     out = tmp_path / "long"
-    res = run("predict", "--steps", "120", "--samples", "400", "--replicas", "2",
-              "--estimator", "windowed", "--window", "24", "--handoff", "0.5", "--alpha", "3",
-              "--lam", "0.5", "--noise", "0.1", "--step", "0.05", "--out", out, "-q")
+    res = run(
+        "predict",
+        "--steps",
+        "120",
+        "--samples",
+        "400",
+        "--replicas",
+        "2",
+        "--estimator",
+        "windowed",
+        "--window",
+        "24",
+        "--handoff",
+        "0.5",
+        "--alpha",
+        "3",
+        "--lam",
+        "0.5",
+        "--noise",
+        "0.1",
+        "--step",
+        "0.05",
+        "--out",
+        out,
+        "-q",
+    )
     assert res.exit_code == 0, res.output
     data = json.loads((out / "predict.json").read_text())
     info = data["dmft"]["info"]
@@ -236,20 +285,63 @@ def test_predict_long_horizon_mode_with_handoff(tmp_path):
 
 def test_momentum_sweep_from_a_spectral_start(tmp_path):
     # the seed's own two-stage algorithm, swept over the momentum from its spectral start
-    args = ["sweep", "--algorithm", "heavy-ball", "--momentum", "0,0.5", "--init", "spectral",
-            "--preprocessing", "mondelli-montanari", "--alpha", "3", "--lam", "0.05",
-            "--step", "0.02", "--steps", "8", "--samples", "400", "--out", tmp_path, "-q"]
+    args = [
+        "sweep",
+        "--algorithm",
+        "heavy-ball",
+        "--momentum",
+        "0,0.5",
+        "--init",
+        "spectral",
+        "--preprocessing",
+        "mondelli-montanari",
+        "--alpha",
+        "3",
+        "--lam",
+        "0.05",
+        "--step",
+        "0.02",
+        "--steps",
+        "8",
+        "--samples",
+        "400",
+        "--out",
+        tmp_path,
+        "-q",
+    ]
     res = run(*args)
     assert res.exit_code == 0, res.output
     data = json.loads((tmp_path / "sweep.json").read_text())
-    assert data["sweep"]["axes"] == {"alpha": [3.0], "lam": [0.05],
-                                     "algorithm.momentum": [0.0, 0.5]}
+    assert data["sweep"]["axes"] == {
+        "alpha": [3.0],
+        "lam": [0.05],
+        "algorithm.momentum": [0.0, 0.5],
+    }
     err = np.asarray(data["sweep"]["values"]["error"], dtype=float).ravel()
     assert err.size == 2 and np.all(np.isfinite(err)) and err[0] != err[1]
     # the momentum-free point is gradient descent from the same start and key
-    gd = run("predict", "--init", "spectral", "--preprocessing", "mondelli-montanari",
-             "--alpha", "3", "--lam", "0.05", "--step", "0.02", "--steps", "8",
-             "--samples", "400", "--replicas", "2", "--out", tmp_path / "gd", "-q")
+    gd = run(
+        "predict",
+        "--init",
+        "spectral",
+        "--preprocessing",
+        "mondelli-montanari",
+        "--alpha",
+        "3",
+        "--lam",
+        "0.05",
+        "--step",
+        "0.02",
+        "--steps",
+        "8",
+        "--samples",
+        "400",
+        "--replicas",
+        "2",
+        "--out",
+        tmp_path / "gd",
+        "-q",
+    )
     assert gd.exit_code == 0, gd.output
     gd_err = json.loads((tmp_path / "gd" / "predict.json").read_text())["dmft"]["values"]["error"]
     assert err[0] == pytest.approx(gd_err[-1], rel=1e-9)
@@ -262,18 +354,51 @@ def test_momentum_sweep_from_a_spectral_start(tmp_path):
 def test_tune_the_momentum_of_heavy_ball(tmp_path):
     # dmftjax tune --param momentum: the tuned value is the library's tune_algorithm on
     # the same key, and the figure's grid is a sweep over algorithm.momentum
-    args = ["tune", "--param", "momentum", "--algorithm", "heavy-ball", "--momentum", "0.3",
-            "--loss", "square", "--model", "linear", "--noise", "0.5", "--lam", "0",
-            "--step", "0.05", "--steps", "20", "--samples", "300", "--iterations", "5",
-            "--grid-points", "4", "--out", tmp_path, "-q"]
+    args = [
+        "tune",
+        "--param",
+        "momentum",
+        "--algorithm",
+        "heavy-ball",
+        "--momentum",
+        "0.3",
+        "--loss",
+        "square",
+        "--model",
+        "linear",
+        "--noise",
+        "0.5",
+        "--lam",
+        "0",
+        "--step",
+        "0.05",
+        "--steps",
+        "20",
+        "--samples",
+        "300",
+        "--iterations",
+        "5",
+        "--grid-points",
+        "4",
+        "--out",
+        tmp_path,
+        "-q",
+    ]
     res = run(*args)
     assert res.exit_code == 0, res.output
     data = json.loads((tmp_path / "tune.json").read_text())
     problem = dmftjax.Problem(dmftjax.LinearModel(0.5), dmftjax.SquareLoss(), alpha=3.0)
-    lib = dmftjax.tune_algorithm(problem, dmftjax.HeavyBall(0.05, 0.3, 20),
-                                 dmftjax.InformedInit(0.5, 1.0), field="momentum",
-                                 num_samples=300, key=jax.random.key(0), steps=5,
-                                 optimizer=optax.adam(0.05), progress=False)
+    lib = dmftjax.tune_algorithm(
+        problem,
+        dmftjax.HeavyBall(0.05, 0.3, 20),
+        dmftjax.InformedInit(0.5, 1.0),
+        field="momentum",
+        num_samples=300,
+        key=jax.random.key(0),
+        steps=5,
+        optimizer=optax.adam(0.05),
+        progress=False,
+    )
     assert data["tuned"] == pytest.approx(float(jax.nn.sigmoid(lib.params)), rel=1e-9)
     assert 0 < data["tuned"] < 1 and len(data["grid"]) == 4 and max(data["grid"]) < 1
     bad = run("tune", "--param", "momentum", "--steps", "5", "-q")
@@ -285,26 +410,45 @@ def test_a_second_process_loads_the_compiled_solver_from_the_cache(tmp_path):
     # shape finds it (JAX's persistent cache) and computes the same numbers
     cache = tmp_path / "cache"
     env = dict(os.environ, DMFTJAX_CACHE_DIR=str(cache), JAX_PLATFORMS="cpu")
-    args = [sys.executable, "-m", "dmftjax", "predict", "--steps", "5", "--samples", "64",
-            "--replicas", "2", "-q"]
-    first = subprocess.run(args + ["--out", str(tmp_path / "a")], env=env,
-                           capture_output=True, text=True, timeout=600)
+    args = [
+        sys.executable,
+        "-m",
+        "dmftjax",
+        "predict",
+        "--steps",
+        "5",
+        "--samples",
+        "64",
+        "--replicas",
+        "2",
+        "-q",
+    ]
+    first = subprocess.run(
+        args + ["--out", str(tmp_path / "a")], env=env, capture_output=True, text=True, timeout=600
+    )
     assert first.returncode == 0, first.stderr[-2000:]
     entries = {p.name for p in cache.iterdir()}
     assert entries  # the solver's executable (and more) were written
-    second = subprocess.run(args + ["--out", str(tmp_path / "b")], env=env,
-                            capture_output=True, text=True, timeout=600)
+    second = subprocess.run(
+        args + ["--out", str(tmp_path / "b")], env=env, capture_output=True, text=True, timeout=600
+    )
     assert second.returncode == 0, second.stderr[-2000:]
     assert {p.name for p in cache.iterdir()} == entries  # nothing new to compile and store
-    values = [json.loads((tmp_path / d / "predict.json").read_text())["dmft"]["values"]
-              for d in ("a", "b")]
+    values = [
+        json.loads((tmp_path / d / "predict.json").read_text())["dmft"]["values"]
+        for d in ("a", "b")
+    ]
     assert values[0] == values[1]
     # turned off by the empty string; an unusable directory is a one-line error
     assert dmftjax.compilation_cache_dir() is None  # conftest: DMFTJAX_CACHE_DIR=""
     (tmp_path / "file").write_text("x")
-    bad = subprocess.run(args + ["--out", str(tmp_path / "c")],
-                         env=dict(env, DMFTJAX_CACHE_DIR=str(tmp_path / "file" / "sub")),
-                         capture_output=True, text=True, timeout=600)
+    bad = subprocess.run(
+        args + ["--out", str(tmp_path / "c")],
+        env=dict(env, DMFTJAX_CACHE_DIR=str(tmp_path / "file" / "sub")),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert bad.returncode != 0 and "DMFTJAX_CACHE_DIR" in bad.stderr
 
 
@@ -314,8 +458,9 @@ def test_the_spectral_figure_names_the_preprocessing_as_used():
 
     from dmftjax.cli import _spectral_figure
 
-    p = dict(model="phase-retrieval", noise=0.0, preprocessing="trimmed", tau=None,
-             alpha=3.0, dim=100)
+    p = dict(
+        model="phase-retrieval", noise=0.0, preprocessing="trimmed", tau=None, alpha=3.0, dim=100
+    )
     fig = _spectral_figure([2.0, 3.0], [0.2, 0.4], 1.5, p, SimpleNamespace(cosine2=0.4), None)
     assert fig.axes[0].get_title() == "phase-retrieval, noise=0.0, Trimmed(tau=4.0)"
 

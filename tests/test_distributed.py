@@ -55,9 +55,16 @@ def _free_port() -> int:
 def _launch(script, mode, out):
     port = _free_port()
     env = _env(1)
-    return [subprocess.Popen([sys.executable, str(script), mode, str(port), str(rank), str(out)],
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for rank in (0, 1)]
+    return [
+        subprocess.Popen(
+            [sys.executable, str(script), mode, str(port), str(rank), str(out)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rank in (0, 1)
+    ]
 
 
 def _finish(procs, timeout=300):
@@ -156,8 +163,14 @@ def test_a_resume_across_versions_warns(tmp_path, monkeypatch):
     from dmftjax import _sweep
 
     problem = dj.Problem(dj.LinearModel(0.5), dj.SquareLoss(), alpha=3.0)
-    kw = dict(engine="fixed_point", alpha=[2.0, 3.0], lam=[0.1], out=tmp_path, progress=False,
-              batch_size=1)
+    kw = dict(
+        engine="fixed_point",
+        alpha=[2.0, 3.0],
+        lam=[0.1],
+        out=tmp_path,
+        progress=False,
+        batch_size=1,
+    )
     old = '{"dmftjax": "0.0.1", "jax": "0.4.35", "jaxlib": "0.4.35"}'
     with monkeypatch.context() as m:
         m.setattr(_sweep, "_code_versions", lambda: old)
@@ -173,4 +186,5 @@ def test_a_resume_across_versions_warns(tmp_path, monkeypatch):
     manifest = json.loads((first.folder / "manifest.json").read_text())
     assert manifest["versions"]["dmftjax"] == dj.__version__
     assert sorted(c["versions"]["dmftjax"] for c in manifest["chunks"]) == sorted(
-        ["0.0.1", dj.__version__])
+        ["0.0.1", dj.__version__]
+    )

@@ -26,8 +26,10 @@ API = DOCS / "api"
 
 # pages whose ```python blocks form a complete program, run top to bottom, in two
 # subprocesses side by side (about equal compilation work each)
-RUNNABLE = (("how-to/model.md", "how-to/algorithm.md"),
-            ("index.md", "getting-started.md", "how-to/loss.md", "how-to/preprocessing.md"))
+RUNNABLE = (
+    ("how-to/model.md", "how-to/algorithm.md"),
+    ("index.md", "getting-started.md", "how-to/loss.md", "how-to/preprocessing.md"),
+)
 PAGES = tuple(page for group in RUNNABLE for page in group)
 SMALL = {"num_samples": 128, "dim": 60, "num_seeds": 2, "num_replicas": 2, "steps": 8}
 FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
@@ -37,8 +39,9 @@ def _env(**extra) -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env.setdefault("JAX_PLATFORMS", "cpu")
-    env.update(MPLBACKEND="Agg", NO_MKDOCS_2_WARNING="1", DMFTJAX_CACHE_DIR="",
-               TQDM_DISABLE="1", **extra)
+    env.update(
+        MPLBACKEND="Agg", NO_MKDOCS_2_WARNING="1", DMFTJAX_CACHE_DIR="", TQDM_DISABLE="1", **extra
+    )
     return env
 
 
@@ -57,12 +60,16 @@ def public_names() -> list[str]:
     plotting = ast.parse((ROOT / "dmftjax" / "plotting.py").read_text()).body
     exported = None  # the module's __all__, when it has one
     for node in plotting:
-        if (isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__"
-                                                 for t in node.targets)):
+        if isinstance(node, ast.Assign) and any(
+            getattr(t, "id", None) == "__all__" for t in node.targets
+        ):
             exported = set(ast.literal_eval(node.value))
     for node in plotting:
-        if isinstance(node, ast.FunctionDef) and not node.name.startswith("_") and (
-                exported is None or node.name in exported):
+        if (
+            isinstance(node, ast.FunctionDef)
+            and not node.name.startswith("_")
+            and (exported is None or node.name in exported)
+        ):
             names.append(f"dmftjax.plotting.{node.name}")
     return names
 
@@ -93,9 +100,14 @@ def test_every_public_name_has_a_directive():
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("site")
-    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir",
-                           str(out)], cwd=ROOT, env=_env(), capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"mkdocs build --strict failed:\n{log[-6000:]}"
     assert "WARNING" not in log, log[-6000:]
@@ -104,9 +116,19 @@ def site(tmp_path_factory) -> Path:
 
 def test_site_builds_strict(site):
     assert (site / "index.html").is_file()
-    for page in ("getting-started", "conventions", "equations", "benchmarks", "hard-case",
-                 "reliability", "cli", "how-to/model", "how-to/loss", "how-to/preprocessing",
-                 "how-to/algorithm"):
+    for page in (
+        "getting-started",
+        "conventions",
+        "equations",
+        "benchmarks",
+        "hard-case",
+        "reliability",
+        "cli",
+        "how-to/model",
+        "how-to/loss",
+        "how-to/preprocessing",
+        "how-to/algorithm",
+    ):
         assert (site / page / "index.html").is_file(), page
 
 
@@ -172,10 +194,15 @@ def test_examples_run(tmp_path):
             programs[page] = shrink("\n".join(blocks))
         (tmp_path / f"programs-{i}.json").write_text(json.dumps(programs))
         with open(tmp_path / f"log-{i}.txt", "w") as log:  # a file: no pipe to fill
-            procs.append(subprocess.Popen(
-                [sys.executable, "runner.py", f"programs-{i}.json", f"results-{i}.json"],
-                cwd=tmp_path, env=_env(XLA_FLAGS=FAST_COMPILE), stdout=log,
-                stderr=subprocess.STDOUT))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "runner.py", f"programs-{i}.json", f"results-{i}.json"],
+                    cwd=tmp_path,
+                    env=_env(XLA_FLAGS=FAST_COMPILE),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
     results = {}
     for i, proc in enumerate(procs):
         proc.wait(timeout=600)

@@ -48,18 +48,30 @@ def summary(fig):
     axes = []
     for ax in fig.axes:
         leg = ax.get_legend()
-        axes.append(dict(
-            colorbar=hasattr(ax, "_colorbar"), title=ax.get_title(), xlabel=ax.get_xlabel(),
-            ylabel=ax.get_ylabel(), xscale=ax.get_xscale(), yscale=ax.get_yscale(),
-            xlim=ax.get_xlim(), ylim=ax.get_ylim(),
-            lines=[np.asarray(ln.get_xydata(), dtype=float) for ln in ax.lines],
-            line_styles=[(ln.get_linestyle(), ln.get_marker()) for ln in ax.lines],
-            collections=[a for c in ax.collections for a in _arrays(c)],
-            legend=[] if leg is None else [t.get_text() for t in leg.get_texts()]))
+        axes.append(
+            dict(
+                colorbar=hasattr(ax, "_colorbar"),
+                title=ax.get_title(),
+                xlabel=ax.get_xlabel(),
+                ylabel=ax.get_ylabel(),
+                xscale=ax.get_xscale(),
+                yscale=ax.get_yscale(),
+                xlim=ax.get_xlim(),
+                ylim=ax.get_ylim(),
+                lines=[np.asarray(ln.get_xydata(), dtype=float) for ln in ax.lines],
+                line_styles=[(ln.get_linestyle(), ln.get_marker()) for ln in ax.lines],
+                collections=[a for c in ax.collections for a in _arrays(c)],
+                legend=[] if leg is None else [t.get_text() for t in leg.get_texts()],
+            )
+        )
     legends = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
     legends += [leg.get_title().get_text() for leg in fig.legends]
-    return dict(size=tuple(fig.get_size_inches()), axes=axes, legends=legends,
-                texts=[t.get_text() for t in fig.texts])
+    return dict(
+        size=tuple(fig.get_size_inches()),
+        axes=axes,
+        legends=legends,
+        texts=[t.get_text() for t in fig.texts],
+    )
 
 
 def assert_same(a, b):
@@ -108,8 +120,11 @@ def _boxes_overlap(fig):
     r = fig.canvas.get_renderer()
     boxes = []
     for i, ax in enumerate(fig.axes):
-        for name, t in (("title", ax.title), ("xlabel", ax.xaxis.label),
-                        ("ylabel", ax.yaxis.label)):
+        for name, t in (
+            ("title", ax.title),
+            ("xlabel", ax.xaxis.label),
+            ("ylabel", ax.yaxis.label),
+        ):
             if t.get_text():
                 boxes.append(((i, name), t.get_window_extent(r)))
         frame = ax.get_window_extent(r)
@@ -161,19 +176,25 @@ def test_labels_follow_the_parity_of_the_link():
     for name in OBSERVABLES:  # every observable has a label and a title in the one table
         assert name in plotting.LABELS and plotting.label(name).strip()
     assert "$" in plotting.label("train_loss") and "sum" in plotting.label("train_loss")
-    assert plotting.label("error", True, r"\infty") == \
-        r"$\min_\pm \|\theta^{\infty} \mp \theta^*\|^2/d$"
+    assert (
+        plotting.label("error", True, r"\infty")
+        == r"$\min_\pm \|\theta^{\infty} \mp \theta^*\|^2/d$"
+    )
     assert plotting.time_label(np.arange(4)) == "step $t$"
     assert plotting.time_label(np.arange(4) * 0.1) == "time $t$"
     assert plotting.legend_label("dmft") == r"DMFT, $d = \infty$ (band: ±2 s.e.)"
-    assert plotting.legend_label("simulation", 1000) == \
-        "simulation, $d = 1000$ (bars: ±2 s.e.)"
+    assert plotting.legend_label("simulation", 1000) == "simulation, $d = 1000$ (bars: ±2 s.e.)"
 
 
 @pytest.mark.parametrize("width, inches, grid", [("one", 3.4, (2, 2)), ("two", 7.0, (1, 4))])
 def test_compare_fits_a_column_with_labelled_panels(width, inches, grid):
-    fig = plotting.compare(_traj("dmft"), _traj("simulation", dim=1000), width=width,
-                           even=True, title="a title, with parts, that is long enough to wrap")
+    fig = plotting.compare(
+        _traj("dmft"),
+        _traj("simulation", dim=1000),
+        width=width,
+        even=True,
+        title="a title, with parts, that is long enough to wrap",
+    )
     assert fig.get_figwidth() == pytest.approx(inches)
     assert fig.get_layout_engine().__class__.__name__ == "ConstrainedLayoutEngine"
     assert len(fig.axes) == 4
@@ -199,9 +220,12 @@ def test_compare_with_odd_link_and_a_footer_overlaps_nothing():
     assert len(fig.axes) == len(OBSERVABLES)
     assert fig.axes[2].get_ylabel() == r"$\|\theta^t - \theta^*\|^2/d$"
     h = fig.get_figheight()
-    plotting.add_footer(fig, plotting.footer_text("dmftjax x.y predict, seed 0: " +
-                                                  ", ".join(f"k{i}=v{i}" for i in range(40)),
-                                                  fig))
+    plotting.add_footer(
+        fig,
+        plotting.footer_text(
+            "dmftjax x.y predict, seed 0: " + ", ".join(f"k{i}=v{i}" for i in range(40)), fig
+        ),
+    )
     assert fig.get_figheight() > h and fig.get_figwidth() == pytest.approx(7.0)
     assert not _boxes_overlap(fig)
     plt.close(fig)
@@ -214,9 +238,14 @@ def test_compare_with_odd_link_and_a_footer_overlaps_nothing():
 def _boundary_sweep(thr):
     axes = {"alpha": np.array([1.0, 2.0, 3.0]), "prep": np.array([2.0, 4.0, 6.0, 8.0, 10.0])}
     values = {"cosine2": np.linspace(0, 1, 15).reshape(3, 5)}
-    return SweepResult(axes=axes, values=values, curves={}, hash="x",
-                       settings={"prep_field": "tau", "preprocessing": {"type": "Trimmed"}},
-                       threshold=np.asarray(thr, dtype=float))
+    return SweepResult(
+        axes=axes,
+        values=values,
+        curves={},
+        hash="x",
+        settings={"prep_field": "tau", "preprocessing": {"type": "Trimmed"}},
+        threshold=np.asarray(thr, dtype=float),
+    )
 
 
 def test_the_boundary_is_cut_where_it_leaves_the_alpha_range_and_never_invented():
@@ -291,8 +320,11 @@ def test_formats_resolution_width_and_footer(predicted, tmp_path, captured):
     assert res.exit_code == 0, res.output
     pdf = (tmp_path / "pdf" / "predict.pdf").read_bytes()
     assert pdf.startswith(b"%PDF") and b"dmftjax" in pdf
-    assert sorted(p.name for p in (tmp_path / "pdf").iterdir()) == \
-        ["predict.csv", "predict.json", "predict.pdf"]
+    assert sorted(p.name for p in (tmp_path / "pdf").iterdir()) == [
+        "predict.csv",
+        "predict.json",
+        "predict.pdf",
+    ]
     two = captured[-1]
     assert two["size"][0] == pytest.approx(7.0)
     assert any("seed 0:" in t for t in two["texts"])  # the footer
@@ -326,8 +358,17 @@ def test_plot_redraws_predict(predicted, tmp_path, captured):
     res = run("plot", tmp_path / "predict.json", "--width", "one")
     assert res.exit_code == 0 and (tmp_path / "predict-1.png").exists()
     # other choices: the width, the panels, the format, the footer
-    res = run("plot", tmp_path / "predict.json", "--name", "overlap,norm", "--format", "svg",
-              "--no-footer", "--out", tmp_path / "names")
+    res = run(
+        "plot",
+        tmp_path / "predict.json",
+        "--name",
+        "overlap,norm",
+        "--format",
+        "svg",
+        "--no-footer",
+        "--out",
+        tmp_path / "names",
+    )
     assert res.exit_code == 0, res.output
     s = captured[-1]
     assert len(s["axes"]) == 2 and s["axes"][0]["ylabel"] == r"$\langle\theta^*,\theta^t\rangle/d$"
@@ -349,8 +390,22 @@ def test_plot_redraws_simulate_with_compare(tmp_path, captured):
 
 
 def test_plot_redraws_a_sweep_and_the_spectral_start(tmp_path, captured):
-    res = run("sweep", "--engine", "spectral", "--noise", "0", "--preprocessing", "trimmed",
-              "--alpha", "1,2.5", "--tau", "3,6", "--out", tmp_path / "sweep", "-q")
+    res = run(
+        "sweep",
+        "--engine",
+        "spectral",
+        "--noise",
+        "0",
+        "--preprocessing",
+        "trimmed",
+        "--alpha",
+        "1,2.5",
+        "--tau",
+        "3,6",
+        "--out",
+        tmp_path / "sweep",
+        "-q",
+    )
     assert res.exit_code == 0, res.output
     original = captured[-1]
     assert_labelled(original)
@@ -361,22 +416,47 @@ def test_plot_redraws_a_sweep_and_the_spectral_start(tmp_path, captured):
     assert res.exit_code == 0, res.output
     assert_same(original, captured[-1])
     # --name: another stored quantity of the sweep; one that is not stored is refused
-    res = run("plot", tmp_path / "sweep" / "sweep.json", "--name", "top_eigenvalue",
-              "--out", tmp_path / "again")
+    res = run(
+        "plot",
+        tmp_path / "sweep" / "sweep.json",
+        "--name",
+        "top_eigenvalue",
+        "--out",
+        tmp_path / "again",
+    )
     assert res.exit_code == 0, res.output
     assert any("top eigenvalue" in ax["ylabel"] for ax in captured[-1]["axes"])
-    line = one_line_error(run("plot", tmp_path / "sweep" / "sweep.json", "--name", "mse",
-                              "--out", tmp_path / "again"))
+    line = one_line_error(
+        run("plot", tmp_path / "sweep" / "sweep.json", "--name", "mse", "--out", tmp_path / "again")
+    )
     assert "mse" in line
 
-    res = run("spectral", "--alpha", "2", "--noise", "0", "--points", "6", "--width", "one",
-              "--out", tmp_path / "spectral", "-q")
+    res = run(
+        "spectral",
+        "--alpha",
+        "2",
+        "--noise",
+        "0",
+        "--points",
+        "6",
+        "--width",
+        "one",
+        "--out",
+        tmp_path / "spectral",
+        "-q",
+    )
     assert res.exit_code == 0, res.output
     original = captured[-1]
     assert_labelled(original)
     assert original["size"][0] == pytest.approx(3.4)
-    res = run("plot", tmp_path / "spectral" / "spectral.json", "--width", "one",
-              "--out", tmp_path / "again")
+    res = run(
+        "plot",
+        tmp_path / "spectral" / "spectral.json",
+        "--width",
+        "one",
+        "--out",
+        tmp_path / "again",
+    )
     assert res.exit_code == 0, res.output
     assert_same(original, captured[-1])
 
@@ -387,9 +467,10 @@ def test_plot_takes_its_settings_from_a_config_file(predicted, tmp_path):
     res = run("plot", predicted / "predict.json", "--config", cfg, "--out", tmp_path)
     assert res.exit_code == 0, res.output
     assert (tmp_path / "predict.pdf").read_bytes().startswith(b"%PDF")
-    cfg.write_text('dim = 3\n')  # a setting `plot` does not use is refused
+    cfg.write_text("dim = 3\n")  # a setting `plot` does not use is refused
     assert "not used by `dmftjax plot`" in one_line_error(
-        run("plot", predicted / "predict.json", "--config", cfg, "--out", tmp_path / "x"))
+        run("plot", predicted / "predict.json", "--config", cfg, "--out", tmp_path / "x")
+    )
 
 
 def test_plot_refuses_what_it_cannot_draw(predicted, tmp_path):
@@ -401,13 +482,13 @@ def test_plot_refuses_what_it_cannot_draw(predicted, tmp_path):
     cases["other.json"] = "not a dmftjax result"
     (tmp_path / "list.json").write_text("[1, 2]")
     cases["list.json"] = "not a dmftjax result"
-    (tmp_path / "old.json").write_text(json.dumps({k: v for k, v in good.items()
-                                                   if k != "kind"}))
+    (tmp_path / "old.json").write_text(json.dumps({k: v for k, v in good.items() if k != "kind"}))
     cases["old.json"] = "no 'kind'"
     (tmp_path / "unknown.json").write_text(json.dumps(dict(good, kind="histogram")))
     cases["unknown.json"] = "unknown kind"
-    (tmp_path / "lacking.json").write_text(json.dumps({k: v for k, v in good.items()
-                                                       if k != "dmft"}))
+    (tmp_path / "lacking.json").write_text(
+        json.dumps({k: v for k, v in good.items() if k != "dmft"})
+    )
     cases["lacking.json"] = "lacks 'dmft'"
     (tmp_path / "binary.json").write_bytes(b"\xff\xfe\x00\x81")
     cases["binary.json"] = "binary.json"
@@ -416,14 +497,16 @@ def test_plot_refuses_what_it_cannot_draw(predicted, tmp_path):
         line = one_line_error(run("plot", tmp_path / name, "--out", tmp_path / "o"))
         assert needle in line, (name, line)
     assert "folder" in one_line_error(run("plot", tmp_path, "--out", tmp_path / "o"))
-    assert "observable" in one_line_error(run("plot", predicted / "predict.json", "--name",
-                                              "colour", "--out", tmp_path / "o"))
+    assert "observable" in one_line_error(
+        run("plot", predicted / "predict.json", "--name", "colour", "--out", tmp_path / "o")
+    )
     assert not (tmp_path / "o").exists()
     assert "RESULT" in one_line_error(run("plot"))  # no file given
 
 
 def test_fixed_point_without_a_figure_refuses_figure_options(tmp_path):
-    line = one_line_error(run("fixed-point", "--start", "default", "--format", "pdf",
-                              "--out", tmp_path / "o"))
+    line = one_line_error(
+        run("fixed-point", "--start", "default", "--format", "pdf", "--out", tmp_path / "o")
+    )
     assert "--format" in line and "no figure" in line
     assert not (tmp_path / "o").exists()

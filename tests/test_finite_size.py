@@ -30,16 +30,19 @@ def check(e, resolved=True):
 
 @pytest.fixture(scope="module")
 def wirtinger_sizes():
-    problem = dj.Problem(dj.PhaseRetrieval(0.1), dj.WirtingerLoss(), alpha=3.0,
-                         regulariser=dj.Ridge(0.05))
+    problem = dj.Problem(
+        dj.PhaseRetrieval(0.1), dj.WirtingerLoss(), alpha=3.0, regulariser=dj.Ridge(0.05)
+    )
     alg, init = dj.GradientDescent(0.05, 20), dj.InformedInit(0.5, 1.0)
-    dmft = dj.solve_dmft(problem, alg, init, num_samples=20000, num_replicas=8,
-                         key=jax.random.key(5))
+    dmft = dj.solve_dmft(
+        problem, alg, init, num_samples=20000, num_replicas=8, key=jax.random.key(5)
+    )
     sims = {}
     with pytest.warns(RuntimeWarning):  # d = 50: a run or two meets an unstable row
         for dim, seeds in [(50, 800), (100, 400), (200, 200), (400, 100)]:
-            sims[dim] = dj.simulate(problem, alg, init, dim=dim, num_seeds=seeds,
-                                    key=jax.random.key(dim), test_rows=0)
+            sims[dim] = dj.simulate(
+                problem, alg, init, dim=dim, num_seeds=seeds, key=jax.random.key(dim), test_rows=0
+            )
     return dmft, sims
 
 
@@ -65,8 +68,9 @@ def test_the_extrapolation_is_not_the_largest_size(wirtinger_sizes):
 def _cosines(problem, prep, sizes):
     dims, means, ses = [], [], []
     for dim, seeds in sizes:
-        sim = dj.spectral_simulation(problem, prep, dim=dim, num_seeds=seeds,
-                                     key=jax.random.key(dim), method="dense")
+        sim = dj.spectral_simulation(
+            problem, prep, dim=dim, num_seeds=seeds, key=jax.random.key(dim), method="dense"
+        )
         dims.append(dim)
         means.append(sim.cosine2)
         ses.append(sim.cosine2_stderr)
@@ -81,11 +85,18 @@ def test_spectral_start_extrapolates_to_the_dmft_slot():
     # the squared cosine of the spectral start: the simulator over d against the DMFT's
     # stationary slot at t = 0 (its Monte Carlo estimate, not the closed form it is
     # built from)
-    problem = dj.Problem(dj.PhaseRetrieval(0.0), dj.WirtingerLoss(), alpha=2.0,
-                         regulariser=dj.Ridge(0.05))
+    problem = dj.Problem(
+        dj.PhaseRetrieval(0.0), dj.WirtingerLoss(), alpha=2.0, regulariser=dj.Ridge(0.05)
+    )
     prep = dj.MondelliMontanari()
-    slot = dj.solve_dmft(problem, dj.GradientDescent(0.01, 2), dj.SpectralInit(prep),
-                         num_samples=20000, num_replicas=8, key=jax.random.key(80))
+    slot = dj.solve_dmft(
+        problem,
+        dj.GradientDescent(0.01, 2),
+        dj.SpectralInit(prep),
+        num_samples=20000,
+        num_replicas=8,
+        key=jax.random.key(80),
+    )
     cos2 = np.asarray(slot.cosine[0]) ** 2
     cos2_se = 2 * float(slot.cosine[0]) * float(slot.cosine_se[0])
     dims, means, ses = _cosines(problem, prep, SIZES)

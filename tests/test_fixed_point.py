@@ -32,8 +32,9 @@ def crit(n):
 
 def wirtinger(lam, noise=0.1, alpha=3.0, prior=None):
     kw = {} if prior is None else {"prior": prior}
-    return dj.Problem(dj.PhaseRetrieval(noise), dj.WirtingerLoss(), alpha=alpha,
-                      regulariser=dj.Ridge(lam), **kw)
+    return dj.Problem(
+        dj.PhaseRetrieval(noise), dj.WirtingerLoss(), alpha=alpha, regulariser=dj.Ridge(lam), **kw
+    )
 
 
 # -- exact limits ---------------------------------------------------------------------
@@ -61,8 +62,9 @@ def test_ridge_least_squares_closed_form(alpha, lam):
     # kappa solves lam k^2 + (lam + alpha - 1) k - 1 = 0; m = alpha k / (1 + k); started
     # from an explicit (kappa, m, q) far from the answer
     noise = 0.3
-    problem = dj.Problem(dj.LinearModel(noise), dj.SquareLoss(), alpha=alpha,
-                         regulariser=dj.Ridge(lam))
+    problem = dj.Problem(
+        dj.LinearModel(noise), dj.SquareLoss(), alpha=alpha, regulariser=dj.Ridge(lam)
+    )
     fp = fixed_point(problem, start=(1.0, 0.2, 0.5))
     b = lam + alpha - 1
     kappa = (-b + math.sqrt(b * b + 4 * lam)) / (2 * lam)
@@ -88,8 +90,9 @@ def test_trajectory_view_and_sweep():
     sweep = fixed_point_sweep(problem, lam=jnp.array([0.05, 0.2]), start=fp)
     assert sweep.error.shape == (2,) and bool(sweep.converged.all())
     one = fixed_point(wirtinger(0.2), start=fp)
-    np.testing.assert_allclose(np.asarray(sweep.error), [float(fp.error), float(one.error)],
-                               rtol=1e-9)
+    np.testing.assert_allclose(
+        np.asarray(sweep.error), [float(fp.error), float(one.error)], rtol=1e-9
+    )
 
 
 def test_no_retracing_across_values(monkeypatch):
@@ -118,8 +121,14 @@ def dmft_runs():
     out = {}
     for lam in (0.05, 0.2):
         problem = wirtinger(lam)
-        traj = dj.solve_dmft(problem, dj.GradientDescent(0.05, 150), dj.InformedInit(0.5, 1.0),
-                             num_samples=800, key=jax.random.key(11), num_replicas=8)
+        traj = dj.solve_dmft(
+            problem,
+            dj.GradientDescent(0.05, 150),
+            dj.InformedInit(0.5, 1.0),
+            num_samples=800,
+            key=jax.random.key(11),
+            num_replicas=8,
+        )
         out[lam] = (problem, traj)
     return out
 
@@ -158,8 +167,14 @@ def long_runs():
         # eta lambda_max(H) > 2 at the limit point (the per-row instability) and end in a
         # period-2 orbit instead of converging; the limit itself does not depend on eta
         problem = wirtinger(lam, prior=dj.RademacherPrior())
-        traj = dj.simulate(problem, dj.GradientDescent(0.04, 500), dj.InformedInit(0.5, 1.0),
-                           dim=300, num_seeds=12, key=jax.random.key(5))
+        traj = dj.simulate(
+            problem,
+            dj.GradientDescent(0.04, 500),
+            dj.InformedInit(0.5, 1.0),
+            dim=300,
+            num_seeds=12,
+            key=jax.random.key(5),
+        )
         out[lam] = (problem, traj)
     return out
 
@@ -179,8 +194,15 @@ def test_matches_long_run_simulation(long_runs, lam):
 @pytest.fixture(scope="module")
 def instances():
     problem = wirtinger(0.05, prior=dj.RademacherPrior())
-    hc = hessian_check(problem, dj.GradientDescent(0.05, 360), dj.InformedInit(0.5, 1.0),
-                       dim=200, key=jax.random.key(7), num_seeds=8, polish=8)
+    hc = hessian_check(
+        problem,
+        dj.GradientDescent(0.05, 360),
+        dj.InformedInit(0.5, 1.0),
+        dim=200,
+        key=jax.random.key(7),
+        num_seeds=8,
+        polish=8,
+    )
     return problem, fixed_point(problem), hc
 
 
@@ -202,10 +224,25 @@ def method_instances(request, instances):
     problem, fp, hc = instances
     if request.param == "gd":
         return problem, fp, dj.GradientDescent(0.05, 360), hc
-    alg = (dj.HeavyBall(0.05, 0.3, 360) if request.param == "heavy-ball"
-           else dj.Nesterov(0.04, 0.3, 360))
-    return problem, fp, alg, hessian_check(problem, alg, dj.InformedInit(0.5, 1.0), dim=200,
-                                           key=jax.random.key(7), num_seeds=8, polish=8)
+    alg = (
+        dj.HeavyBall(0.05, 0.3, 360)
+        if request.param == "heavy-ball"
+        else dj.Nesterov(0.04, 0.3, 360)
+    )
+    return (
+        problem,
+        fp,
+        alg,
+        hessian_check(
+            problem,
+            alg,
+            dj.InformedInit(0.5, 1.0),
+            dim=200,
+            key=jax.random.key(7),
+            num_seeds=8,
+            polish=8,
+        ),
+    )
 
 
 def test_rate_predicted_vs_measured(method_instances):
@@ -213,8 +250,9 @@ def test_rate_predicted_vs_measured(method_instances):
     pred = predicted_rate(problem, alg, fixed=fp)
     assert bool(pred.upper_unbounded)
     # the slowest mode sits at the lower band edge: the method's own contraction there
-    assert float(pred.rate) == pytest.approx(alg.mode_contraction(problem, pred.lower_edge),
-                                             rel=1e-9)
+    assert float(pred.rate) == pytest.approx(
+        alg.mode_contraction(problem, pred.lower_edge), rel=1e-9
+    )
     if isinstance(alg, dj.GradientDescent):
         assert float(pred.rate) == pytest.approx(1 - 0.05 * float(pred.lower_edge))
     # the smallest Hessian eigenvalue sits at the predicted lower edge (fluctuations
@@ -225,9 +263,13 @@ def test_rate_predicted_vs_measured(method_instances):
     # the method's error approaches its (polished) limit at the predicted rate, seed by seed
     stable = np.asarray(hc.gd_stable)
     assert stable.sum() >= 4
-    rates = np.array([measured_rate(e, limit=lim, window=(150, 350))[0]
-                      for e, lim, ok in zip(np.asarray(hc.errors), np.asarray(hc.error), stable)
-                      if ok])
+    rates = np.array(
+        [
+            measured_rate(e, limit=lim, window=(150, 350))[0]
+            for e, lim, ok in zip(np.asarray(hc.errors), np.asarray(hc.error), stable)
+            if ok
+        ]
+    )
     se = rates.std(ddof=1) / np.sqrt(rates.size)
     assert abs(rates.mean() - float(pred.rate)) < crit(rates.size) * se + 0.003
 
@@ -258,12 +300,24 @@ def test_measured_rate_recovers_synthetic_rate():
 
 def test_probit_logistic_against_instances():
     # binary labels: the label is integrated analytically (a discontinuous link)
-    problem = dj.Problem(dj.ProbitModel(0.3), dj.LogisticLoss(), alpha=3.0,
-                         regulariser=dj.Ridge(0.1), prior=dj.RademacherPrior())
+    problem = dj.Problem(
+        dj.ProbitModel(0.3),
+        dj.LogisticLoss(),
+        alpha=3.0,
+        regulariser=dj.Ridge(0.1),
+        prior=dj.RademacherPrior(),
+    )
     fp = fixed_point(problem)
     assert bool(fp.valid)
-    hc = hessian_check(problem, dj.GradientDescent(0.5, 20), dj.InformedInit(0.5, 1.0),
-                       dim=200, key=jax.random.key(3), num_seeds=8, polish=8)
+    hc = hessian_check(
+        problem,
+        dj.GradientDescent(0.5, 20),
+        dj.InformedInit(0.5, 1.0),
+        dim=200,
+        key=jax.random.key(3),
+        num_seeds=8,
+        polish=8,
+    )
     for attr, fp_attr in (("kappa_trace", "kappa"), ("m", "m"), ("q", "q")):
         v = np.asarray(getattr(hc, attr))
         se = v.std(ddof=1) / np.sqrt(v.size)
@@ -317,11 +371,15 @@ def test_bad_inputs_raise():
     with pytest.raises(ValueError, match="lam"):
         fixed_point_sweep(problem, lam=jnp.array([0.1, -0.1]))
     with pytest.raises(ValueError, match="dim"):
-        hessian_check(problem, dj.GradientDescent(0.05, 10), dj.InformedInit(0.5), dim=1,
-                      key=jax.random.key(0))
+        hessian_check(
+            problem,
+            dj.GradientDescent(0.05, 10),
+            dj.InformedInit(0.5),
+            dim=1,
+            key=jax.random.key(0),
+        )
     with pytest.raises(ValueError, match="key"):
-        hessian_check(problem, dj.GradientDescent(0.05, 10), dj.InformedInit(0.5), dim=10,
-                      key=None)
+        hessian_check(problem, dj.GradientDescent(0.05, 10), dj.InformedInit(0.5), dim=10, key=None)
 
 
 def test_unconverged_start_warns():

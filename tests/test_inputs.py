@@ -19,8 +19,12 @@ sys.path.insert(0, str(pathlib.Path(__file__).parent))
 def problem(**kw):
     args = dict(alpha=3.0, lam=0.05, noise=0.0)
     args.update(kw)
-    return dj.Problem(dj.PhaseRetrieval(args["noise"]), dj.WirtingerLoss(), alpha=args["alpha"],
-                      regulariser=dj.Ridge(args["lam"]))
+    return dj.Problem(
+        dj.PhaseRetrieval(args["noise"]),
+        dj.WirtingerLoss(),
+        alpha=args["alpha"],
+        regulariser=dj.Ridge(args["lam"]),
+    )
 
 
 @pytest.mark.parametrize(
@@ -109,8 +113,9 @@ def test_divergence_is_reported_not_returned_as_nan():
     # a stable run is not flagged
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        ok = dj.solve_dmft(prob, dj.GradientDescent(0.05, 5), init, num_samples=500,
-                           key=jax.random.key(0))
+        ok = dj.solve_dmft(
+            prob, dj.GradientDescent(0.05, 5), init, num_samples=500, key=jax.random.key(0)
+        )
     assert not ok.diverged and ok.diverged_at is None
 
 
@@ -119,13 +124,24 @@ def test_new_values_do_not_retrace():
     alg = dj.GradientDescent(0.05, 8)
     dj.solve_dmft(problem(), alg, dj.InformedInit(0.5, 1.0), num_samples=64, key=key)
     before = _dmft.TRACES["dmft"]
-    dj.solve_dmft(problem(alpha=2.0, lam=0.1, noise=0.2), dj.GradientDescent(0.03, 8),
-                  dj.InformedInit(0.3, 2.0), num_samples=64, key=jax.random.key(1))
+    dj.solve_dmft(
+        problem(alpha=2.0, lam=0.1, noise=0.2),
+        dj.GradientDescent(0.03, 8),
+        dj.InformedInit(0.3, 2.0),
+        num_samples=64,
+        key=jax.random.key(1),
+    )
     assert _dmft.TRACES["dmft"] == before
     dj.simulate(problem(), alg, dj.InformedInit(0.5, 1.0), dim=30, num_seeds=2, key=key)
     before = _simulate.TRACES["simulate"]
-    dj.simulate(problem(lam=0.2), dj.GradientDescent(0.02, 8), dj.InformedInit(0.1, 1.0),
-                dim=30, num_seeds=2, key=key)
+    dj.simulate(
+        problem(lam=0.2),
+        dj.GradientDescent(0.02, 8),
+        dj.InformedInit(0.1, 1.0),
+        dim=30,
+        num_seeds=2,
+        key=key,
+    )
     assert _simulate.TRACES["simulate"] == before
 
 
@@ -158,11 +174,11 @@ class Cubic(dj.AbstractModel):
 def test_user_defined_loss_and_model_run_in_both_engines():
     from helpers import assert_agree
 
-    prob = dj.Problem(Cubic(), PseudoHuber(), alpha=2.0, regulariser=dj.Ridge(0.1),
-                      prior=dj.RademacherPrior())
+    prob = dj.Problem(
+        Cubic(), PseudoHuber(), alpha=2.0, regulariser=dj.Ridge(0.1), prior=dj.RademacherPrior()
+    )
     alg, init = dj.GradientDescent(0.2, 30), dj.InformedInit(0.2, 1.0)
-    dmft = dj.solve_dmft(prob, alg, init, num_samples=4000, num_replicas=8,
-                         key=jax.random.key(0))
+    dmft = dj.solve_dmft(prob, alg, init, num_samples=4000, num_replicas=8, key=jax.random.key(0))
     sim = dj.simulate(prob, alg, init, dim=1000, num_seeds=8, key=jax.random.key(1))
     assert_agree(sim, dmft, ("error", "overlap", "norm", "train_loss"))
     assert float(dmft.error[-1]) < 0.8 * float(dmft.error[0])
@@ -179,8 +195,7 @@ def test_sizes_beyond_the_machine_are_refused_before_compiling():
     with pytest.raises(ValueError, match="GiB"):
         dj.solve_dmft(problem, gd, init, num_samples=10**8, num_replicas=64, key=key)
     with pytest.raises(ValueError, match="2\\^31|GiB"):
-        dj.sweep(problem, gd, init, alpha=[2.0, 3.0], num_samples=10**10, key=key,
-                 progress=False)
+        dj.sweep(problem, gd, init, alpha=[2.0, 3.0], num_samples=10**10, key=key, progress=False)
     with pytest.raises(ValueError, match="2\\^31|GiB"):
         dj.simulate(problem, gd, init, dim=10**5, num_seeds=2, key=key)
     for budget in (-1.0, float("nan")):
@@ -253,8 +268,9 @@ def test_a_declared_jump_is_integrated_exactly_and_an_undeclared_one_is_reported
 
     for mu, sd in ((0.0, 1.0), (0.3, 0.5), (-1.0, 2.0), (0.7, 0.05)):
         exact = 0.2 + 0.6 * ndtr((mu - 0.3) / sd)
-        np.testing.assert_allclose(float(Shifted().conditional_prob_plus(mu, sd)), exact,
-                                   atol=1e-13)
+        np.testing.assert_allclose(
+            float(Shifted().conditional_prob_plus(mu, sd)), exact, atol=1e-13
+        )
         d_mu = jax.grad(lambda m: Shifted().conditional_prob_plus(m, sd))(mu)
         density = np.exp(-0.5 * ((mu - 0.3) / sd) ** 2) / np.sqrt(2 * np.pi) / sd
         np.testing.assert_allclose(float(d_mu), 0.6 * density, rtol=1e-10, atol=1e-13)

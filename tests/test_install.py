@@ -29,8 +29,13 @@ def _readme_commands() -> list[str]:
 def _fresh_copy(dest: Path) -> Path:
     """The repository's tracked files as they are in this checkout (what a clone has)."""
     try:
-        files = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z"], check=True,
-                               capture_output=True).stdout.decode().split("\0")
+        files = (
+            subprocess.run(
+                ["git", "-C", str(ROOT), "ls-files", "-z"], check=True, capture_output=True
+            )
+            .stdout.decode()
+            .split("\0")
+        )
     except (OSError, subprocess.CalledProcessError):
         pytest.skip("not a git checkout: no clone to copy")
     for name in filter(None, files):
@@ -42,8 +47,11 @@ def _fresh_copy(dest: Path) -> Path:
 
 
 def _env() -> dict:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTEST_ADDOPTS")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTEST_ADDOPTS")
+    }
     # no environment of ours on PATH: `python3` is the machine's own
     ours = sys.prefix if sys.prefix != sys.base_prefix else None
     path = [p for p in env.get("PATH", "").split(os.pathsep) if not (ours and p.startswith(ours))]
@@ -59,27 +67,49 @@ def test_the_readme_commands_run_in_a_fresh_clone_without_system_installs(tmp_pa
     clone = _fresh_copy(tmp_path / "dmftjax")
     env = _env()
     # the guard bites: the machine's own Python refuses a system-wide install
-    refused = subprocess.run([str(Path(sys.base_prefix) / "bin" / "python3"), "-m", "pip",
-                              "install", "--dry-run", "--no-deps", "-e", "."], cwd=clone,
-                             env=env, capture_output=True, text=True, timeout=120)
+    refused = subprocess.run(
+        [
+            str(Path(sys.base_prefix) / "bin" / "python3"),
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--no-deps",
+            "-e",
+            ".",
+        ],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert refused.returncode != 0
     assert "virtualenv" in (refused.stdout + refused.stderr).lower()
 
-    one = subprocess.run(["bash", "-c", first], cwd=clone, env=env, capture_output=True,
-                         text=True, timeout=1500)
+    one = subprocess.run(
+        ["bash", "-c", first], cwd=clone, env=env, capture_output=True, text=True, timeout=1500
+    )
     assert one.returncode == 0, (one.stdout + one.stderr)[-4000:]
     for ext in ("png", "json", "csv"):
         assert (clone / "dmftjax-output" / f"demo.{ext}").stat().st_size > 0
     assert "final error DMFT" in one.stdout  # the demo's table
 
     env["PYTEST_ADDOPTS"] = "tests/test_core.py -x -p no:cacheprovider"
-    two = subprocess.run(["bash", "-c", second], cwd=clone, env=env, capture_output=True,
-                         text=True, timeout=1500)
+    two = subprocess.run(
+        ["bash", "-c", second], cwd=clone, env=env, capture_output=True, text=True, timeout=1500
+    )
     assert two.returncode == 0, (two.stdout + two.stderr)[-4000:]
     assert re.search(r"\d+ passed", two.stdout), two.stdout[-2000:]
     assert "failed" not in two.stdout
     # the package ran from the environment the commands made, not from ours
     venv_python = clone / ".venv" / "bin" / "python"
-    where = subprocess.run([str(venv_python), "-c", "import dmftjax; print(dmftjax.__file__)"],
-                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    where = subprocess.run(
+        [str(venv_python), "-c", "import dmftjax; print(dmftjax.__file__)"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert where.returncode == 0 and str(clone) in where.stdout

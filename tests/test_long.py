@@ -9,15 +9,23 @@ import pytest
 import dmftjax as dj
 
 # the derivation's section 3c reference problem
-PROBLEM = dj.Problem(dj.PhaseRetrieval(0.1), dj.WirtingerLoss(), alpha=3.0,
-                     regulariser=dj.Ridge(0.05))
+PROBLEM = dj.Problem(
+    dj.PhaseRetrieval(0.1), dj.WirtingerLoss(), alpha=3.0, regulariser=dj.Ridge(0.05)
+)
 INIT = dj.InformedInit(0.5, 1.0)
 
 
 def solve(steps, estimator, num=2000, replicas=2, seed=3, **kw):
-    return dj.solve_dmft(PROBLEM, dj.GradientDescent(0.03, steps), INIT, num_samples=num,
-                         key=jax.random.key(seed), num_replicas=replicas,
-                         estimator=estimator, **kw)
+    return dj.solve_dmft(
+        PROBLEM,
+        dj.GradientDescent(0.03, steps),
+        INIT,
+        num_samples=num,
+        key=jax.random.key(seed),
+        num_replicas=replicas,
+        estimator=estimator,
+        **kw,
+    )
 
 
 def test_windowed_is_the_exact_mode_while_the_window_holds_everything():
@@ -29,11 +37,13 @@ def test_windowed_is_the_exact_mode_while_the_window_holds_everything():
     exact, win = solve(40, "tangent"), solve(40, "windowed", window=w)
     assert win.info["estimator"] == "windowed" and win.info["window_ratio"] > 0
     for name in ("overlap", "norm", "error", "train_loss"):
-        np.testing.assert_allclose(win.values[name][:w], exact.values[name][:w],
-                                   rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(
+            win.values[name][:w], exact.values[name][:w], rtol=1e-9, atol=1e-12
+        )
     for name in ("R", "Gamma", "C"):
-        np.testing.assert_allclose(win.kernels[name][:w, :w], exact.kernels[name][:w, :w],
-                                   rtol=1e-7, atol=1e-10)
+        np.testing.assert_allclose(
+            win.kernels[name][:w, :w], exact.kernels[name][:w, :w], rtol=1e-7, atol=1e-10
+        )
 
 
 def test_windowed_matches_exact_beyond_the_window_within_monte_carlo_error():
@@ -86,14 +96,29 @@ def test_handoff_flags_and_continues_the_curve_to_the_fixed_point():
 def test_long_horizon_inputs_are_checked():
     alg = dj.GradientDescent(0.03, 10)
     with pytest.raises(ValueError, match="estimator"):
-        dj.solve_dmft(PROBLEM, alg, INIT, num_samples=100, key=jax.random.key(0),
-                      estimator="window")
+        dj.solve_dmft(
+            PROBLEM, alg, INIT, num_samples=100, key=jax.random.key(0), estimator="window"
+        )
     with pytest.raises(ValueError, match="window"):
-        dj.solve_dmft(PROBLEM, alg, INIT, num_samples=100, key=jax.random.key(0),
-                      estimator="windowed", window=0)
+        dj.solve_dmft(
+            PROBLEM,
+            alg,
+            INIT,
+            num_samples=100,
+            key=jax.random.key(0),
+            estimator="windowed",
+            window=0,
+        )
     with pytest.raises(ValueError, match="handoff"):
-        dj.solve_dmft(PROBLEM, alg, INIT, num_samples=100, key=jax.random.key(0),
-                      estimator="windowed", handoff=-1.0)
+        dj.solve_dmft(
+            PROBLEM,
+            alg,
+            INIT,
+            num_samples=100,
+            key=jax.random.key(0),
+            estimator="windowed",
+            handoff=-1.0,
+        )
 
 
 def test_windowed_matches_the_simulator_down_to_small_errors():
@@ -105,11 +130,19 @@ def test_windowed_matches_the_simulator_down_to_small_errors():
     sys.path.insert(0, str(Path(__file__).parent))
     from helpers import assert_agree
 
-    problem = dj.Problem(dj.PhaseRetrieval(0.0), dj.WirtingerLoss(), alpha=3.0,
-                         regulariser=dj.Ridge(0.01))
+    problem = dj.Problem(
+        dj.PhaseRetrieval(0.0), dj.WirtingerLoss(), alpha=3.0, regulariser=dj.Ridge(0.01)
+    )
     alg, init = dj.GradientDescent(0.03, 150), dj.InformedInit(0.8, 1.0)
-    dmft = dj.solve_dmft(problem, alg, init, num_samples=5000, num_replicas=8,
-                         key=jax.random.key(11), estimator="windowed")
+    dmft = dj.solve_dmft(
+        problem,
+        alg,
+        init,
+        num_samples=5000,
+        num_replicas=8,
+        key=jax.random.key(11),
+        estimator="windowed",
+    )
     sim = dj.simulate(problem, alg, init, dim=1000, num_seeds=8, key=jax.random.key(12))
     assert float(dmft.error[-1]) < 1e-3
     assert_agree(dmft, sim, ["error", "overlap", "norm", "train_loss"])
@@ -130,22 +163,25 @@ class _SmoothCut(dj.AbstractPreprocessing):
         return False
 
 
-@pytest.mark.parametrize("prep", [dj.MondelliMontanari(), _SmoothCut()],
-                         ids=["mondelli-montanari", "smooth"])
+@pytest.mark.parametrize(
+    "prep", [dj.MondelliMontanari(), _SmoothCut()], ids=["mondelli-montanari", "smooth"]
+)
 def test_windowed_spectral_slot_is_the_exact_mode_inside_the_window(prep):
     # The stationary slot of a spectral start enters the windowed mode's forward
     # z-tangent through its total derivative (h m_v); inside the window the two modes
     # must agree to rounding, so the slot's simulator check carries over.
-    problem = dj.Problem(dj.PhaseRetrieval(0.0), dj.WirtingerLoss(), alpha=5.0,
-                         regulariser=dj.Ridge(0.01))
+    problem = dj.Problem(
+        dj.PhaseRetrieval(0.0), dj.WirtingerLoss(), alpha=5.0, regulariser=dj.Ridge(0.01)
+    )
     init = dj.SpectralInit(prep)
     kw = dict(num_samples=1200, num_replicas=2, key=jax.random.key(4))
     alg, w = dj.GradientDescent(0.02, 40), 16
     exact = dj.solve_dmft(problem, alg, init, estimator="tangent", **kw)
     win = dj.solve_dmft(problem, alg, init, estimator="windowed", window=w, **kw)
     for name in ("overlap", "norm", "error", "wrong_well"):
-        np.testing.assert_allclose(win.values[name][:w], exact.values[name][:w],
-                                   rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(
+            win.values[name][:w], exact.values[name][:w], rtol=1e-9, atol=1e-12
+        )
 
 
 def test_an_invalid_fixed_point_refuses_the_handoff(monkeypatch):
@@ -159,14 +195,15 @@ def test_an_invalid_fixed_point_refuses_the_handoff(monkeypatch):
 
     def unconverged(*args, **kwargs):
         fp = real(*args, **kwargs)
-        return eqx.tree_at(lambda f: (f.converged, f.residual), fp,
-                           (jnp.asarray(False), jnp.asarray(1.0)))
+        return eqx.tree_at(
+            lambda f: (f.converged, f.residual), fp, (jnp.asarray(False), jnp.asarray(1.0))
+        )
 
     monkeypatch.setattr(_fixed_point, "fixed_point", unconverged)
-    problem = dj.Problem(dj.LinearModel(0.3), dj.SquareLoss(), alpha=3.0,
-                         regulariser=dj.Ridge(0.1))
-    kw = dict(num_samples=400, num_replicas=2, key=jax.random.key(9), estimator="windowed",
-              window=16)
+    problem = dj.Problem(dj.LinearModel(0.3), dj.SquareLoss(), alpha=3.0, regulariser=dj.Ridge(0.1))
+    kw = dict(
+        num_samples=400, num_replicas=2, key=jax.random.key(9), estimator="windowed", window=16
+    )
     alg = dj.GradientDescent(0.2, 120)
     with pytest.warns(RuntimeWarning, match="no limit to continue"):
         short = dj.solve_dmft(problem, alg, INIT, handoff=0.05, **kw)

@@ -15,29 +15,51 @@ NOTEBOOKS = ROOT / "notebooks"
 TINY = {
     "01_quickstart.ipynb": "STEPS, SAMPLES = 6, 64",
     "02_dmft_vs_simulation.ipynb": "STEPS, SAMPLES, DIM, SEEDS, DIMS = 6, 64, 40, 2, (20, 40)",
-    "03_sweeps.ipynb": ("ALPHAS, LAMS, STEPS, SAMPLES, TAUS = np.array([2.0, 4.0]), "
-                        "np.array([0.0, 0.1]), 5, 64, np.array([4.0, 8.0])"),
+    "03_sweeps.ipynb": (
+        "ALPHAS, LAMS, STEPS, SAMPLES, TAUS = np.array([2.0, 4.0]), "
+        "np.array([0.0, 0.1]), 5, 64, np.array([4.0, 8.0])"
+    ),
     "04_spectral_initialisation.ipynb": "DIM, SEEDS, STEPS, SAMPLES, POINTS = 60, 2, 5, 64, 4",
     "05_fixed_point_and_tuning.ipynb": "STEPS, SAMPLES, ITERATIONS, GRID = 40, 128, 2, 4",
-    "06_momentum_after_a_spectral_start.ipynb": ("STEPS, SAMPLES, REPLICAS, DIM, SEEDS = "
-                                                 "8, 64, 2, 60, 2"),
+    "06_momentum_after_a_spectral_start.ipynb": (
+        "STEPS, SAMPLES, REPLICAS, DIM, SEEDS = 8, 64, 2, 60, 2"
+    ),
     "07_your_own_model_and_loss.ipynb": "STEPS, SAMPLES, REPLICAS, DIM, SEEDS = 8, 64, 4, 60, 2",
-    "08_worked_example.ipynb": ("ALPHAS, STEPS, SAMPLES, REPLICAS, DIM, SEEDS = "
-                                "(5.0,), 8, 64, 2, 60, 2"),
+    "08_worked_example.ipynb": (
+        "ALPHAS, STEPS, SAMPLES, REPLICAS, DIM, SEEDS = (5.0,), 8, 64, 2, 60, 2"
+    ),
 }
 
 
 # the public names each notebook needs beyond the core (skipped in a build without them)
 NEEDS = {
     "03_sweeps.ipynb": ("sweep", "Trimmed", "spectral_theory", "fixed_point"),
-    "04_spectral_initialisation.ipynb": ("SpectralInit", "Trimmed", "Clipped", "LuoAlghamdiLu",
-                                         "MondelliMontanari", "spectral_theory",
-                                         "weak_recovery_threshold", "spectral_simulation"),
-    "05_fixed_point_and_tuning.ipynb": ("fixed_point", "fixed_point_sweep", "tune_ridge",
-                                        "tune_step_size", "plot_tuning"),
+    "04_spectral_initialisation.ipynb": (
+        "SpectralInit",
+        "Trimmed",
+        "Clipped",
+        "LuoAlghamdiLu",
+        "MondelliMontanari",
+        "spectral_theory",
+        "weak_recovery_threshold",
+        "spectral_simulation",
+    ),
+    "05_fixed_point_and_tuning.ipynb": (
+        "fixed_point",
+        "fixed_point_sweep",
+        "tune_ridge",
+        "tune_step_size",
+        "plot_tuning",
+    ),
     "07_your_own_model_and_loss.ipynb": ("AbstractBinaryModel", "fixed_point"),
-    "08_worked_example.ipynb": ("SpectralInit", "MondelliMontanari", "spectral_theory",
-                                "weak_recovery_threshold", "fixed_point", "predicted_rate"),
+    "08_worked_example.ipynb": (
+        "SpectralInit",
+        "MondelliMontanari",
+        "spectral_theory",
+        "weak_recovery_threshold",
+        "fixed_point",
+        "predicted_rate",
+    ),
 }
 
 
@@ -64,11 +86,17 @@ def test_notebook_runs(name, monkeypatch, tmp_path):
     monkeypatch.setenv("PYTHONPATH", str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     monkeypatch.delenv("MPLBACKEND", raising=False)
     monkeypatch.setenv("JAX_PLATFORMS", os.environ.get("JAX_PLATFORMS", "cpu"))
-    client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
-                                     resources={"metadata": {"path": str(tmp_path)}})
+    client = nbclient.NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-              if o.get("output_type") == "error"]
+    errors = [
+        o
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
     assert not errors
     # every cell that draws shows its figure (an image in the cell's outputs)
     for cell in nb.cells:

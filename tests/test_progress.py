@@ -10,8 +10,9 @@ import pytest
 import dmftjax as dj
 from dmftjax import _dmft, _progress, _simulate
 
-PROBLEM = dj.Problem(dj.PhaseRetrieval(0.1), dj.WirtingerLoss(), alpha=3.0,
-                     regulariser=dj.Ridge(0.05))
+PROBLEM = dj.Problem(
+    dj.PhaseRetrieval(0.1), dj.WirtingerLoss(), alpha=3.0, regulariser=dj.Ridge(0.05)
+)
 ALG = dj.GradientDescent(0.05, 6)
 
 
@@ -33,11 +34,14 @@ def bars(monkeypatch):
     return seen
 
 
-@pytest.mark.parametrize("init, kw, per_replica", [
-    (dj.InformedInit(0.5, 1.0), dict(estimator="tangent"), False),
-    (dj.InformedInit(0.5, 1.0), dict(estimator="windowed", window=8), True),
-    (dj.SpectralInit(dj.MondelliMontanari()), dict(), False),
-])
+@pytest.mark.parametrize(
+    "init, kw, per_replica",
+    [
+        (dj.InformedInit(0.5, 1.0), dict(estimator="tangent"), False),
+        (dj.InformedInit(0.5, 1.0), dict(estimator="windowed", window=8), True),
+        (dj.SpectralInit(dj.MondelliMontanari()), dict(), False),
+    ],
+)
 def test_the_dmft_bar_counts_every_step(bars, init, kw, per_replica):
     key = jax.random.key(3)
     args = dict(num_samples=64, num_replicas=3, key=key, **kw)

@@ -19,13 +19,14 @@ from dmftjax import _dmft, _simulate
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
-SETTINGS = settings(max_examples=60, deadline=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 
 # anything a hostile user may pass where a number is meant
 ANY_VALUE = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
-    st.integers(min_value=-10**12, max_value=10**12),
+    st.integers(min_value=-(10**12), max_value=10**12),
     st.booleans(),
     st.none(),
     st.text(max_size=5),
@@ -53,34 +54,56 @@ def nonnegative(v):
 
 # (constructor of one value, whether that value is valid)
 FIELDS = {
-    "Problem.alpha": (lambda v: dj.Problem(dj.PhaseRetrieval(0.1), dj.WirtingerLoss(), alpha=v),
-                      positive),
-    "Ridge.lam": (lambda v: dj.Problem(dj.PhaseRetrieval(0.1), dj.WirtingerLoss(), 3.0,
-                                       dj.Ridge(v)), nonnegative),
-    "PhaseRetrieval.noise": (lambda v: dj.Problem(dj.PhaseRetrieval(v), dj.WirtingerLoss(), 3.0),
-                             nonnegative),
+    "Problem.alpha": (
+        lambda v: dj.Problem(dj.PhaseRetrieval(0.1), dj.WirtingerLoss(), alpha=v),
+        positive,
+    ),
+    "Ridge.lam": (
+        lambda v: dj.Problem(dj.PhaseRetrieval(0.1), dj.WirtingerLoss(), 3.0, dj.Ridge(v)),
+        nonnegative,
+    ),
+    "PhaseRetrieval.noise": (
+        lambda v: dj.Problem(dj.PhaseRetrieval(v), dj.WirtingerLoss(), 3.0),
+        nonnegative,
+    ),
     "GradientDescent.step_size": (lambda v: dj.GradientDescent(v, 5), positive),
-    "GradientDescent.steps": (lambda v: dj.GradientDescent(0.1, v),
-                              lambda v: isinstance(v, (int, np.integer))
-                              and not isinstance(v, (bool, np.bool_)) and v >= 1),
-    "HeavyBall.momentum": (lambda v: dj.HeavyBall(0.1, v, 5),
-                           lambda v: nonnegative(v) and float(v) < 1),
-    "InformedInit.overlap": (lambda v: dj.InformedInit(v, 2.0),
-                             lambda v: is_real(v) and abs(float(v)) < math.sqrt(2.0)),
-    "InformedInit.norm": (lambda v: dj.InformedInit(0.1, v),
-                          lambda v: positive(v) and 0.01 < float(v)),
+    "GradientDescent.steps": (
+        lambda v: dj.GradientDescent(0.1, v),
+        lambda v: (
+            isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) and v >= 1
+        ),
+    ),
+    "HeavyBall.momentum": (
+        lambda v: dj.HeavyBall(0.1, v, 5),
+        lambda v: nonnegative(v) and float(v) < 1,
+    ),
+    "InformedInit.overlap": (
+        lambda v: dj.InformedInit(v, 2.0),
+        lambda v: is_real(v) and abs(float(v)) < math.sqrt(2.0),
+    ),
+    "InformedInit.norm": (
+        lambda v: dj.InformedInit(0.1, v),
+        lambda v: positive(v) and 0.01 < float(v),
+    ),
     "Trimmed.tau": (lambda v: dj.Trimmed(v), positive),
     "Clipped.tau": (lambda v: dj.Clipped(v), positive),
-    "LuoAlghamdiLu.clip": (lambda v: dj.LuoAlghamdiLu(v),
-                           lambda v: v is None or (is_real(v) and float(v) < 1)),
-    "MondelliMontanari.alpha": (lambda v: dj.MondelliMontanari(v),
-                                lambda v: v is None or positive(v)),
+    "LuoAlghamdiLu.clip": (
+        lambda v: dj.LuoAlghamdiLu(v),
+        lambda v: v is None or (is_real(v) and float(v) < 1),
+    ),
+    "MondelliMontanari.alpha": (
+        lambda v: dj.MondelliMontanari(v),
+        lambda v: v is None or positive(v),
+    ),
     "LinearModel.noise": (lambda v: dj.LinearModel(v), nonnegative),
     "ProbitModel.noise": (lambda v: dj.ProbitModel(v), nonnegative),
     "LogisticModel.scale": (lambda v: dj.LogisticModel(v), positive),
-    "Windowed.window": (lambda v: dj.Windowed(v),
-                        lambda v: isinstance(v, (int, np.integer))
-                        and not isinstance(v, (bool, np.bool_)) and v >= 2),
+    "Windowed.window": (
+        lambda v: dj.Windowed(v),
+        lambda v: (
+            isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) and v >= 2
+        ),
+    ),
     "Windowed.handoff": (lambda v: dj.Windowed(32, v), lambda v: v is None or positive(v)),
 }
 
@@ -100,10 +123,19 @@ def test_a_field_is_refused_or_valid(field, value):
     assert valid(value), f"{field} = {value!r} was accepted: {made}"
 
 
-GOOD = (dj.Problem(dj.PhaseRetrieval(0.1), dj.WirtingerLoss(), 3.0, dj.Ridge(0.05)),
-        dj.GradientDescent(0.05, 10), dj.InformedInit(0.5, 1.0))
-BAD_COUNT = st.one_of(st.integers(max_value=1), st.floats(), st.booleans(), st.none(),
-                      st.text(max_size=3), st.integers(min_value=10**10, max_value=10**13))
+GOOD = (
+    dj.Problem(dj.PhaseRetrieval(0.1), dj.WirtingerLoss(), 3.0, dj.Ridge(0.05)),
+    dj.GradientDescent(0.05, 10),
+    dj.InformedInit(0.5, 1.0),
+)
+BAD_COUNT = st.one_of(
+    st.integers(max_value=1),
+    st.floats(),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=3),
+    st.integers(min_value=10**10, max_value=10**13),
+)
 
 
 @SETTINGS
@@ -125,16 +157,29 @@ def test_bad_simulation_sizes_are_refused_before_tracing(name, value):
 
 
 @SETTINGS
-@given(value=st.one_of(st.integers(max_value=3), st.integers(min_value=1025, max_value=10**10),
-                       st.floats(), st.booleans()))
+@given(
+    value=st.one_of(
+        st.integers(max_value=3),
+        st.integers(min_value=1025, max_value=10**10),
+        st.floats(),
+        st.booleans(),
+    )
+)
 def test_bad_quadrature_sizes_are_refused(value):
     with pytest.raises(ValueError, match="num_nodes"):
         dj.fixed_point(GOOD[0], num_nodes=value)
 
 
 @SETTINGS
-@given(key=st.one_of(st.integers(), st.none(), st.text(max_size=3), st.just(np.zeros(2)),
-                     st.just(jax.random.split(jax.random.key(0), 2))))
+@given(
+    key=st.one_of(
+        st.integers(),
+        st.none(),
+        st.text(max_size=3),
+        st.just(np.zeros(2)),
+        st.just(jax.random.split(jax.random.key(0), 2)),
+    )
+)
 def test_keys_that_are_not_keys_are_refused(key):
     with pytest.raises(ValueError, match="key"):
         dj.solve_dmft(*GOOD, num_samples=200, key=key)
@@ -142,13 +187,16 @@ def test_keys_that_are_not_keys_are_refused(key):
 
 KEY = jax.random.key(0)
 HUGE = {  # each used to abort the process inside XLA (SIGABRT) or fail after compiling
-    "tune_step_size": lambda: dj.tune_step_size(GOOD[0], GOOD[2], eta0=0.05, horizon=10,
-                                                num_samples=10**10, key=KEY),
+    "tune_step_size": lambda: dj.tune_step_size(
+        GOOD[0], GOOD[2], eta0=0.05, horizon=10, num_samples=10**10, key=KEY
+    ),
     "tune_algorithm": lambda: dj.tune_algorithm(*GOOD, num_samples=10**10, key=KEY),
-    "spectral_simulation dim": lambda: dj.spectral_simulation(GOOD[0], dj.Trimmed(4.0),
-                                                              dim=10**5, num_seeds=2, key=KEY),
+    "spectral_simulation dim": lambda: dj.spectral_simulation(
+        GOOD[0], dj.Trimmed(4.0), dim=10**5, num_seeds=2, key=KEY
+    ),
     "spectral_simulation seeds": lambda: dj.spectral_simulation(
-        GOOD[0], dj.Trimmed(4.0), dim=50, num_seeds=10**10, key=KEY),
+        GOOD[0], dj.Trimmed(4.0), dim=50, num_seeds=10**10, key=KEY
+    ),
     "hessian_check seeds": lambda: dj.hessian_check(*GOOD, dim=50, num_seeds=10**10, key=KEY),
     "simulate seeds": lambda: dj.simulate(*GOOD, dim=50, num_seeds=10**10, key=KEY),
 }
@@ -166,16 +214,34 @@ def test_single_refusals_name_the_argument():
     key, fp = jax.random.key(0), dj.fixed_point(GOOD[0])
     cases = [
         (lambda: dj.Problem(dj.LinearModel(0.1), dj.LogisticLoss(), 3.0), "labels"),
-        (lambda: dj.simulate(dj.Problem(dj.PhaseRetrieval(0.1), dj.WirtingerLoss(), 0.01),
-                             *GOOD[1:], dim=20, num_seeds=2, key=key), "rows"),
+        (
+            lambda: dj.simulate(
+                dj.Problem(dj.PhaseRetrieval(0.1), dj.WirtingerLoss(), 0.01),
+                *GOOD[1:],
+                dim=20,
+                num_seeds=2,
+                key=key,
+            ),
+            "rows",
+        ),
         (lambda: dj.grid_search(lambda x: x, [1.0, math.nan]), "grid"),
         (lambda: dj.grid_search(lambda x: math.nan, [1.0, 2.0]), "not finite"),
-        (lambda: dj.sweep(*GOOD, alpha=[2.0, 3.0], num_samples=64, key=key, progress=False,
-                          devices="tpu"), "devices"),
-        (lambda: dj.sweep(*GOOD, alpha=[2.0, 3.0], num_samples=64, key=key, progress=False,
-                          devices=[1]), "devices"),
-        (lambda: dj.top_eigenpair(jnp.ones((6, 3)).at[0, 0].set(jnp.nan), jnp.ones(6),
-                                  key=key), "non-finite"),
+        (
+            lambda: dj.sweep(
+                *GOOD, alpha=[2.0, 3.0], num_samples=64, key=key, progress=False, devices="tpu"
+            ),
+            "devices",
+        ),
+        (
+            lambda: dj.sweep(
+                *GOOD, alpha=[2.0, 3.0], num_samples=64, key=key, progress=False, devices=[1]
+            ),
+            "devices",
+        ),
+        (
+            lambda: dj.top_eigenpair(jnp.ones((6, 3)).at[0, 0].set(jnp.nan), jnp.ones(6), key=key),
+            "non-finite",
+        ),
         (lambda: dj.hessian_edges(GOOD[0], fp, tail=math.nan), "tail"),
         (lambda: dj.hessian_edges(GOOD[0], "fp"), "FixedPoint"),
         (lambda: dj.hessian_check(*GOOD, dim=10**6, key=key), "GiB|2\\^31"),
@@ -191,6 +257,7 @@ def test_single_refusals_name_the_argument():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert type(dj.GradientDescent(0.1, np.int64(5)).steps) is int
+
     # a binary model of the user's own, written with sign(), passes the label check
     class SignModel(dj.AbstractModel):
         smooth = False
@@ -205,9 +272,11 @@ def test_float32_is_refused_with_the_fix():
     problem = GOOD[0]
     jax.config.update("jax_enable_x64", False)
     try:
-        for call in (lambda: dj.fixed_point(problem),
-                     lambda: dj.solve_dmft(*GOOD, num_samples=200, key=jax.random.key(0)),
-                     lambda: dj.spectral_theory(problem, dj.Trimmed(4.0))):
+        for call in (
+            lambda: dj.fixed_point(problem),
+            lambda: dj.solve_dmft(*GOOD, num_samples=200, key=jax.random.key(0)),
+            lambda: dj.spectral_theory(problem, dj.Trimmed(4.0)),
+        ):
             with pytest.raises(ValueError, match="jax_enable_x64"):
                 call()
     finally:
@@ -217,15 +286,19 @@ def test_float32_is_refused_with_the_fix():
 def test_a_diverged_run_returns_finite_curves_that_stop_at_the_divergence():
     prob = dj.Problem(dj.PhaseRetrieval(0.0), dj.WirtingerLoss(), 3.0, dj.Ridge(0.05))
     alg, init = dj.GradientDescent(0.3, 40), dj.InformedInit(0.5, 1.0)
-    for run in (lambda: dj.solve_dmft(prob, alg, init, num_samples=500, key=jax.random.key(0)),
-                lambda: dj.simulate(prob, alg, init, dim=200, num_seeds=2, key=jax.random.key(0),
-                                    kernels=True)):
+    for run in (
+        lambda: dj.solve_dmft(prob, alg, init, num_samples=500, key=jax.random.key(0)),
+        lambda: dj.simulate(
+            prob, alg, init, dim=200, num_seeds=2, key=jax.random.key(0), kernels=True
+        ),
+    ):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             traj = run()
         # one warning, ours: no overflow or invalid-value warnings leak through
-        assert [str(w.message)[:30] for w in caught if "every run diverged" not in
-                str(w.message)] == []
+        assert [
+            str(w.message)[:30] for w in caught if "every run diverged" not in str(w.message)
+        ] == []
         assert traj.diverged and 0 < traj.diverged_at < 40
         assert traj.times.shape == (traj.diverged_at,)
         assert traj.info["steps_run"] == 41
@@ -243,8 +316,14 @@ def test_a_diverged_run_returns_finite_curves_that_stop_at_the_divergence():
 
 def test_a_resume_with_another_batch_size_is_refused(tmp_path):
     prob, alg, init = GOOD[0], dj.GradientDescent(0.05, 4), GOOD[2]
-    kw = dict(alpha=[2.0, 3.0, 4.0], num_samples=32, num_replicas=2, key=jax.random.key(0),
-              out=tmp_path, progress=False)
+    kw = dict(
+        alpha=[2.0, 3.0, 4.0],
+        num_samples=32,
+        num_replicas=2,
+        key=jax.random.key(0),
+        out=tmp_path,
+        progress=False,
+    )
 
     def stop(number, done):
         raise KeyboardInterrupt
@@ -273,6 +352,7 @@ def _count(minimum, maximum=None):
     def ok(text):
         t = text.strip().lstrip("+")
         return t.isdigit() and int(t) >= minimum and (maximum is None or int(t) <= maximum)
+
     return ok
 
 
@@ -289,9 +369,14 @@ CLI_OPTIONS = {
     ("spectral", "--tau"): _real(0, True),
 }
 NUMERIC = {"--alpha", "--lam", "--noise", "--step", "--tau"}
-CLI_TEXT = st.one_of(st.text(max_size=6), st.sampled_from(
-    ["nan", "inf", "-inf", "-1", "0", "true", "5.7", "1e400", "-0.0", "0x10", "1,2", " "]),
-    st.floats().map(repr), st.integers(-10**12, 0).map(str))
+CLI_TEXT = st.one_of(
+    st.text(max_size=6),
+    st.sampled_from(
+        ["nan", "inf", "-inf", "-1", "0", "true", "5.7", "1e400", "-0.0", "0x10", "1,2", " "]
+    ),
+    st.floats().map(repr),
+    st.integers(-(10**12), 0).map(str),
+)
 
 
 @SETTINGS

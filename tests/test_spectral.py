@@ -292,8 +292,15 @@ def test_top_eigenpair_bad_inputs():
     from dmftjax._spectral_init import top_eigenpair
 
     a, t = jnp.ones((6, 3)), jnp.ones(6)
-    for kwargs in (dict(key=None), dict(key=3), dict(chunk=0), dict(steps=1),
-                   dict(max_restarts=0), dict(tol=0.0), dict(method="qr")):
+    for kwargs in (
+        dict(key=None),
+        dict(key=3),
+        dict(chunk=0),
+        dict(steps=1),
+        dict(max_restarts=0),
+        dict(tol=0.0),
+        dict(method="qr"),
+    ):
         args = dict(key=jax.random.key(0))
         args.update(kwargs)
         with pytest.raises(ValueError):

@@ -16,16 +16,18 @@ from dmftjax._spectral_init import SpectralInit
 sys.path.insert(0, str(Path(__file__).parent))
 from helpers import assert_agree  # noqa: E402
 
-PROBLEM = dj.Problem(dj.PhaseRetrieval(0.0), dj.WirtingerLoss(), alpha=3.0,
-                     regulariser=dj.Ridge(0.05))
+PROBLEM = dj.Problem(
+    dj.PhaseRetrieval(0.0), dj.WirtingerLoss(), alpha=3.0, regulariser=dj.Ridge(0.05)
+)
 INIT = SpectralInit(MondelliMontanari())
 GD = dj.GradientDescent(0.02, 10)
 
 
 @pytest.fixture(scope="module")
 def slot():
-    return dj.solve_dmft(PROBLEM, GD, INIT, num_samples=10000, num_replicas=8,
-                         key=jax.random.key(10))
+    return dj.solve_dmft(
+        PROBLEM, GD, INIT, num_samples=10000, num_replicas=8, key=jax.random.key(10)
+    )
 
 
 def test_slot_starts_on_its_closed_form_scale(slot):
@@ -38,8 +40,15 @@ def test_slot_starts_on_its_closed_form_scale(slot):
 
 
 def test_prehistory_agrees_with_slot(slot):
-    pre = dj.solve_dmft(PROBLEM, GD, INIT, num_samples=10000, num_replicas=8,
-                        key=jax.random.key(11), spectral_method="prehistory")
+    pre = dj.solve_dmft(
+        PROBLEM,
+        GD,
+        INIT,
+        num_samples=10000,
+        num_replicas=8,
+        key=jax.random.key(11),
+        spectral_method="prehistory",
+    )
     assert pre.info["power_steps"] > 5
     # the power phase converges to the closed-form cosine
     theory = spectral_theory(PROBLEM, MondelliMontanari())
@@ -53,21 +62,24 @@ def test_slot_matches_simulation(slot):
 
 
 def test_refuses_below_threshold():
-    below = dj.Problem(dj.PhaseRetrieval(0.0), dj.WirtingerLoss(), alpha=0.4,
-                       regulariser=dj.Ridge(0.05))
+    below = dj.Problem(
+        dj.PhaseRetrieval(0.0), dj.WirtingerLoss(), alpha=0.4, regulariser=dj.Ridge(0.05)
+    )
     with pytest.raises(ValueError, match=r"threshold .*alpha = 0\.5"):
         dj.solve_dmft(below, GD, INIT, num_samples=1000, key=jax.random.key(0))
     with pytest.raises(ValueError, match="no spectral outlier"):
-        dj.solve_dmft(PROBLEM, GD, SpectralInit(Identity()), num_samples=1000,
-                      key=jax.random.key(0))
+        dj.solve_dmft(
+            PROBLEM, GD, SpectralInit(Identity()), num_samples=1000, key=jax.random.key(0)
+        )
 
 
 def test_spectral_bad_arguments():
     with pytest.raises(ValueError):
         dj.solve_dmft(PROBLEM, GD, INIT, num_samples=1001, key=jax.random.key(0))
     with pytest.raises(ValueError):
-        dj.solve_dmft(PROBLEM, GD, INIT, num_samples=1000, key=jax.random.key(0),
-                      spectral_method="power")
+        dj.solve_dmft(
+            PROBLEM, GD, INIT, num_samples=1000, key=jax.random.key(0), spectral_method="power"
+        )
     # antithetic pairs: each half must whiten steps + 4 seeds (slot), else NaN
     with pytest.raises(ValueError, match="num_samples / 2"):
         dj.solve_dmft(PROBLEM, GD, INIT, num_samples=28, key=jax.random.key(0))
@@ -75,34 +87,62 @@ def test_spectral_bad_arguments():
     assert np.all(np.isfinite(np.asarray(traj.error)))
     for eps0 in ("0.1", 0.0, 1.5, float("nan")):
         with pytest.raises(ValueError):
-            dj.solve_dmft(PROBLEM, GD, dj.InformedInit(0.5, 1.0), num_samples=100,
-                          key=jax.random.key(0), eps0=eps0)
+            dj.solve_dmft(
+                PROBLEM,
+                GD,
+                dj.InformedInit(0.5, 1.0),
+                num_samples=100,
+                key=jax.random.key(0),
+                eps0=eps0,
+            )
     with pytest.raises(ValueError):
-        dj.solve_dmft(PROBLEM, GD, dj.InformedInit(0.5, 1.0), num_samples=100,
-                      key=jax.random.key(0), spectral_method="power")
+        dj.solve_dmft(
+            PROBLEM,
+            GD,
+            dj.InformedInit(0.5, 1.0),
+            num_samples=100,
+            key=jax.random.key(0),
+            spectral_method="power",
+        )
 
 
-NOISY = dj.Problem(dj.PhaseRetrieval(0.3), dj.WirtingerLoss(), alpha=3.0,
-                   regulariser=dj.Ridge(0.05))
+NOISY = dj.Problem(
+    dj.PhaseRetrieval(0.3), dj.WirtingerLoss(), alpha=3.0, regulariser=dj.Ridge(0.05)
+)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("prep,alpha", [
-    (dj.Clipped(4.0), 3.0), (dj.LuoAlghamdiLu(clip=-5.0), 3.0), (dj.MondelliMontanari(), 3.0),
-    (dj.MondelliMontanariThreshold(), 3.0), (dj.Trimmed(6.0), 5.0)],
-    ids=["clipped", "luo-alghamdi-lu", "mondelli-montanari", "mm-threshold", "trimmed"])
+@pytest.mark.parametrize(
+    "prep,alpha",
+    [
+        (dj.Clipped(4.0), 3.0),
+        (dj.LuoAlghamdiLu(clip=-5.0), 3.0),
+        (dj.MondelliMontanari(), 3.0),
+        (dj.MondelliMontanariThreshold(), 3.0),
+        (dj.Trimmed(6.0), 5.0),
+    ],
+    ids=["clipped", "luo-alghamdi-lu", "mondelli-montanari", "mm-threshold", "trimmed"],
+)
 def test_noisy_spectral_starts_match_simulation(prep, alpha):
     # Noise 0.3 and every built-in bounded preprocessing (Stein on z, where T has a
     # breakpoint): the slot DMFT against the simulator at every t, the start included
     # (step 0.01: a weak outlier inflates the start's r_i on rows with T(y_i) near tau by
     # 1 / (1 - R_vv T), which at step 0.02 makes some runs unstable, row by row)
-    problem = dj.Problem(dj.PhaseRetrieval(0.3), dj.WirtingerLoss(), alpha=alpha,
-                         regulariser=dj.Ridge(0.05))
+    problem = dj.Problem(
+        dj.PhaseRetrieval(0.3), dj.WirtingerLoss(), alpha=alpha, regulariser=dj.Ridge(0.05)
+    )
     alg = dj.GradientDescent(0.01, 8)
-    dmft = dj.solve_dmft(problem, alg, SpectralInit(prep), num_samples=4000, num_replicas=8,
-                         key=jax.random.key(70))
-    sim = dj.simulate(problem, alg, SpectralInit(prep, method="dense"), dim=600, num_seeds=8,
-                      key=jax.random.key(71))
+    dmft = dj.solve_dmft(
+        problem, alg, SpectralInit(prep), num_samples=4000, num_replicas=8, key=jax.random.key(70)
+    )
+    sim = dj.simulate(
+        problem,
+        alg,
+        SpectralInit(prep, method="dense"),
+        dim=600,
+        num_seeds=8,
+        key=jax.random.key(71),
+    )
     assert dmft.info["num_diverged"] == 0 and sim.info["num_diverged"] == 0
     assert_agree(sim, dmft, ("error", "overlap", "norm", "cosine", "train_loss", "test_error"))
 
@@ -110,10 +150,23 @@ def test_noisy_spectral_starts_match_simulation(prep, alpha):
 @pytest.mark.slow
 def test_noisy_prehistory_matches_simulation():
     alg = dj.GradientDescent(0.01, 8)
-    pre = dj.solve_dmft(NOISY, alg, SpectralInit(MondelliMontanari()), num_samples=10000,
-                        num_replicas=8, key=jax.random.key(72), spectral_method="prehistory")
-    sim = dj.simulate(NOISY, alg, SpectralInit(MondelliMontanari(), method="dense"), dim=600,
-                      num_seeds=8, key=jax.random.key(73))
+    pre = dj.solve_dmft(
+        NOISY,
+        alg,
+        SpectralInit(MondelliMontanari()),
+        num_samples=10000,
+        num_replicas=8,
+        key=jax.random.key(72),
+        spectral_method="prehistory",
+    )
+    sim = dj.simulate(
+        NOISY,
+        alg,
+        SpectralInit(MondelliMontanari(), method="dense"),
+        dim=600,
+        num_seeds=8,
+        key=jax.random.key(73),
+    )
     assert pre.info["num_diverged"] == 0 and sim.info["num_diverged"] == 0
     assert_agree(sim, pre, ("error", "overlap", "norm", "cosine"))
 
@@ -126,10 +179,14 @@ def test_a_new_alpha_does_not_compile_again():
     alg, init = dj.GradientDescent(0.02, 5), SpectralInit(MondelliMontanari())
     runs = []
     for alpha in (2.5, 3.5, 4.5):
-        problem = dj.Problem(dj.PhaseRetrieval(0.1), dj.WirtingerLoss(), alpha=alpha,
-                             regulariser=dj.Ridge(0.05))
-        runs.append(dj.solve_dmft(problem, alg, init, num_samples=200, num_replicas=2,
-                                  key=jax.random.key(0)))
+        problem = dj.Problem(
+            dj.PhaseRetrieval(0.1), dj.WirtingerLoss(), alpha=alpha, regulariser=dj.Ridge(0.05)
+        )
+        runs.append(
+            dj.solve_dmft(
+                problem, alg, init, num_samples=200, num_replicas=2, key=jax.random.key(0)
+            )
+        )
         if alpha == 2.5:
             traces = _dmft.TRACES["dmft"]
     assert _dmft.TRACES["dmft"] == traces

@@ -65,16 +65,22 @@ def script(tmp_path_factory):
 
 
 def _tiny(start="informed"):
-    problem = dj.Problem(dj.PhaseRetrieval(0.1), dj.WirtingerLoss(), alpha=3.0,
-                         regulariser=dj.Ridge(0.05))
-    init = (dj.InformedInit(0.5, 1.0) if start == "informed"
-            else dj.SpectralInit(dj.MondelliMontanari()))
+    problem = dj.Problem(
+        dj.PhaseRetrieval(0.1), dj.WirtingerLoss(), alpha=3.0, regulariser=dj.Ridge(0.05)
+    )
+    init = (
+        dj.InformedInit(0.5, 1.0)
+        if start == "informed"
+        else dj.SpectralInit(dj.MondelliMontanari())
+    )
     return problem, dj.GradientDescent(0.05, 4), init
 
 
 # the spectral start: the seed's two-stage algorithm over (alpha, step)
-GRIDS = {"informed": dict(alpha=[2.0, 3.0, 4.0], lam=[0.0, 0.1]),
-         "spectral": dict(alpha=[2.0, 3.0, 4.0], step_size=[0.02, 0.05])}
+GRIDS = {
+    "informed": dict(alpha=[2.0, 3.0, 4.0], lam=[0.0, 0.1]),
+    "spectral": dict(alpha=[2.0, 3.0, 4.0], step_size=[0.02, 0.05]),
+}
 GRID = GRIDS["informed"]
 SIZES = dict(num_samples=32, num_replicas=2, batch_size=1, progress=False)
 
@@ -83,10 +89,13 @@ SIZES = dict(num_samples=32, num_replicas=2, batch_size=1, progress=False)
 def test_one_and_four_devices_agree_bit_for_bit(script, tmp_path, start):
     """The same sweep on 1 and on 4 (host) devices: identical arrays, not just close."""
     procs = {
-        n: subprocess.Popen([sys.executable, str(script), "values", str(tmp_path / f"{n}.npz"),
-                             start],
-                            env=_env(n), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+        n: subprocess.Popen(
+            [sys.executable, str(script), "values", str(tmp_path / f"{n}.npz"), start],
+            env=_env(n),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for n in (1, 4)
     }
     for n, proc in procs.items():
@@ -106,8 +115,13 @@ def test_one_and_four_devices_agree_bit_for_bit(script, tmp_path, start):
 @pytest.mark.parametrize("start", ["informed", "spectral"])
 def test_killed_sweep_resumes_every_point_exactly_once(script, tmp_path, start):
     out = tmp_path / "runs"
-    proc = subprocess.run([sys.executable, str(script), "kill", str(out), start], env=_env(1),
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(script), "kill", str(out), start],
+        env=_env(1),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode != 0  # killed by SIGKILL after the first chunk
     (folder,) = out.glob("sweep-*")
     first = sorted(folder.glob("chunk-*.npz"))
@@ -164,8 +178,15 @@ def test_exception_after_chunk_k_then_resume(tmp_path):
 
 def test_spectral_engine_matches_spectral_theory():
     problem = dj.Problem(dj.PhaseRetrieval(0.0), dj.WirtingerLoss(), alpha=3.0)
-    res = dj.sweep(problem, engine="spectral", preprocessing=dj.Trimmed(4.0),
-                   alpha=[2.0, 4.0], prep=[4.0, 8.0], progress=False, threshold=False)
+    res = dj.sweep(
+        problem,
+        engine="spectral",
+        preprocessing=dj.Trimmed(4.0),
+        alpha=[2.0, 4.0],
+        prep=[4.0, 8.0],
+        progress=False,
+        threshold=False,
+    )
     assert res.settings["prep_field"] == "tau"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -173,8 +194,9 @@ def test_spectral_engine_matches_spectral_theory():
             for j, tau in enumerate([4.0, 8.0]):
                 p = dj.Problem(dj.PhaseRetrieval(0.0), dj.WirtingerLoss(), alpha=a)
                 th = dj.spectral_theory(p, dj.Trimmed(tau))
-                np.testing.assert_allclose(res.values["cosine2"][i, j], float(th.cosine2),
-                                           rtol=1e-9, atol=1e-12)
+                np.testing.assert_allclose(
+                    res.values["cosine2"][i, j], float(th.cosine2), rtol=1e-9, atol=1e-12
+                )
     assert res.values["cosine2"][1, 0] > 0.05  # alpha = 4 is above the threshold of tau = 4
 
 
@@ -211,18 +233,30 @@ def test_spectral_start_sweep_by_paths_equals_solve_dmft():
     alg = dj.HeavyBall(0.02, 0.0, 6)
     init = dj.SpectralInit(dj.MondelliMontanari(3.0))
     key = jax.random.key(4)
-    res = dj.sweep(problem, alg, init, axes={"algorithm.momentum": [0.0, 0.5],
-                                             "init.preprocessing.alpha": [3.0, 5.0]},
-                   num_samples=200, num_replicas=2, key=key, progress=False)
+    res = dj.sweep(
+        problem,
+        alg,
+        init,
+        axes={"algorithm.momentum": [0.0, 0.5], "init.preprocessing.alpha": [3.0, 5.0]},
+        num_samples=200,
+        num_replicas=2,
+        key=key,
+        progress=False,
+    )
     assert res.values["error"].shape == (2, 2)
     from dmftjax._sweep import sweep_quantities
 
     assert set(res.values) == set(sweep_quantities("dmft"))
     for i, beta in enumerate([0.0, 0.5]):
         for j, tuned in enumerate([3.0, 5.0]):
-            traj = dj.solve_dmft(problem, dj.HeavyBall(0.02, beta, 6),
-                                 dj.SpectralInit(dj.MondelliMontanari(tuned)), num_samples=200,
-                                 num_replicas=2, key=key)
+            traj = dj.solve_dmft(
+                problem,
+                dj.HeavyBall(0.02, beta, 6),
+                dj.SpectralInit(dj.MondelliMontanari(tuned)),
+                num_samples=200,
+                num_replicas=2,
+                key=key,
+            )
             np.testing.assert_allclose(res.values["error"][i, j], traj.error[-1], rtol=1e-10)
     # the phase diagram of this sweep over two paths draws, with its axes named
     from dmftjax.plotting import plot_phase_diagram
@@ -231,11 +265,25 @@ def test_spectral_start_sweep_by_paths_equals_solve_dmft():
     ax = fig.axes[0]
     assert ax.get_xlabel().startswith("algorithm.momentum") and ax.get_images() + ax.collections
     with pytest.raises(ValueError, match="momentum"):
-        dj.sweep(problem, alg, init, axes={"algorithm.momentum": [0.5, 1.2]},
-                 num_samples=200, key=key, progress=False)
+        dj.sweep(
+            problem,
+            alg,
+            init,
+            axes={"algorithm.momentum": [0.5, 1.2]},
+            num_samples=200,
+            key=key,
+            progress=False,
+        )
     with pytest.raises(ValueError, match="no field"):
-        dj.sweep(problem, alg, init, axes={"algorithm.beta": [0.5]}, num_samples=200,
-                 key=key, progress=False)
+        dj.sweep(
+            problem,
+            alg,
+            init,
+            axes={"algorithm.beta": [0.5]},
+            num_samples=200,
+            key=key,
+            progress=False,
+        )
 
 
 def test_a_sweep_over_the_method_alone_from_a_spectral_start():
@@ -244,12 +292,20 @@ def test_a_sweep_over_the_method_alone_from_a_spectral_start():
     # raised TracerBoolConversionError; the README tour's line)
     problem, _, _ = _tiny()
     init, key = dj.SpectralInit(dj.MondelliMontanari()), jax.random.key(5)
-    res = dj.sweep(problem, dj.HeavyBall(0.02, 0.0, 6), init,
-                   axes={"algorithm.momentum": [0.0, 0.5]}, num_samples=200, num_replicas=2,
-                   key=key, progress=False)
+    res = dj.sweep(
+        problem,
+        dj.HeavyBall(0.02, 0.0, 6),
+        init,
+        axes={"algorithm.momentum": [0.0, 0.5]},
+        num_samples=200,
+        num_replicas=2,
+        key=key,
+        progress=False,
+    )
     for i, beta in enumerate([0.0, 0.5]):
-        traj = dj.solve_dmft(problem, dj.HeavyBall(0.02, beta, 6), init, num_samples=200,
-                             num_replicas=2, key=key)
+        traj = dj.solve_dmft(
+            problem, dj.HeavyBall(0.02, beta, 6), init, num_samples=200, num_replicas=2, key=key
+        )
         np.testing.assert_allclose(res.values["error"][i], traj.error[-1], rtol=1e-10)
 
 
@@ -259,8 +315,9 @@ def test_phase_diagram_draws(tmp_path):
     axes = {"alpha": np.array([1.0, 2.0, 3.0]), "lam": np.array([0.0, 0.1])}
     values = {"error": np.array([[0.9, 0.8], [0.5, 0.4], [0.1, 0.2]])}
     curves = {"error": np.ones((3, 2, 5)), "error_se": np.zeros((3, 2, 5))}
-    res = _sweep.SweepResult(axes=axes, values=values, curves=curves, settings={}, hash="x",
-                             threshold=1.5)
+    res = _sweep.SweepResult(
+        axes=axes, values=values, curves=curves, settings={}, hash="x", threshold=1.5
+    )
     fig = plot_phase_diagram(res, "error")
     assert any("weak recovery" in t.get_text() for t in fig.axes[0].get_legend().get_texts())
     fig.savefig(tmp_path / "pd.png")
@@ -277,8 +334,14 @@ def test_common_random_numbers_share_the_noise_across_points():
     # default), different draws without; and the noise of a difference between two
     # close points is far smaller than the noise of each point.
     problem, alg, init = _tiny()
-    kw = dict(lam=[0.05, 0.05, 0.06], num_samples=64, num_replicas=2, batch_size=3,
-              progress=False, key=jax.random.key(5))
+    kw = dict(
+        lam=[0.05, 0.05, 0.06],
+        num_samples=64,
+        num_replicas=2,
+        batch_size=3,
+        progress=False,
+        key=jax.random.key(5),
+    )
     common = dj.sweep(problem, alg, init, **kw).values["error"]
     independent = dj.sweep(problem, alg, init, common_random_numbers=False, **kw).values["error"]
     assert common[0] == common[1]
@@ -292,10 +355,21 @@ def test_windowed_sweep_point_equals_solve_dmft():
     problem, alg, init = _tiny()
     alg = dj.GradientDescent(0.05, 30)
     key = jax.random.key(9)
-    res = dj.sweep(problem, alg, init, lam=[0.05], num_samples=200, num_replicas=2,
-                   estimator="windowed", window=8, key=key, progress=False)
-    traj = dj.solve_dmft(problem, alg, init, num_samples=200, num_replicas=2, key=key,
-                         estimator="windowed", window=8)
+    res = dj.sweep(
+        problem,
+        alg,
+        init,
+        lam=[0.05],
+        num_samples=200,
+        num_replicas=2,
+        estimator="windowed",
+        window=8,
+        key=key,
+        progress=False,
+    )
+    traj = dj.solve_dmft(
+        problem, alg, init, num_samples=200, num_replicas=2, key=key, estimator="windowed", window=8
+    )
     np.testing.assert_allclose(res.values["error"][0], traj.error[-1], rtol=1e-10)
 
 
@@ -303,8 +377,7 @@ def test_a_resumed_sweep_removes_the_temporary_files_of_a_killed_run(tmp_path):
     # a run killed while writing leaves `.<name>.<pid>.tmp`; the next run on the folder
     # removes those of dead processes and leaves a live one's alone
     problem = dj.Problem(dj.LinearModel(0.5), dj.SquareLoss(), alpha=3.0)
-    kw = dict(engine="fixed_point", alpha=[2.0, 3.0], lam=[0.1], out=tmp_path,
-              progress=False)
+    kw = dict(engine="fixed_point", alpha=[2.0, 3.0], lam=[0.1], out=tmp_path, progress=False)
     first = dj.sweep(problem, **kw)
     dead = first.folder / ".manifest.json.999999999.tmp"
     live = first.folder / f".chunk.npz.{os.getppid()}.tmp"

@@ -31,8 +31,7 @@ def test_tune_generic_quadratic_pytree():
 
     init = {"a": jnp.zeros(2), "b": jnp.array(3.0)}
     for mode in ("reverse", "forward"):
-        res = tune(objective, init, optimizer=optax.adam(0.1), steps=300, mode=mode,
-                   progress=False)
+        res = tune(objective, init, optimizer=optax.adam(0.1), steps=300, mode=mode, progress=False)
         assert isinstance(res, TuneResult)
         np.testing.assert_allclose(res.params["a"], target["a"], atol=1e-3)
         assert res.path_values.shape == (301,) and res.path_params["a"].shape == (301, 2)
@@ -42,8 +41,13 @@ def test_tune_generic_quadratic_pytree():
 
 def test_tune_stops_on_non_finite():
     with pytest.warns(RuntimeWarning, match="non-finite"):
-        res = tune(lambda x: jnp.where(x > 1.0, jnp.nan, (x - 5.0) ** 2), jnp.array(0.0),
-                   optimizer=optax.sgd(0.3), steps=20, progress=False)
+        res = tune(
+            lambda x: jnp.where(x > 1.0, jnp.nan, (x - 5.0) ** 2),
+            jnp.array(0.0),
+            optimizer=optax.sgd(0.3),
+            steps=20,
+            progress=False,
+        )
     assert np.isfinite(res.value) and float(res.params) <= 1.0
 
 
@@ -64,8 +68,9 @@ def test_tune_bad_inputs():
     with pytest.raises(ValueError, match="metric"):
         tune_ridge(problem, metric="accuracy")
     with pytest.raises(ValueError, match="num_samples"):
-        tune_step_size(problem, dj.InformedInit(0.5), horizon=20, num_samples=10,
-                       key=jax.random.key(0))
+        tune_step_size(
+            problem, dj.InformedInit(0.5), horizon=20, num_samples=10, key=jax.random.key(0)
+        )
     with pytest.raises(ValueError, match="key"):
         tune_step_size(problem, dj.InformedInit(0.5), horizon=20, num_samples=100, key=None)
 
@@ -135,8 +140,9 @@ def test_tune_step_size_matches_grid(step_size_setup):
     grid = np.exp(np.linspace(np.log(0.02), np.log(0.2), 17))
     _, values, i = grid_search(objective, np.log(grid))
     assert 0 < i < grid.size - 1  # an interior optimum
-    res = tune_step_size(problem, init, horizon=20, num_samples=300, key=key, eta0=0.02,
-                         steps=30, progress=False)
+    res = tune_step_size(
+        problem, init, horizon=20, num_samples=300, key=key, eta0=0.02, steps=30, progress=False
+    )
     eta = float(jnp.exp(res.params))
     _log_grid_check(grid, values, eta)
     _as_good_as_grid(res.value, values)
@@ -147,13 +153,23 @@ def test_tune_algorithm_momentum_and_step_of_heavy_ball_match_grids(step_size_se
     # logit) has an interior optimum; then its step at the tuned momentum (log)
     problem, init, key, _ = step_size_setup
     template = dj.HeavyBall(0.05, 0.5, 20)
-    obj = jax.jit(dj.algorithm_objective(problem, template, init, num_samples=300, key=key,
-                                         field="momentum"))
+    obj = jax.jit(
+        dj.algorithm_objective(problem, template, init, num_samples=300, key=key, field="momentum")
+    )
     betas = np.linspace(0.05, 0.95, 19)
     _, values, i = grid_search(obj, np.log(betas / (1 - betas)))
     assert 0 < i < betas.size - 1
-    res = dj.tune_algorithm(problem, template, init, field="momentum", start=0.6,
-                            num_samples=300, key=key, steps=30, progress=False)
+    res = dj.tune_algorithm(
+        problem,
+        template,
+        init,
+        field="momentum",
+        start=0.6,
+        num_samples=300,
+        key=key,
+        steps=30,
+        progress=False,
+    )
     beta = float(jax.nn.sigmoid(res.params))
     assert abs(beta - betas[i]) <= betas[1] - betas[0], (beta, betas[i])
     _as_good_as_grid(res.value, values)
@@ -162,22 +178,24 @@ def test_tune_algorithm_momentum_and_step_of_heavy_ball_match_grids(step_size_se
     step_obj = jax.jit(dj.algorithm_objective(problem, hb, init, num_samples=300, key=key))
     _, values, i = grid_search(step_obj, np.log(etas))
     assert 0 < i < etas.size - 1
-    res = tune_step_size(problem, init, algorithm=hb, num_samples=300, key=key, eta0=0.02,
-                         steps=30, progress=False)
+    res = tune_step_size(
+        problem, init, algorithm=hb, num_samples=300, key=key, eta0=0.02, steps=30, progress=False
+    )
     _log_grid_check(etas, values, float(jnp.exp(res.params)))
     _as_good_as_grid(res.value, values)
     # refusals before tracing
     with pytest.raises(ValueError, match="no field 'momentum'"):
-        dj.tune_algorithm(problem, dj.GradientDescent(0.05, 20), init, field="momentum",
-                          num_samples=300, key=key)
+        dj.tune_algorithm(
+            problem, dj.GradientDescent(0.05, 20), init, field="momentum", num_samples=300, key=key
+        )
     with pytest.raises(ValueError, match="horizon"):
         tune_step_size(problem, init, algorithm=hb, horizon=10, num_samples=300, key=key)
     with pytest.raises(ValueError, match="start"):
-        dj.tune_algorithm(problem, hb, init, field="momentum", start=1.0, num_samples=300,
-                          key=key)
+        dj.tune_algorithm(problem, hb, init, field="momentum", start=1.0, num_samples=300, key=key)
     with pytest.raises(ValueError, match="schedule"):
-        dj.tune_algorithm(problem, dj.GradientDescent(jnp.full(20, 0.05), 20), init,
-                          num_samples=300, key=key)
+        dj.tune_algorithm(
+            problem, dj.GradientDescent(jnp.full(20, 0.05), 20), init, num_samples=300, key=key
+        )
 
 
 def test_plot_tuning_returns_figure():
@@ -185,11 +203,26 @@ def test_plot_tuning_returns_figure():
 
     grid = np.logspace(-2, 0, 11)
     path = np.log(np.array([0.5, 0.3, 0.2, 0.25]))
-    res = TuneResult(params=jnp.asarray(path[-1]), value=0.1, best_params=path[-1],
-                     best_value=0.1, path_params=path, path_values=np.array([0.3, 0.2, 0.12, 0.1]),
-                     path_grads=np.array([1.0, 0.5, 0.1, np.nan]))
+    res = TuneResult(
+        params=jnp.asarray(path[-1]),
+        value=0.1,
+        best_params=path[-1],
+        best_value=0.1,
+        path_params=path,
+        path_values=np.array([0.3, 0.2, 0.12, 0.1]),
+        path_grads=np.array([1.0, 0.5, 0.1, np.nan]),
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        fig = plot_tuning([{"grid": grid, "values": (np.log(grid) - np.log(0.25)) ** 2,
-                            "result": res, "name": "lam", "exact": 0.25}])
+        fig = plot_tuning(
+            [
+                {
+                    "grid": grid,
+                    "values": (np.log(grid) - np.log(0.25)) ** 2,
+                    "result": res,
+                    "name": "lam",
+                    "exact": 0.25,
+                }
+            ]
+        )
     assert isinstance(fig, Figure) and len(fig.axes) == 2  # the panel and its colour bar

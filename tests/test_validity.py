@@ -27,8 +27,9 @@ def crit(n):
 
 
 def wirtinger(alpha=3.0, lam=0.05, noise=0.1):
-    return dj.Problem(dj.PhaseRetrieval(noise), dj.WirtingerLoss(), alpha=alpha,
-                      regulariser=dj.Ridge(lam))
+    return dj.Problem(
+        dj.PhaseRetrieval(noise), dj.WirtingerLoss(), alpha=alpha, regulariser=dj.Ridge(lam)
+    )
 
 
 # -- the test error's quadrature, alone ---------------------------------------------------
@@ -58,17 +59,24 @@ def test_population_loss_against_closed_forms(p, m, q):
     # logistic loss on labels of a declared law: an independent 2-d rule (the labels
     # summed exactly), probit and logistic laws
     z, w, wt = _bivariate(p, m, q)
-    for model, prob in ((dj.ProbitModel(0.3), stats.norm.cdf(z / 0.3)),
-                        (dj.LogisticModel(2.0), 1 / (1 + np.exp(-2.0 * z)))):
+    for model, prob in (
+        (dj.ProbitModel(0.3), stats.norm.cdf(z / 0.3)),
+        (dj.LogisticModel(2.0), 1 / (1 + np.exp(-2.0 * z))),
+    ):
         exact = np.sum(wt * (prob * np.logaddexp(0, -w) + (1 - prob) * np.logaddexp(0, w)))
         got = float(population_loss(model, dj.LogisticLoss(), p, m, q))
         assert got == pytest.approx(exact, rel=2e-7), type(model).__name__
+
     # the noiseless probit link (a step in z): adaptive quadrature across the jump
     def inner(wv):
         sd = math.sqrt(p - m * m / q)
         pplus = stats.norm.cdf(m * wv / q / sd)
-        return stats.norm.pdf(wv / math.sqrt(q)) / math.sqrt(q) * (
-            pplus * np.logaddexp(0, -wv) + (1 - pplus) * np.logaddexp(0, wv))
+        return (
+            stats.norm.pdf(wv / math.sqrt(q))
+            / math.sqrt(q)
+            * (pplus * np.logaddexp(0, -wv) + (1 - pplus) * np.logaddexp(0, wv))
+        )
+
     exact = integrate.quad(inner, -40, 40, epsabs=1e-13, limit=400)[0]
     got = float(population_loss(dj.ProbitModel(0.0), dj.LogisticLoss(), p, m, q))
     assert got == pytest.approx(exact, rel=1e-9)
@@ -88,16 +96,18 @@ class SignOfLogisticNoise(dj.AbstractBinaryModel):
 
 
 def test_user_binary_model_fixed_point_is_converged_at_the_default_rule():
-    problem = dj.Problem(SignOfLogisticNoise(2.0), dj.LogisticLoss(), alpha=3.0,
-                         regulariser=dj.Ridge(0.1))
+    problem = dj.Problem(
+        SignOfLogisticNoise(2.0), dj.LogisticLoss(), alpha=3.0, regulariser=dj.Ridge(0.1)
+    )
     default = dj.fixed_point(problem)
     fine = dj.fixed_point(problem, num_nodes=160)
     assert bool(default.valid) and bool(fine.valid)
     for name in ("m", "q", "kappa", "error", "test_error", "train_loss"):
         assert abs(float(getattr(default, name)) - float(getattr(fine, name))) < 1e-6, name
     # the same law as the built-in logistic model
-    builtin = dj.fixed_point(dj.Problem(dj.LogisticModel(2.0), dj.LogisticLoss(), alpha=3.0,
-                                        regulariser=dj.Ridge(0.1)))
+    builtin = dj.fixed_point(
+        dj.Problem(dj.LogisticModel(2.0), dj.LogisticLoss(), alpha=3.0, regulariser=dj.Ridge(0.1))
+    )
     assert float(builtin.m) == pytest.approx(float(default.m), rel=1e-10)
     # the simulator draws labels from the law
     prob = jax.nn.sigmoid(2.0 * jnp.linspace(-2, 2, 5))
@@ -109,11 +119,13 @@ def test_user_binary_model_fixed_point_is_converged_at_the_default_rule():
 
 
 def test_logistic_model_dmft_simulation_and_fixed_point_agree():
-    problem = dj.Problem(dj.LogisticModel(3.0), dj.LogisticLoss(), alpha=3.0,
-                         regulariser=dj.Ridge(0.1))
+    problem = dj.Problem(
+        dj.LogisticModel(3.0), dj.LogisticLoss(), alpha=3.0, regulariser=dj.Ridge(0.1)
+    )
     alg, init = dj.GradientDescent(0.5, 40), dj.InformedInit(0.3, 1.0)
-    dmft = dj.solve_dmft(problem, alg, init, num_samples=4000, num_replicas=8,
-                         key=jax.random.key(30))
+    dmft = dj.solve_dmft(
+        problem, alg, init, num_samples=4000, num_replicas=8, key=jax.random.key(30)
+    )
     sim = dj.simulate(problem, alg, init, dim=1000, num_seeds=8, key=jax.random.key(31))
     assert_agree(sim, dmft, ("error", "overlap", "norm", "train_loss", "test_error"))
     # the late-time DMFT approaches the fixed point (integrated with the exact law)
@@ -126,8 +138,10 @@ def test_logistic_model_dmft_simulation_and_fixed_point_agree():
 # -- a converged fixed point --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("alpha,noise,lam", [(3.0, 1.0, 1.0), (2.0, 0.3, 0.05), (3.0, 0.1, 0.05),
-                                             (3.0, 0.0, 0.01), (1.5, 0.0, 0.05)])
+@pytest.mark.parametrize(
+    "alpha,noise,lam",
+    [(3.0, 1.0, 1.0), (2.0, 0.3, 0.05), (3.0, 0.1, 0.05), (3.0, 0.0, 0.01), (1.5, 0.0, 0.05)],
+)
 def test_fixed_point_quadrature_is_converged(alpha, noise, lam):
     problem = wirtinger(alpha, lam, noise)
     default = dj.fixed_point(problem)
@@ -158,8 +172,7 @@ def test_a_formula_preprocessing_is_bounded_on_the_labels():
     theory = dj.spectral_theory(problem, Formula())
     assert bool(theory.has_outlier)
     assert float(theory.tau) == pytest.approx(1.0, abs=1e-6)
-    sim = dj.spectral_simulation(problem, Formula(), dim=400, num_seeds=32,
-                                 key=jax.random.key(40))
+    sim = dj.spectral_simulation(problem, Formula(), dim=400, num_seeds=32, key=jax.random.key(40))
     z = (sim.cosine2 - float(theory.cosine2)) / sim.cosine2_stderr
     assert abs(z) < crit(32) + 0.01 / sim.cosine2_stderr, (sim.cosine2, float(theory.cosine2))
     # with noisy labels the pole is reached: unbounded, refused honestly
@@ -184,8 +197,9 @@ def test_mondelli_montanari_conventions():
 
 def test_threshold_refuses_a_bracket_end():
     with pytest.raises(ValueError, match="wider bracket"):
-        dj.weak_recovery_threshold(dj.PhaseRetrieval(0.0), dj.MondelliMontanari(),
-                                   bracket=(0.6, 10.0))
+        dj.weak_recovery_threshold(
+            dj.PhaseRetrieval(0.0), dj.MondelliMontanari(), bracket=(0.6, 10.0)
+        )
 
 
 # -- laws, not only averages ------------------------------------------------------------
@@ -195,10 +209,25 @@ def test_threshold_refuses_a_bracket_end():
 def runs_with_laws():
     problem = wirtinger(3.0, 0.05, 0.1)
     alg, init = dj.GradientDescent(0.05, 20), dj.InformedInit(0.5, 1.0)
-    dmft = dj.solve_dmft(problem, alg, init, num_samples=4000, num_replicas=8,
-                         key=jax.random.key(50), laws_at=(5, 20))
-    sim = dj.simulate(problem, alg, init, dim=500, num_seeds=10, key=jax.random.key(51),
-                      laws_at=(5, 20), kernels=True)
+    dmft = dj.solve_dmft(
+        problem,
+        alg,
+        init,
+        num_samples=4000,
+        num_replicas=8,
+        key=jax.random.key(50),
+        laws_at=(5, 20),
+    )
+    sim = dj.simulate(
+        problem,
+        alg,
+        init,
+        dim=500,
+        num_seeds=10,
+        key=jax.random.key(51),
+        laws_at=(5, 20),
+        kernels=True,
+    )
     return problem, dmft, sim
 
 
@@ -208,8 +237,7 @@ def test_row_and_coordinate_laws_match_the_simulator(runs_with_laws):
     for t in (5, 20):
         for what in ("r", lambda z, y, r: r * z, lambda z, y, r: r**2 - y):
             tests.append(dj.compare_laws(dmft.law("row", t), sim.law("row", t), what))
-        tests.append(dj.compare_laws(dmft.law("coordinate", t), sim.law("coordinate", t),
-                                     "theta"))
+        tests.append(dj.compare_laws(dmft.law("coordinate", t), sim.law("coordinate", t), "theta"))
     # each p-value is valid on its own; over the 8 comparisons, Bonferroni again
     assert min(c.p_value for c in tests) > 1e-3 / len(tests), tests
     # and the test has power: the law at another time is told apart
@@ -254,8 +282,14 @@ def test_dmft_is_self_consistent_on_fresh_samples(key):
     # Monte Carlo error of the fresh samples.
     problem = wirtinger(3.0, 0.05, 0.1)
     steps = 12
-    traj = dj.solve_dmft(problem, dj.GradientDescent(0.05, steps), dj.InformedInit(0.5, 1.0),
-                         num_samples=20000, num_replicas=8, key=key)
+    traj = dj.solve_dmft(
+        problem,
+        dj.GradientDescent(0.05, steps),
+        dj.InformedInit(0.5, 1.0),
+        num_samples=20000,
+        num_replicas=8,
+        key=key,
+    )
     k = {n: np.asarray(v) for n, v in traj.kernels.items()}
     T = steps + 1
     cov = np.zeros((T + 1, T + 1))
@@ -284,15 +318,24 @@ def test_dmft_is_self_consistent_on_fresh_samples(key):
     for est, name in ((cu, "Cu"), (gam, "Gamma")):
         mean = est.mean(0)[: T - 1, : T - 1]
         # the DMFT's kernels carry their own Monte Carlo error (8 replicas): both count
-        se = np.hypot(est.std(0)[: T - 1, : T - 1] / math.sqrt(n),
-                      k[name + "_se"][: T - 1, : T - 1])
+        se = np.hypot(
+            est.std(0)[: T - 1, : T - 1] / math.sqrt(n), k[name + "_se"][: T - 1, : T - 1]
+        )
         zval = ((mean - k[name][: T - 1, : T - 1]) / se)[use]
         # per entry the replica t-distribution (7 dof), Bonferroni over the entries
         assert np.max(np.abs(zval)) < stats.t.isf(LEVEL / 2 / use.sum() * 10, 7), (
-            name, float(np.max(np.abs(zval))))
+            name,
+            float(np.max(np.abs(zval))),
+        )
     # and it can fail: the kernels of a different step size are told apart
-    other = dj.solve_dmft(problem, dj.GradientDescent(0.045, steps), dj.InformedInit(0.5, 1.0),
-                          num_samples=20000, num_replicas=8, key=key)
+    other = dj.solve_dmft(
+        problem,
+        dj.GradientDescent(0.045, steps),
+        dj.InformedInit(0.5, 1.0),
+        num_samples=20000,
+        num_replicas=8,
+        key=key,
+    )
     wrong = (np.asarray(other.kernels["Gamma"]) - gam.mean(0))[: T - 1, : T - 1][use]
     assert np.max(np.abs(wrong / se[use])) > 10
 
@@ -307,14 +350,16 @@ def test_dmft_gradient_matches_the_simulator():
 
     def dmft_err(eta, lam, key):
         p = wirtinger(3.0, lam, 0.1)
-        obs, _ = dj.dmft_replica(p, dj.GradientDescent(eta, steps), dj.InformedInit(0.5, 1.0),
-                                 key=key, num_samples=4000)
+        obs, _ = dj.dmft_replica(
+            p, dj.GradientDescent(eta, steps), dj.InformedInit(0.5, 1.0), key=key, num_samples=4000
+        )
         return obs["error"][-1]
 
     def sim_err(eta, lam, key):
         p = wirtinger(3.0, lam, 0.1)
-        out = simulate_one(p, dj.GradientDescent(eta, steps), dj.InformedInit(0.5, 1.0),
-                           dim, 3 * dim, key)
+        out = simulate_one(
+            p, dj.GradientDescent(eta, steps), dj.InformedInit(0.5, 1.0), dim, 3 * dim, key
+        )
         return out["obs"]["error"][-1]
 
     def grads(fn, keys):
@@ -328,7 +373,11 @@ def test_dmft_gradient_matches_the_simulator():
         se = math.hypot(a.std(ddof=1) / math.sqrt(a.size), b.std(ddof=1) / math.sqrt(b.size))
         # finite-size bias of the derivative ~ 1/d: allowed as 2/d of its size
         assert abs(a.mean() - b.mean()) < crit(8) * se + 2.0 / dim * abs(b.mean()), (
-            name, a.mean(), b.mean(), se)
+            name,
+            a.mean(),
+            b.mean(),
+            se,
+        )
         assert abs(b.mean()) > 5 * b.std(ddof=1) / math.sqrt(b.size)  # resolved
 
 
@@ -338,16 +387,29 @@ def test_dmft_gradient_matches_the_simulator():
 def test_dropped_runs_are_reported():
     problem = wirtinger(3.0, 0.05, 0.0)
     with pytest.warns(RuntimeWarning, match="diverged"):
-        traj = dj.simulate(problem, dj.GradientDescent(0.3, 20), dj.InformedInit(0.5, 1.0),
-                           dim=50, num_seeds=4, key=jax.random.key(0), test_rows=0)
+        traj = dj.simulate(
+            problem,
+            dj.GradientDescent(0.3, 20),
+            dj.InformedInit(0.5, 1.0),
+            dim=50,
+            num_seeds=4,
+            key=jax.random.key(0),
+            test_rows=0,
+        )
     assert traj.info["num_diverged"] == len(traj.info["diverged_runs"]) > 0
 
 
 def test_an_unconverged_eigensolver_is_reported():
     problem = wirtinger(3.0, 0.05, 0.0)
-    init = dj.SpectralInit(dj.LuoAlghamdiLu(), method="lanczos", lanczos_steps=4,
-                           max_restarts=1)
+    init = dj.SpectralInit(dj.LuoAlghamdiLu(), method="lanczos", lanczos_steps=4, max_restarts=1)
     with pytest.warns(RuntimeWarning, match="eigensolver"):
-        traj = dj.simulate(problem, dj.GradientDescent(0.01, 2), init, dim=60, num_seeds=2,
-                           key=jax.random.key(0), test_rows=0)
+        traj = dj.simulate(
+            problem,
+            dj.GradientDescent(0.01, 2),
+            init,
+            dim=60,
+            num_seeds=2,
+            key=jax.random.key(0),
+            test_rows=0,
+        )
     assert not all(traj.info["eigensolver_converged"])
