@@ -265,7 +265,13 @@ OUTPUT = _options(
     click.option(
         "--seed", default=0, show_default=True, type=click.IntRange(min=0), help="root random seed"
     ),
-    click.option("--quiet", "-q", is_flag=True, help="no progress bars"),
+    click.option(
+        "--quiet",
+        "-q",
+        is_flag=True,
+        help="no progress bars (from 300 steps on the bar counts the time steps, and such a "
+        "run is not stored in the compilation cache)",
+    ),
 )
 FIGURE_FORMATS = ["png", "pdf", "svg"]
 FIGURE = _options(
@@ -540,6 +546,17 @@ def _check_dmft_sizes(p):
 
 # --------------------------------------------------------------------------------------
 # output
+
+
+# a live bar over the time steps from inside the compiled loop from this many steps on:
+# a computation with host callbacks is never stored in JAX's persistent compilation cache,
+# so shorter runs keep the cache (their compile time is what a user feels) and long ones,
+# which take minutes, show their progress
+LIVE_STEPS = 300
+
+
+def _live(p) -> bool:
+    return not p["quiet"] and int(p["steps"]) >= LIVE_STEPS
 
 
 def _clean(obj):
@@ -1326,6 +1343,7 @@ def predict(ctx, **p):
                 window=p["window"],
                 handoff=p["handoff"],
                 key=jax.random.key(p["seed"]),
+                progress=_live(p),
             )
         except ValueError as err:
             _fail(str(err))
@@ -1393,7 +1411,15 @@ def simulate(ctx, **p):
     dmft = None
     with _Stages(names, p["quiet"]) as st:
         try:
-            sim = dj.simulate(problem, alg, init, dim=p["dim"], num_seeds=p["seeds"], key=k_sim)
+            sim = dj.simulate(
+                problem,
+                alg,
+                init,
+                dim=p["dim"],
+                num_seeds=p["seeds"],
+                key=k_sim,
+                progress=_live(p),
+            )
             st.done()
             if p["with_dmft"]:
                 dmft = dj.solve_dmft(
@@ -1406,6 +1432,7 @@ def simulate(ctx, **p):
                     window=p["window"],
                     handoff=p["handoff"],
                     key=k_dmft,
+                    progress=_live(p),
                 )
                 st.done()
         except ValueError as err:
