@@ -917,7 +917,8 @@ def solve_dmft(
       `(theta*_j, theta^t_j)`) needs nothing kept.
     - `progress`: a live bar (tqdm, on stderr) over the time steps as they are computed
       (a host callback per step from inside the compiled loop; a few microseconds each).
-      Compiled separately from a run without it.
+      Compiled separately from a run without it, and (JAX stores no computation with
+      host callbacks) never kept in the persistent compilation cache.
 
     Seeds: `z`, `eps` and the seed of `theta^0` are stratified; the seeds are whitened
     (empirical mean 0, covariance I) and, when `num_samples >= steps + 21`, orthogonal
