@@ -123,6 +123,17 @@ def _qr_append(q_basis, g, num_samples, rtol: float = 1e-10):
     return c, nrm, jnp.where(keep, resid / jnp.where(keep, nrm, 1.0), 0.0)
 
 
+def _block_rows(acc, r_in, h_blk, block: int):
+    """The in-block backward recursion of the adjoint, unrolled (XLA fuses it into one pass
+    over the samples): rows `j = block-1 .. 0` of `J` from the later blocks' contribution
+    `acc` and the in-block responses `r_in`."""
+    rows: list = [None] * block
+    for j in range(block - 1, -1, -1):
+        later = sum((r_in[k, j] * rows[k] for k in range(j + 1, block)), acc[j])
+        rows[j] = h_blk[j] * later
+    return jnp.stack(rows)
+
+
 def _gamma_row(h_hist, resp, t, block: int, reverse: bool = False):
     r"""`sum_i h_i^t J_i(t, s)` over samples `i`, where `J(t, s) = d r^t / d w^s` solves
     the backward (adjoint) recursion `J(t,t) = 1`,
@@ -144,13 +155,10 @@ def _gamma_row(h_hist, resp, t, block: int, reverse: bool = False):
         r_in = jax.lax.dynamic_slice_in_dim(cols, start, block, axis=0)
         r_in = r_in * (start + jnp.arange(block) < t)[:, None]  # only newly solved rows
         h_blk = jax.lax.dynamic_slice_in_dim(h_hist, start, block, axis=0)
-        rows = [None] * block
-        for j in range(block - 1, -1, -1):
-            later = sum((r_in[k, j] * rows[k] for k in range(j + 1, block)), acc[j])
-            rows[j] = h_blk[j] * later
+        rows = _block_rows(acc, r_in, h_blk, block)
         old = jax.lax.dynamic_slice_in_dim(x, start, block, axis=0)
         live = (start + jnp.arange(block) < t) & (i <= t // block)
-        new = jnp.where(live[:, None], jnp.stack(rows), old)
+        new = jnp.where(live[:, None], rows, old)
         return jax.lax.dynamic_update_slice_in_dim(x, new, start, axis=0)
 
     if not reverse:
@@ -193,12 +201,9 @@ def _gamma_row_triangular(h_hist, resp, t, block: int):
             acc = cols.T @ xs  # rows >= t are final; in-block rows < t are still zero
             r_in = cols[:block] * (start + jnp.arange(block) < t)[:, None]
             h_blk = jax.lax.dynamic_slice_in_dim(h_hist, start, block, axis=0)
-            rows = [None] * block
-            for j in range(block - 1, -1, -1):
-                later = sum((r_in[k, j] * rows[k] for k in range(j + 1, block)), acc[j])
-                rows[j] = h_blk[j] * later
+            rows = _block_rows(acc, r_in, h_blk, block)
             live = start + jnp.arange(block) < t
-            new = jnp.where(live[:, None], jnp.stack(rows), xs[:block])
+            new = jnp.where(live[:, None], rows, xs[:block])
             return jax.lax.dynamic_update_slice_in_dim(x, new, start, axis=0)
 
         # this group's iterations that exist for this t (none once past t's first block)
