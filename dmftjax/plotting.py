@@ -7,6 +7,7 @@ Every figure is drawn for a journal column: `width="one"` (3.4 in) or `"two"` (7
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import textwrap
@@ -148,9 +149,20 @@ def _even_of(*trajs, even=None) -> bool:
 # style, figures, footer
 
 
+@contextlib.contextmanager
 def style():
-    """The text sizes and line widths of every figure here (a `matplotlib.rc_context`)."""
-    return plt.rc_context(RC)
+    """The text sizes and line widths of every figure here, set for the `with` block.
+
+    Only the keys of `RC` are set and restored, unlike `matplotlib.rc_context`, which
+    restores every rcParam: Jupyter's inline backend switches interactive mode on when it
+    loads, and loaded by a first figure drawn inside `rc_context` it would have that undone,
+    so that no later pyplot figure of the notebook would show."""
+    saved = {k: plt.rcParams[k] for k in RC}
+    plt.rcParams.update(RC)
+    try:
+        yield
+    finally:
+        plt.rcParams.update(saved)
 
 
 def _styled(f):

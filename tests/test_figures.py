@@ -168,6 +168,22 @@ def _traj(source, T=30, dim=None, seed=0):
     return Trajectory(times=t, values=values, stderr=stderr, source=source, info=info)
 
 
+def test_style_sets_and_restores_only_its_own_keys():
+    """Jupyter's inline backend switches interactive mode on when it loads, which happens at
+    the first figure, often one of ours: that change outlives the style block (with
+    `rc_context`, every later pyplot figure of the notebook showed nothing)."""
+    before = plt.isinteractive()
+    size = plt.rcParams["font.size"]
+    try:
+        with plotting.style():
+            assert plt.rcParams["font.size"] == plotting.RC["font.size"]
+            plt.interactive(not before)
+        assert plt.isinteractive() is (not before)
+        assert plt.rcParams["font.size"] == size
+    finally:
+        plt.interactive(before)
+
+
 def test_labels_follow_the_parity_of_the_link():
     assert plotting.label("error", even=True) == r"$\min_\pm \|\theta^t \mp \theta^*\|^2/d$"
     assert plotting.label("error", even=False) == r"$\|\theta^t - \theta^*\|^2/d$"
