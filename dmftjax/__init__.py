@@ -6,6 +6,8 @@ from ._algorithms import AbstractAlgorithm as AbstractAlgorithm
 from ._algorithms import Coefficients as Coefficients
 from ._algorithms import GradientDescent as GradientDescent
 from ._algorithms import HeavyBall as HeavyBall
+from ._algorithms import Langevin as Langevin
+from ._algorithms import MinibatchSGD as MinibatchSGD
 from ._algorithms import Nesterov as Nesterov
 from ._cache import compilation_cache_dir as compilation_cache_dir
 from ._cache import enable_compilation_cache as enable_compilation_cache

@@ -50,6 +50,9 @@ from ._validate import (
 )
 
 
+MASK_STREAM = 0x5EED  # the stream of a run's key (fold_in) that draws its minibatch masks
+
+
 class Coefficients(eqx.Module):
     """`a` (`[T, p]`), `b` (`[T]`), `c` (`[T, p]`): the plan of `T` steps over the last
     `p` iterates (column `j` multiplies `theta^{t-j}`)."""
@@ -138,6 +141,28 @@ class AbstractAlgorithm(eqx.Module):
         physical time)."""
         return jnp.arange(self.steps + 1, dtype=float)
 
+    # ------------------------------------------------------ stochastic methods' hooks
+
+    def row_weights(self, key, t, num_rows: int):
+        """The multiplier of each row's loss gradient at step `t` in the simulator
+        (minibatch SGD: `S_i^t / b`, the mask rescaled), or `None` (every row, weight 1).
+        `key` is the run's mask key, the same at every step (so that an epoch can be one
+        permutation); `t` may be traced."""
+        del key, t, num_rows
+        return None
+
+    def sample_weights(self, key, t, num_samples: int):
+        """The same multiplier in the DMFT, where each Monte Carlo sample is one row of the
+        limit: drawn independently across samples from one row's law of its mask
+        sequence (docs/equations.md#first-order-methods). Defaults to `row_weights`
+        (right when rows are independent, as with Bernoulli masks)."""
+        return self.row_weights(key, t, num_samples)
+
+    def noise_std(self):
+        """`[T]`: the standard deviation of the independent Gaussian added to each
+        coordinate of `theta^{t+1}` (Langevin: `sqrt(2 eta_t T_t)`), or `None`."""
+        return None
+
     # ----------------------------------------------------------------- the simulator
 
     def simulator_init(self, theta0):
@@ -152,10 +177,12 @@ class AbstractAlgorithm(eqx.Module):
         """One step at finite `d`: `gradient(phi)` is `A^T loss'(y, A phi)`; `field` is
         added to it (the probe of the response kernel); `key` for stochastic methods.
         Returns the new state (newest iterate first)."""
-        del key
         a, b, c = coefficients.a[t], coefficients.b[t], coefficients.c[t]
         phi = jnp.tensordot(c, state, axes=1)
         new = jnp.tensordot(a, state, axes=1) + b * (gradient(phi) + field)
+        sigma = self.noise_std()
+        if sigma is not None:
+            new = new + sigma[t] * jax.random.normal(key, new.shape, new.dtype)
         return jnp.concatenate([new[None], state[:-1]], axis=0)
 
     # ----------------------------------------------------------- the long-time tools
@@ -292,10 +319,159 @@ class Nesterov(_AbstractMomentum):
         return Coefficients(a=(1.0 - eta * lam)[:, None] * c, b=-eta, c=c)
 
 
+SAMPLINGS = ("bernoulli", "fixed", "reshuffle")
+
+
+class MinibatchSGD(AbstractAlgorithm):
+    r"""Minibatch stochastic gradient descent,
+    `theta^{t+1} = theta^t - eta_t (A^T (S^t / b) loss'(y, A theta^t) + lam theta^t)`,
+    with a mask `S_i^t` in {0, 1} per row of mean `b` (the gradient rescaled by `1/b`,
+    so that it is unbiased; the ridge is applied in full at every step).
+
+    **Arguments:**
+
+    - `step_size`: as for `GradientDescent` (a number, an array or a schedule).
+    - `batch_fraction`: `b` in (0, 1]: the expected fraction of rows in a batch.
+    - `steps`: the number of steps.
+    - `sampling`: how the simulator draws the batches: `"bernoulli"` (each row
+      independently with probability `b` at every step, the convention of
+      SPOC-group/DMFT-integration), `"fixed"` (`round(b n)` rows without replacement
+      at every step, rescaled by `n / round(b n)`) or `"reshuffle"` (random
+      reshuffling: one permutation per epoch of `1/b` batches, every row exactly once
+      per epoch; `1/b` must be an integer). In the DMFT a row's masks are Bernoulli for
+      the first two (rows of a fixed-size batch become independent as `n` grows) and,
+      for reshuffling, one visit per epoch at a uniform slot, independent across epochs.
+
+    A constant-step SGD converges to a stationary law, not a point: `predicted_rate`
+    and the hand-off refuse it; with a decaying schedule (last step below the first)
+    the full-batch fixed point is its limit.
+    """
+
+    step_size: float | Array | Callable
+    batch_fraction: float
+    steps: int = eqx.field(static=True, converter=static_int)
+    sampling: str = eqx.field(static=True, default="bernoulli")
+
+    def __check_init__(self):
+        check_int("steps", self.steps, 1)
+        _check_schedule(self.step_size, self.steps)
+        check_positive("batch_fraction", self.batch_fraction)
+        if is_concrete(self.batch_fraction) and not float(self.batch_fraction) <= 1.0:
+            raise ValueError(f"batch_fraction must be in (0, 1], got {float(self.batch_fraction)}")
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"sampling must be one of {SAMPLINGS}, got {self.sampling!r}")
+        if self.sampling == "reshuffle":
+            if not is_concrete(self.batch_fraction):
+                raise ValueError("random reshuffling needs a concrete batch_fraction (1/b batches)")
+            k = 1.0 / float(self.batch_fraction)
+            if abs(k - round(k)) > 1e-9:
+                raise ValueError(
+                    "random reshuffling needs 1/batch_fraction to be an integer (batches "
+                    f"per epoch), got 1/{float(self.batch_fraction)} = {k:.6g}"
+                )
+
+    @property
+    def has_fixed_point(self) -> bool:  # type: ignore[override]
+        if not (callable(self.step_size) or is_concrete(self.step_size)):
+            return False
+        eta = np.asarray(_schedule_values(self.step_size, self.steps))
+        return bool(eta[-1] < eta[0])
+
+    def coefficients(self, problem):
+        return GradientDescent(self.step_size, self.steps).coefficients(problem)
+
+    def _epoch(self):
+        """Batches per epoch `1/b` (traceable: checked to be an integer when built)."""
+        return jnp.round(1.0 / jnp.asarray(self.batch_fraction, dtype=float)).astype(int)
+
+    def row_weights(self, key, t, num_rows: int):
+        b = jnp.asarray(self.batch_fraction, dtype=float)
+        if self.sampling == "bernoulli":
+            mask = jax.random.bernoulli(jax.random.fold_in(key, t), b, (num_rows,))
+            return mask / b
+        if self.sampling == "fixed":
+            size = jnp.maximum(jnp.round(b * num_rows), 1.0)
+            rank = jax.random.permutation(jax.random.fold_in(key, t), num_rows)
+            return (rank < size) * (num_rows / size)
+        k = self._epoch()
+        rank = jax.random.permutation(jax.random.fold_in(key, t // k), num_rows)
+        return ((rank * k) // num_rows == t % k) * k.astype(float)
+
+    def sample_weights(self, key, t, num_samples: int):
+        b = jnp.asarray(self.batch_fraction, dtype=float)
+        if self.sampling != "reshuffle":
+            mask = jax.random.bernoulli(jax.random.fold_in(key, t), b, (num_samples,))
+            return mask / b
+        k = self._epoch()
+        slot = jax.random.randint(jax.random.fold_in(key, t // k), (num_samples,), 0, k)
+        return (slot == t % k) * k.astype(float)
+
+
+class Langevin(AbstractAlgorithm):
+    r"""Noisy gradient descent (unadjusted Langevin):
+    `theta^{t+1} = theta^t - eta_t (A^T loss'(y, A theta^t) + lam theta^t)
+    + sqrt(2 eta_t T_t) xi^t`, `xi^t ~ N(0, I_d)` independent of everything else. Its
+    stationary law at a constant step approaches the Gibbs measure
+    `exp(-(sum_i loss_i + lam |theta|^2 / 2) / T)` as `eta -> 0`.
+
+    **Arguments:** `step_size` (as for `GradientDescent`), `temperature` `T_t >= 0` (a
+    number, an array of `steps` values or a schedule), `steps`.
+
+    No fixed point (a stationary law instead): `predicted_rate` and the hand-off refuse
+    it.
+    """
+
+    has_fixed_point: ClassVar[bool] = False
+
+    step_size: float | Array | Callable
+    temperature: float | Array | Callable
+    steps: int = eqx.field(static=True, converter=static_int)
+
+    def __check_init__(self):
+        check_int("steps", self.steps, 1)
+        _check_schedule(self.step_size, self.steps)
+        _check_temperature(self.temperature, self.steps)
+
+    def coefficients(self, problem):
+        return GradientDescent(self.step_size, self.steps).coefficients(problem)
+
+    def noise_std(self):
+        eta = _schedule_values(self.step_size, self.steps)
+        temp = _schedule_values(self.temperature, self.steps)
+        return jnp.sqrt(2.0 * eta * temp)
+
+
+def _check_temperature(temperature, steps: int):
+    if is_bool(temperature) or isinstance(temperature, (str, bytes)):
+        raise ValueError(f"temperature must be a number, an array or a schedule, got {temperature!r}")
+    if not (callable(temperature) or is_concrete(temperature)):
+        return
+    try:
+        values = np.asarray(_schedule_values(temperature, steps), dtype=float)
+    except Exception as err:  # noqa: BLE001 - a user's value or callable: say what it did
+        raise ValueError(f"temperature could not be read as {steps} values: {err}") from err
+    if values.shape != (steps,):
+        raise ValueError(
+            f"a temperature array must have one value per step ({steps}), got shape "
+            f"{values.shape}"
+        )
+    if not np.all(np.isfinite(values)) or np.any(values < 0):
+        bad = values[~(np.isfinite(values) & (values >= 0))][0]
+        raise ValueError(f"every temperature must be finite and >= 0, got {bad}")
+
+
 def _check_momentum(beta):
     check_nonnegative("momentum", beta)
     if is_concrete(beta) and not float(beta) < 1.0:
         raise ValueError(f"momentum must be in [0, 1), got {float(beta)}")
 
 
-__all__ = ["AbstractAlgorithm", "Coefficients", "GradientDescent", "HeavyBall", "Nesterov"]
+__all__ = [
+    "AbstractAlgorithm",
+    "Coefficients",
+    "GradientDescent",
+    "HeavyBall",
+    "Langevin",
+    "MinibatchSGD",
+    "Nesterov",
+]

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._algorithms import MASK_STREAM
 from ._estimators import ADJOINT_BLOCK, Tangent, as_estimator
 from ._problem import AbstractInit, Problem, check_problem
 from ._progress import progress_bar, tick
@@ -357,8 +358,9 @@ class _Plan(eqx.Module):
     `src[k, j]` is the slot of `theta^{k-j}` (clamped at the first slot of the phase: no
     initial velocity); `power[k]` selects `g = T(y) r` (else the loss gradient);
     `normalise[k]` divides by the deterministic norm; `rescale[k]` multiplies by the
-    start's scale `s0` after it. `query_is_iterate` (static): `phi = theta` (the sample
-    side then needs no second set of coefficients)."""
+    start's scale `s0` after it. `sigma[k]` (or `None`): the standard deviation of the
+    independent Gaussian added to `theta^{k+1}` (Langevin). `query_is_iterate` (static):
+    `phi = theta` (the sample side then needs no second set of coefficients)."""
 
     a: jax.Array
     b: jax.Array
@@ -367,6 +369,7 @@ class _Plan(eqx.Module):
     power: jax.Array
     normalise: jax.Array
     rescale: jax.Array
+    sigma: jax.Array | None = None
     query_is_iterate: bool = eqx.field(static=True, default=True)
 
 
@@ -405,6 +408,7 @@ def _plan(problem, algorithm, *, slot: bool = False, power_slots: int = 0, shift
     rescale = jnp.asarray(k == (0 if slot else power_slots - 1))
     if not slot and power_slots == 0:
         rescale = jnp.zeros(n, bool)
+    sigma = algorithm.noise_std()
     return _Plan(
         a=a,
         b=b,
@@ -413,6 +417,7 @@ def _plan(problem, algorithm, *, slot: bool = False, power_slots: int = 0, shift
         power=is_power,
         normalise=is_power,
         rescale=rescale,
+        sigma=None if sigma is None else pad(jnp.asarray(sigma, dtype=float), 0.0),
         query_is_iterate=algorithm.query_is_iterate,
     )
 
@@ -434,6 +439,7 @@ def _solve_general(
     law_slots: tuple = (),
     reverse: bool = False,
     progress: bool = False,
+    weights=None,
 ):
     r"""The forward-in-time solve over `W = len(plan.a)` slots (see the module docstring).
 
@@ -447,6 +453,10 @@ def _solve_general(
     `s0`: scale of the rescale slot; `None` uses `model.default_scale(y)` on the samples.
     `law_slots`: slots at which to return every sample's `(z, y, r)` (the row law), as
     `kernels["rows_z"]`, `["rows_y"]` (`[M]`) and `["rows_r"]` (`[len(law_slots), M]`).
+    `weights`: `k -> [M]` multipliers of every sample's gradient at slot `k` (minibatch
+    masks, docs/equations.md#first-order-methods), or `None`; power slots have weight 1.
+    With `plan.sigma` the parameter side carries independent Gaussian kicks: their
+    coefficients `Rn` on whitened seeds of their own (`eta2`) follow the recursion of `R`.
     `reverse`: build for reverse-mode differentiation: inner loops of fixed length, the
     time loop as `sqrt(T)` checkpointed blocks (memory `O(sqrt(T))` carries, each step
     recomputed once in the backward pass), no hand-off.
@@ -464,13 +474,17 @@ def _solve_general(
     windowed = estimator == "windowed" and window < padded
     tangent = estimator == "tangent" or (estimator == "windowed" and not windowed)
 
+    noisy = plan.sigma is not None
+    columns = width + 2 + (width - 1 if noisy else 0)
     seeds = (
-        whitened_antithetic(key, num, width + 2, 2)
+        whitened_antithetic(key, num, columns, 2)
         if antithetic
-        else whitened_seeds(key, num, width + 2)
+        else whitened_seeds(key, num, columns)
     )
     z, eps, xi = seeds[:, 0], seeds[:, 1], seeds[:, 2]
-    eta = jnp.concatenate([seeds[:, 3:].T, jnp.zeros((1, num))], axis=0)  # time-major
+    eta = jnp.concatenate([seeds[:, 3 : width + 2].T, jnp.zeros((1, num))], axis=0)  # time-major
+    # the seeds of the kicks: the kick of step k enters theta^{k+1} (none after the last)
+    eta2 = jnp.concatenate([seeds[:, width + 2 :].T, jnp.zeros((1, num))], axis=0) if noisy else None
     y = jax.vmap(model.link)(z, eps)
     dy_dz = jax.vmap(model.dlink_dz)(z, eps) if z_tangent else None
     t_of_y = jax.vmap(prep)(y) if prep is not None else jnp.zeros_like(y)
@@ -496,6 +510,8 @@ def _solve_general(
         carry["DGB"] = jnp.zeros((width, num))
     if z_tangent:
         carry["DGZ"] = jnp.zeros((width, num))
+    if noisy:
+        carry["Rn"] = jnp.zeros((width + 1, width))
     iterate_query = plan.query_is_iterate
     if (
         not iterate_query
@@ -503,6 +519,8 @@ def _solve_general(
         carry.update(
             Aphi=jnp.zeros(width + 1), Bphi=jnp.zeros(width + 1), Rphi=jnp.zeros((width + 1, width))
         )
+        if noisy:
+            carry["Rnphi"] = jnp.zeros((width + 1, width))
 
     def combine(weights, history, k):
         """`sum_j weights[j] history[src[k, j]]`: the update's or the query's
@@ -510,26 +528,28 @@ def _solve_general(
         return jnp.tensordot(weights, history[plan.src[k]], axes=1)
 
     def query(c, k):
-        """`(A, B, Rt, R)` rows of the query point `phi^k` (those of `theta^k` when the
-        gradient is taken at the iterate)."""
+        """`(A, B, Rt, R, Rn)` rows of the query point `phi^k` (those of `theta^k` when
+        the gradient is taken at the iterate; `Rn` is `None` without kicks)."""
+        names = ("A", "B", "Rt", "R") + (("Rn",) if noisy else ())
         if iterate_query:
-            return c["A"][k], c["B"][k], c["Rt"][k], c["R"][k]
-        ck = plan.c[k]
-        return (
-            combine(ck, c["A"], k),
-            combine(ck, c["B"], k),
-            combine(ck, c["Rt"], k),
-            combine(ck, c["R"], k),
-        )
+            rows = tuple(c[name][k] for name in names)
+        else:
+            rows = tuple(combine(plan.c[k], c[name], k) for name in names)
+        return rows if noisy else rows + (None,)
+
+    def kicks(rn_row, n):
+        """The kicks' part of `<a, theta>` per sample."""
+        return rn_row[:n] @ eta2[:n] if noisy else 0.0
 
     def fitted(c, k):
         """`r = <a, theta^k>` per sample (the observables are those of the iterate)."""
         n = c["P"].shape[0]
-        return c["A"][k] * z + c["B"][k] * xi + c["Rt"][k, :n] @ c["P"]
+        rn = c["Rn"][k] if noisy else None
+        return c["A"][k] * z + c["B"][k] * xi + c["Rt"][k, :n] @ c["P"] + kicks(rn, n)
 
     def sample_side(c, k):
         n = c["P"].shape[0]  # rows of history kept live (all, or up to the chunk's end)
-        a_phi, b_phi, rt_phi, r_phi = query(c, k)
+        a_phi, b_phi, rt_phi, r_phi, rn_phi = query(c, k)
         if not iterate_query:
             c = dict(
                 c,
@@ -537,16 +557,19 @@ def _solve_general(
                 Bphi=c["Bphi"].at[k].set(b_phi),
                 Rphi=c["Rphi"].at[k].set(r_phi),
             )
-        r = a_phi * z + b_phi * xi + rt_phi[:n] @ c["P"]
+            if noisy:
+                c["Rnphi"] = c["Rnphi"].at[k].set(rn_phi)
+        r = a_phi * z + b_phi * xi + rt_phi[:n] @ c["P"] + kicks(rn_phi, n)
         is_power = plan.power[k]
-        g = jnp.where(is_power, t_of_y * r, jax.vmap(loss.grad)(y, r))
-        h = jnp.where(is_power, t_of_y, jax.vmap(loss.hess)(y, r))
+        w = 1.0 if weights is None else jnp.where(is_power, 1.0, weights(k))
+        g = jnp.where(is_power, t_of_y * r, w * jax.vmap(loss.grad)(y, r))
+        h = jnp.where(is_power, t_of_y, w * jax.vmap(loss.hess)(y, r))
         dgz = None
         if z_tangent:
             drz = r_phi[:n] @ c["DGZ"]
             if windowed:  # the total z-derivative, w^s moving with z through A_s
                 drz = drz + a_phi
-            gy = jax.vmap(loss.grad_y)(y, r) * dy_dz
+            gy = w * jax.vmap(loss.grad_y)(y, r) * dy_dz
             if prep is not None:
                 gy = jnp.where(is_power, dt_dy * dy_dz * r, gy)
             dgz = gy + h * drz
@@ -576,6 +599,9 @@ def _solve_general(
         A, B, R, Rt, L, Q = c["A"], c["B"], c["R"], c["Rt"], c["L"], c["Q"]
         # the query points' histories (theta's own when the gradient is at the iterate)
         Aq, Bq, Rq = (A, B, R) if iterate_query else (c["Aphi"], c["Bphi"], c["Rphi"])
+        if noisy:
+            Rn = c["Rn"]
+            Rnq = Rn if iterate_query else c["Rnphi"]
         coef, nrm, q_new = _qr_append(Q, g, num)
         n = Q.shape[0]
         l_row = sqrt_alpha * jnp.zeros(width).at[:n].set(coef).at[k].set(nrm)
@@ -583,6 +609,7 @@ def _solve_general(
         c["P"] = c["P"].at[k].add(q_new / sqrt_alpha)
         a_k, b_k = plan.a[k], plan.b[k]
         e_k = jnp.zeros(width).at[k].set(1.0)
+        kick = plan.sigma[k] * e_k if noisy else None
         if tangent:
             H = c["H"].at[k].set(h)
             resp = jnp.zeros((padded, padded)).at[:width, :width].set(Rq[:width])
@@ -596,6 +623,8 @@ def _solve_general(
             B_next = combine(a_k, B, k) + b_k * (gam_row @ Bq[:width])
             R_next = combine(a_k, R, k) + b_k * (e_k + gam_row @ Rq[:width])
             Rt_next = R_next @ c["L"]
+            if noisy:
+                Rn_next = combine(a_k, Rn, k) + b_k * (gam_row @ Rnq[:width]) + kick
             c = dict(c, H=H, Gam=c["Gam"].at[k].set(gam_row), Gs=c["Gs"].at[k].set(gam_star))
         elif windowed:  # docs/equations.md#estimators: adjoint over the last `window` lags only
             # H holds time s at row s + window (zeros before t = 0), so the window is
@@ -630,6 +659,8 @@ def _solve_general(
             B_next = combine(a_k, B, k) + b_k * xg
             R_next = combine(a_k, R, k) + b_k * (e_k + gam_row @ Rq[:width])
             Rt_next = R_next @ c["L"]
+            if noisy:
+                Rn_next = combine(a_k, Rn, k) + b_k * (gam_row @ Rnq[:width]) + kick
             c = dict(
                 c,
                 H=H,
@@ -642,19 +673,28 @@ def _solve_general(
             A_next = combine(a_k, A, k) + b_k * alpha * jnp.mean(z * g)
             B_next = combine(a_k, B, k) + b_k * alpha * jnp.mean(xi * g)
             Rt_next = combine(a_k, Rt, k) + b_k * (l_row + alpha * mask * (eta @ g) / num)
+            if noisy:  # Stein on the kicks' seeds, which enter g^k for the kicks before k
+                Rn_next = combine(a_k, Rn, k) + kick + b_k * alpha * mask * (eta2 @ g) / num
             R_next = None
-        norm = jnp.sqrt(A_next**2 + B_next**2 + Rt_next @ Rt_next)
+        norm2 = A_next**2 + B_next**2 + Rt_next @ Rt_next
+        if noisy:
+            norm2 = norm2 + Rn_next @ Rn_next
+        norm = jnp.sqrt(norm2)
         factor = jnp.where(plan.rescale[k], s0, 1.0) / jnp.where(plan.normalise[k], norm, 1.0)
         c["A"] = A.at[k + 1].set(factor * A_next)
         c["B"] = B.at[k + 1].set(factor * B_next)
         c["Rt"] = Rt.at[k + 1].set(factor * Rt_next)
         if tangent or windowed:
             c["R"] = R.at[k + 1].set(factor * R_next)
+        if noisy:
+            c["Rn"] = Rn.at[k + 1].set(factor * Rn_next)
         return c
 
     def full_step(c, k):
         c, r, g, h, dgz = sample_side(c, k)
         q = c["A"][k] ** 2 + c["B"][k] ** 2 + c["Rt"][k] @ c["Rt"][k]
+        if noisy:
+            q = q + c["Rn"][k] @ c["Rn"][k]
         r_theta = r if iterate_query else fitted(c, k)
         obs = sample_observables(problem, y, z, r_theta, m=c["A"][k], q=q)
         return update(c, k, r, g, h, dgz), obs
@@ -707,8 +747,11 @@ def _solve_general(
         carry, obs = jax.lax.scan(step, carry, jnp.arange(first, width))
     Rt = carry["Rt"][:width]
     coeffs = jnp.stack([carry["A"][:width], carry["B"][:width]], axis=1)
+    cov = coeffs @ coeffs.T + Rt @ Rt.T
+    if noisy:
+        cov = cov + carry["Rn"][:width] @ carry["Rn"][:width].T
     kernels = {
-        "C": coeffs @ coeffs.T + Rt @ Rt.T,
+        "C": cov,
         "Cu": carry["L"] @ carry["L"].T,
         "innovation": jnp.diagonal(carry["L"]),
         "A": carry["A"][:width],
@@ -725,6 +768,7 @@ def _solve_general(
             carry["A"][slots, None] * z
             + carry["B"][slots, None] * xi
             + carry["Rt"][slots] @ carry["P"]
+            + (carry["Rn"][slots] @ eta2 if noisy else 0.0)
         )
         kernels.update(rows_z=z, rows_y=y, rows_r=r_at * jnp.reshape(sign, (-1, 1)))
     return obs, kernels
@@ -747,6 +791,12 @@ def _replica(
     slot = start.kind == "slot"
     plan = _plan(problem, algorithm, slot=slot, power_slots=start.power_steps, shift=start.shift)
     first = start.slots
+    mask_key = jax.random.fold_in(key, MASK_STREAM)
+
+    def weights(k):  # one row's minibatch masks per sample (None: full batch)
+        return algorithm.sample_weights(mask_key, jnp.maximum(k - first, 0), num_samples)
+
+    stochastic = weights(first) is not None
     obs, kernels = _solve_general(
         problem,
         plan,
@@ -763,6 +813,7 @@ def _replica(
         law_slots=tuple(first + t for t in law_times),
         reverse=reverse,
         progress=progress,
+        weights=weights if stochastic else None,
     )
     extra = {}
     if slot:
@@ -963,7 +1014,14 @@ def solve_dmft(
 
     law_times = _check_times(laws_at, algorithm.steps)
     start = init.dmft_start(problem, spectral_method=spectral_method, eps0=eps0)
-    need = start.min_samples(algorithm.steps)
+    if engine[2] is not None and not algorithm.has_fixed_point:
+        raise ValueError(
+            f"handoff: {type(algorithm).__name__} has no fixed point to hand off to (a "
+            "constant-step stochastic method converges to a stationary law): integrate "
+            "every step (handoff=None)"
+        )
+    kicks = algorithm.noise_std() is not None  # the kicks have seeds of their own
+    need = start.min_samples(algorithm.steps + (algorithm.steps if kicks else 0))
     if start.antithetic and num_samples % 2:
         raise ValueError("a spectral start uses antithetic pairs: num_samples must be even")
     if num_samples < need:
@@ -971,8 +1029,9 @@ def solve_dmft(
         raise ValueError(
             f"num_samples = {num_samples} is too small: the sample side whitens one Gaussian "
             f"seed per slot (steps + {start.slots + 3} of them"
+            f"{', and one per step for the noise' if kicks else ''}"
             f"{' on each half of the antithetic pairs' if start.antithetic else ''}), so "
-            f"{half} must exceed steps + {start.slots + 3} = {algorithm.steps + start.slots + 3}"
+            f"{half} must exceed {need // (2 if start.antithetic else 1) - 1}"
         )
     check_dmft_resources(num_samples, algorithm.steps + start.slots + 3, num_replicas, engine)
     keys = jax.random.split(key, num_replicas)

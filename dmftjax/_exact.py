@@ -60,7 +60,9 @@ def least_squares_theory(alpha, lam, step_size, steps, overlap, norm=1.0, noise=
     }
 
 
-def linear_method_theory(alpha, coefficients, overlap, norm=1.0, noise=0.0, num=400):
+def linear_method_theory(
+    alpha, coefficients, overlap, norm=1.0, noise=0.0, num=400, noise_std=None
+):
     r"""The d = infinity trajectory of any linear first-order method (an algorithm's
     `Coefficients` `(a, b, c)`, ridge included in `a`) on least squares with
     `y = z + noise eps`, eigen-direction by eigen-direction of `S = A^T A`:
@@ -69,7 +71,10 @@ def linear_method_theory(alpha, coefficients, overlap, norm=1.0, noise=0.0, num=
 
     (`x^{-j} = x^0`: no initial velocity), so the coefficients of `theta*`, of the start's
     independent part and of the noise follow three scalar recursions per eigenvalue `s`,
-    averaged under Marchenko-Pastur.
+    averaged under Marchenko-Pastur. `noise_std` (`[T]`, Langevin's `sqrt(2 eta_t T_t)`):
+    independent kicks added to `theta^{t+1}`, whose second moment per eigenvalue follows
+    `Sigma^{t+1} = M_t Sigma^t M_t^T + noise_std_t^2 e_1 e_1^T` over the last `p` iterates
+    (`M_t` the recursion's companion matrix).
 
     **Returns:** dict with `overlap`, `norm`, `error` over t = 0..T.
     """
@@ -87,15 +92,22 @@ def linear_method_theory(alpha, coefficients, overlap, norm=1.0, noise=0.0, num=
         )
     }
     m, q = [], []
+    sigma = np.zeros(steps) if noise_std is None else np.asarray(noise_std, dtype=float)
+    kicks = np.zeros((s.size, p, p))  # the kicks' covariance of (x^t, ..., x^{t-p+1})
 
     def record():
         x, y, n = hist["star"][-1], hist["free"][-1], hist["noise"][-1]
         m.append(float(np.sum(w * x)))
-        q.append(float(np.sum(w * (x**2 + y**2 + s * n**2))))
+        q.append(float(np.sum(w * (x**2 + y**2 + s * n**2 + kicks[:, 0, 0]))))
 
     record()
     for t in range(steps):
         mult = [a[t, j] + b[t] * s * c[t, j] for j in range(p)]
+        companion = np.zeros((s.size, p, p))
+        companion[:, 0, :] = np.stack(mult, axis=1) if p > 1 else mult[0][:, None]
+        companion[:, 1:, :-1] = np.eye(p - 1)
+        kicks = companion @ kicks @ np.swapaxes(companion, 1, 2)
+        kicks[:, 0, 0] += sigma[t] ** 2
         drive = {"star": -b[t] * s, "free": 0.0, "noise": -b[t] * noise}
         for k in hist:
             past = hist[k]

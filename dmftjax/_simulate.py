@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._algorithms import MASK_STREAM
 from ._problem import AbstractInit, InformedInit, Problem, check_problem
 from ._progress import progress_bar, tick
 from ._trajectory import OBSERVABLES, Trajectory, cut_at_divergence, finish, sample_observables
@@ -90,10 +91,16 @@ def _run(
     co = algorithm.coefficients(problem)
     steps = algorithm.steps
 
-    def gradient(phi):
-        return a.T @ jax.vmap(loss.grad)(y, a @ phi)
+    # minibatches: the run's mask key, the same at every step (an epoch is one permutation)
+    mask_key = jax.random.fold_in(key, MASK_STREAM)
 
     def update(state, field, t, k):
+        weights = algorithm.row_weights(mask_key, t, a.shape[0])
+
+        def gradient(phi):
+            g = jax.vmap(loss.grad)(y, a @ phi)
+            return a.T @ (g if weights is None else weights * g)
+
         return algorithm.simulator_step(co, state, t, gradient, field, k)
 
     def step(carry, xs):

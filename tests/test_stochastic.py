@@ -1,0 +1,291 @@
+"""Minibatch SGD (three samplings) and Langevin / noisy gradient descent in every engine:
+exact on least squares, against the simulator (8 replicas and 8 seeds a side, and the
+methods' effect measured against full-batch GD on common random numbers, so that the
+check resolves SGD from GD), a user's own noisy method, and the refusals."""
+
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+import dmftjax as dj
+from dmftjax._exact import linear_method_theory, marchenko_pastur_quadrature
+
+sys.path.insert(0, str(Path(__file__).parent))
+from helpers import LEVEL, assert_agree  # noqa: E402
+
+LS = dj.Problem(dj.LinearModel(0.3), dj.SquareLoss(), alpha=2.0, regulariser=dj.Ridge(0.1))
+INIT = dj.InformedInit(0.3, 1.2)
+WIRTINGER = dj.Problem(
+    dj.PhaseRetrieval(0.3), dj.WirtingerLoss(), alpha=3.0, regulariser=dj.Ridge(0.05)
+)
+NAMES = ("error", "overlap", "norm", "train_loss", "test_error")
+
+
+class NoisyNesterov(dj.Nesterov):
+    """A user's own noisy method, written as a user would: Nesterov's method with a kick of
+    constant size added to every iterate (the gradient is taken at the look-ahead
+    point, so the sample side sees the kicks through the query point)."""
+
+    kick: float = 0.3
+
+    def noise_std(self):
+        return jnp.full(self.steps, self.kick)
+
+
+LANGEVIN = {
+    "constant": dj.Langevin(0.1, 0.2, 30),
+    "schedules": dj.Langevin(jnp.linspace(0.15, 0.05, 30), lambda t: 0.3 / (1.0 + t), 30),
+    "user-nesterov": NoisyNesterov(0.1, 0.5, 30),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LANGEVIN))
+@pytest.mark.parametrize("estimator", ["tangent", "ibp", "windowed"])
+def test_noisy_methods_are_exact_on_least_squares(name, estimator, key):
+    # per Marchenko-Pastur eigenvalue the kicks' second moment follows a linear recursion
+    # (`linear_method_theory`); the DMFT's sample side is Gaussian here, so exact
+    alg = LANGEVIN[name]
+    traj = dj.solve_dmft(LS, alg, INIT, num_samples=200, key=key, estimator=estimator)
+    exact = linear_method_theory(
+        2.0, alg.coefficients(LS), 0.3, 1.2, 0.3, noise_std=np.asarray(alg.noise_std())
+    )
+    quiet = linear_method_theory(2.0, alg.coefficients(LS), 0.3, 1.2, 0.3)
+    assert np.max(np.abs(exact["norm"] - quiet["norm"])) > 0.05  # the kicks are resolved
+    for obs in ("overlap", "norm", "error"):
+        np.testing.assert_allclose(traj.values[obs], exact[obs], rtol=0, atol=1e-8)
+
+
+def test_langevin_reaches_its_stationary_variance():
+    # a closed form independent of the recursion: each Hessian mode h = s + lam of the
+    # discrete Langevin chain has stationary variance 2 eta T / (1 - (1 - eta h)^2)
+    eta, temp, steps = 0.2, 0.05, 300
+    alg = dj.Langevin(eta, temp, steps)
+    traj = dj.solve_dmft(LS, alg, INIT, num_samples=700, key=jax.random.key(5), estimator="ibp")
+    quiet = linear_method_theory(2.0, alg.coefficients(LS), 0.3, 1.2, 0.3)
+    s, w = (np.asarray(v) for v in marchenko_pastur_quadrature(2.0))
+    h = s + 0.1
+    stationary = float(np.sum(w * 2 * eta * temp / (1 - (1 - eta * h) ** 2)))
+    extra = float(traj.values["norm"][-1] - quiet["norm"][-1])
+    assert stationary > 0.03
+    assert abs(extra - stationary) < 1e-8, (extra, stationary)
+
+
+def test_sgd_keeps_gradient_descent_mean_path_on_least_squares():
+    # Bernoulli masks are independent of the past with E[S/b] = 1 and the method is
+    # linear, so the overlap (a mean over coordinates) follows full-batch GD exactly in
+    # the limit, while the norm gains the minibatch noise. (Not so for reshuffling: a
+    # row's mask depends on its earlier visits in the epoch.)
+    steps = 40
+    for sampling in ("bernoulli", "fixed"):
+        sgd = dj.MinibatchSGD(0.1, 0.25, steps, sampling=sampling)
+        traj = dj.solve_dmft(
+            LS, sgd, INIT, num_samples=4000, num_replicas=8, key=jax.random.key(6)
+        )
+        gd = linear_method_theory(2.0, sgd.coefficients(LS), 0.3, 1.2, 0.3)
+        z = (traj.values["overlap"][1:] - gd["overlap"][1:]) / traj.stderr["overlap"][1:]
+        crit = stats.t.isf(LEVEL / 2, 7)
+        assert np.max(np.abs(z)) < crit, (sampling, np.max(np.abs(z)))
+        noise = traj.values["norm"][-1] - gd["norm"][-1]
+        assert noise > 10 * traj.stderr["norm"][-1], (sampling, noise)
+
+
+def test_masks_in_the_simulator():
+    key = jax.random.key(0)
+    n = 1000
+    bern = dj.MinibatchSGD(0.1, 0.2, 10, sampling="bernoulli")
+    fixed = dj.MinibatchSGD(0.1, 0.2, 10, sampling="fixed")
+    shuffle = dj.MinibatchSGD(0.1, 0.2, 10, sampling="reshuffle")
+    w = np.stack([np.asarray(fixed.row_weights(key, t, n)) for t in range(10)])
+    assert np.all((w == 0) | (w == 5.0)) and np.all((w > 0).sum(1) == 200)
+    w = np.stack([np.asarray(shuffle.row_weights(key, t, n)) for t in range(10)])
+    assert np.all((w > 0).sum(1) == 200)
+    # every row exactly once per epoch (5 batches), a new permutation each epoch
+    assert np.all((w[:5] > 0).sum(0) == 1) and np.all((w[5:] > 0).sum(0) == 1)
+    assert not np.array_equal(w[:5], w[5:])
+    w = np.stack([np.asarray(bern.row_weights(key, t, n)) for t in range(200)])
+    assert abs((w > 0).mean() - 0.2) < 0.005 and set(np.unique(w)) == {0.0, 5.0}
+    # the DMFT's law of one row under reshuffling: one visit per epoch at a uniform slot
+    w = np.stack([np.asarray(shuffle.sample_weights(key, t, n)) for t in range(10)])
+    assert np.all((w[:5] > 0).sum(0) == 1) and np.all((w[5:] > 0).sum(0) == 1)
+
+
+def _paired(a, b, name):
+    """Mean and standard error of the per-run difference `a - b` at the last step (the
+    runs of `a` and `b` share their keys: common random numbers)."""
+    d = np.asarray(a.info["final_runs"][name]) - np.asarray(b.info["final_runs"][name])
+    return d.mean(), d.std(ddof=1) / np.sqrt(d.size), d.size
+
+
+def _check_effect(sim, sim_ref, dmft, dmft_ref, names=("error", "train_loss")):
+    """The method's effect against its reference on common random numbers agrees
+    between the engines, and the DMFT resolves it (so the check has power)."""
+    resolved = False
+    for name in names:
+        ms, ss, ns = _paired(sim, sim_ref, name)
+        md, sd, nd = _paired(dmft, dmft_ref, name)
+        se2 = ss**2 + sd**2
+        dof = se2**2 / (ss**4 / (ns - 1) + sd**4 / (nd - 1))
+        assert abs(ms - md) / np.sqrt(se2) < stats.t.isf(LEVEL / 2, dof), (name, ms, ss, md, sd)
+        resolved |= abs(md) > 4 * sd
+    assert resolved, "the DMFT does not resolve the method from its reference"
+
+
+def _run_pair(problem, alg, ref, init, dim=1000, samples=4000):
+    out = []
+    for a in (alg, ref):
+        dmft = dj.solve_dmft(
+            problem, a, init, num_samples=samples, num_replicas=8, key=jax.random.key(21)
+        )
+        sim = dj.simulate(problem, a, init, dim=dim, num_seeds=8, key=jax.random.key(22))
+        assert dmft.info["num_diverged"] == 0 and sim.info["num_diverged"] == 0
+        out += [dmft, sim]
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sampling", ["bernoulli", "fixed", "reshuffle"])
+@pytest.mark.parametrize("eta,b,steps", [(0.02, 0.5, 40), (0.01, 0.2, 60)], ids=["b0.5", "b0.2"])
+def test_sgd_matches_the_simulator(sampling, eta, b, steps):
+    init = dj.InformedInit(0.5, 1.0)
+    sgd, gd = dj.MinibatchSGD(eta, b, steps, sampling=sampling), dj.GradientDescent(eta, steps)
+    dmft, sim, dmft_gd, sim_gd = _run_pair(WIRTINGER, sgd, gd, init)
+    assert_agree(sim, dmft, NAMES)
+    _check_effect(sim, sim_gd, dmft, dmft_gd)
+
+
+@pytest.mark.slow
+def test_reshuffling_and_bernoulli_masks_have_different_limits():
+    # one visit per epoch is not Bernoulli: the DMFT says reshuffling ends lower than
+    # full-batch GD and Bernoulli masks higher (b = 0.5, eta = 0.02, 40 steps); the
+    # simulator measures the same split on common random numbers
+    init = dj.InformedInit(0.5, 1.0)
+    algs = [dj.MinibatchSGD(0.02, 0.5, 40, sampling=s) for s in ("reshuffle", "bernoulli")]
+    dmft_r, sim_r, dmft_b, sim_b = _run_pair(WIRTINGER, *algs, init)
+    _check_effect(sim_r, sim_b, dmft_r, dmft_b)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("temperature", [0.005, 0.02])
+@pytest.mark.parametrize(
+    "init",
+    [dj.InformedInit(0.5, 1.0), dj.SpectralInit(dj.MondelliMontanari())],
+    ids=["informed", "spectral"],
+)
+def test_langevin_matches_the_simulator(temperature, init):
+    steps = 40 if isinstance(init, dj.InformedInit) else 25
+    eta = 0.02 if isinstance(init, dj.InformedInit) else 0.01
+    lang, gd = dj.Langevin(eta, temperature, steps), dj.GradientDescent(eta, steps)
+    dmft, sim, dmft_gd, sim_gd = _run_pair(WIRTINGER, lang, gd, init)
+    assert_agree(sim, dmft, NAMES)
+    _check_effect(sim, sim_gd, dmft, dmft_gd, names=("error", "norm", "train_loss"))
+
+
+@pytest.mark.slow
+def test_sgd_after_a_spectral_start_matches_the_simulator():
+    init = dj.SpectralInit(dj.MondelliMontanari())
+    sgd, gd = dj.MinibatchSGD(0.01, 0.5, 25), dj.GradientDescent(0.01, 25)
+    dmft, sim, dmft_gd, sim_gd = _run_pair(WIRTINGER, sgd, gd, init)
+    assert_agree(sim, dmft, NAMES)
+    _check_effect(sim, sim_gd, dmft, dmft_gd)
+
+
+@pytest.mark.slow
+def test_logistic_regression_with_sgd_and_langevin_matches_the_simulator():
+    problem = dj.Problem(
+        dj.LogisticModel(1.0), dj.LogisticLoss(), alpha=3.0, regulariser=dj.Ridge(0.1)
+    )
+    init, gd = dj.InformedInit(0.3, 1.0), dj.GradientDescent(0.4, 30)
+    for alg in (dj.MinibatchSGD(0.4, 0.25, 30), dj.Langevin(0.4, 0.05, 30)):
+        dmft, sim, dmft_gd, sim_gd = _run_pair(problem, alg, gd, init)
+        assert_agree(sim, dmft, NAMES)
+        _check_effect(sim, sim_gd, dmft, dmft_gd, names=("error", "norm", "train_loss"))
+
+
+# -- long-time tools and refusals ------------------------------------------------------
+
+
+def test_stochastic_methods_have_no_fixed_point():
+    for alg in (dj.MinibatchSGD(0.02, 0.5, 20), dj.Langevin(0.02, 0.01, 20)):
+        assert not alg.has_fixed_point
+        with pytest.raises(ValueError, match="no fixed point"):
+            dj.predicted_rate(WIRTINGER, alg)
+        with pytest.raises(ValueError, match="no fixed point to hand off to"):
+            dj.solve_dmft(
+                WIRTINGER,
+                alg,
+                dj.InformedInit(0.5, 1.0),
+                num_samples=100,
+                key=jax.random.key(0),
+                estimator="windowed",
+                handoff=0.01,
+            )
+    # a decaying schedule converges to the full-batch fixed point
+    decaying = dj.MinibatchSGD(jnp.linspace(0.03, 0.001, 20), 0.5, 20)
+    assert decaying.has_fixed_point
+    rate = dj.predicted_rate(WIRTINGER, decaying)
+    assert 0 < float(rate.rate) < 1
+
+
+@pytest.mark.parametrize(
+    "build,match",
+    [
+        (lambda: dj.MinibatchSGD(0.1, 0.0, 10), "batch_fraction"),
+        (lambda: dj.MinibatchSGD(0.1, 1.5, 10), r"batch_fraction must be in \(0, 1\]"),
+        (lambda: dj.MinibatchSGD(0.1, 0.3, 10, sampling="reshuffle"), "to be an integer"),
+        (lambda: dj.MinibatchSGD(0.1, 0.5, 10, sampling="shuffle"), "sampling must be one of"),
+        (lambda: dj.MinibatchSGD(-0.1, 0.5, 10), "step_size"),
+        (lambda: dj.Langevin(0.1, -1.0, 10), "temperature must be finite and >= 0"),
+        (lambda: dj.Langevin(0.1, np.ones(3), 10), "one value per step"),
+        (lambda: dj.Langevin(0.1, "hot", 10), "temperature must be a number"),
+        (lambda: dj.Langevin(0.1, float("nan"), 10), "temperature must be finite"),
+    ],
+)
+def test_bad_stochastic_methods_are_refused(build, match):
+    with pytest.raises(ValueError, match=match):
+        build()
+
+
+def test_noisy_dmft_needs_a_seed_per_step_for_the_kicks():
+    with pytest.raises(ValueError, match="one per step for the noise"):
+        dj.solve_dmft(
+            LS, dj.Langevin(0.1, 0.1, 30), INIT, num_samples=40, key=jax.random.key(0)
+        )
+
+
+def test_a_sweep_over_temperature_and_batch_fraction_equals_solve_dmft():
+    init = dj.InformedInit(0.5, 1.0)
+    for alg, field, values in (
+        (dj.Langevin(0.02, 0.01, 10), "temperature", [0.0, 0.02]),
+        (dj.MinibatchSGD(0.02, 0.5, 10), "batch_fraction", [0.25, 1.0]),
+    ):
+        res = dj.sweep(
+            WIRTINGER,
+            alg,
+            init,
+            axes={f"algorithm.{field}": values},
+            num_samples=300,
+            num_replicas=2,
+            key=jax.random.key(3),
+            progress=False,
+        )
+        for i, v in enumerate(values):
+            one = dj.solve_dmft(
+                WIRTINGER,
+                type(alg)(**{**_fields(alg), field: v}),
+                init,
+                num_samples=300,
+                num_replicas=2,
+                key=jax.random.key(3),
+            )
+            np.testing.assert_allclose(res.values["error"][i], one.error[-1], rtol=1e-10)
+
+
+def _fields(alg):
+    import dataclasses
+
+    return {f.name: getattr(alg, f.name) for f in dataclasses.fields(alg)}
