@@ -5,6 +5,7 @@ import importlib.metadata
 from ._algorithms import AbstractAlgorithm as AbstractAlgorithm
 from ._algorithms import Coefficients as Coefficients
 from ._algorithms import GradientDescent as GradientDescent
+from ._algorithms import GradientFlow as GradientFlow
 from ._algorithms import HeavyBall as HeavyBall
 from ._algorithms import Langevin as Langevin
 from ._algorithms import MinibatchSGD as MinibatchSGD
@@ -12,6 +13,7 @@ from ._algorithms import Nesterov as Nesterov
 from ._cache import compilation_cache_dir as compilation_cache_dir
 from ._cache import enable_compilation_cache as enable_compilation_cache
 from ._dmft import dmft_replica as dmft_replica
+from ._dmft import richardson as richardson
 from ._dmft import solve_dmft as solve_dmft
 from ._estimators import AbstractEstimator as AbstractEstimator
 from ._estimators import IntegrationByParts as IntegrationByParts

@@ -49,7 +49,6 @@ from ._validate import (
     static_int,
 )
 
-
 MASK_STREAM = 0x5EED  # the stream of a run's key (fold_in) that draws its minibatch masks
 
 
@@ -441,9 +440,71 @@ class Langevin(AbstractAlgorithm):
         return jnp.sqrt(2.0 * eta * temp)
 
 
+class GradientFlow(AbstractAlgorithm):
+    r"""Gradient flow `d theta / d tau = -(A^T loss'(y, A theta) + lam theta)` on the
+    physical time axis `tau = 0, dt, ..., steps dt` (`Trajectory.times`).
+
+    **Arguments:**
+
+    - `dt`: the DMFT's time step: the DMFT integrates the flow by Euler steps of `dt`
+      (gradient descent with step `dt`), so its curves carry an `O(dt)` error;
+      `richardson` extrapolates two step sizes to `O(dt^2)` and reports the
+      dependence on `dt`.
+    - `steps`: the number of steps of `dt` (the horizon is `steps * dt`).
+    - `rtol`, `atol` (static): the simulator's tolerances. The simulator integrates the
+      finite-`d` ODE between the grid times with diffrax (Tsit5, adaptive steps under a
+      PID controller), so the reference does not share the DMFT's time step.
+    """
+
+    dt: float
+    steps: int = eqx.field(static=True, converter=static_int)
+    rtol: float = eqx.field(static=True, default=1e-8)
+    atol: float = eqx.field(static=True, default=1e-8)
+
+    def __check_init__(self):
+        check_int("steps", self.steps, 1)
+        if is_bool(self.dt) or callable(self.dt) or np.ndim(self.dt) != 0:
+            raise ValueError(f"dt must be one positive number, got {self.dt!r}")
+        check_positive("dt", self.dt)
+        for name in ("rtol", "atol"):
+            check_positive(name, getattr(self, name))
+
+    def coefficients(self, problem):
+        return GradientDescent(self.dt, self.steps).coefficients(problem)
+
+    def times(self):
+        return jnp.asarray(self.dt, dtype=float) * jnp.arange(self.steps + 1, dtype=float)
+
+    def simulator_step(self, coefficients, state, t, gradient, field, key):
+        import diffrax
+
+        del key
+        dt = -coefficients.b[t]
+        lam = (1.0 - coefficients.a[t, 0]) / dt
+
+        def flow(tau, theta, args):
+            return -(gradient(theta) + field + lam * theta)
+
+        sol = diffrax.diffeqsolve(
+            diffrax.ODETerm(flow),
+            diffrax.Tsit5(),
+            t0=0.0,
+            t1=dt,
+            dt0=dt / 4,
+            y0=state[0],
+            stepsize_controller=diffrax.PIDController(rtol=self.rtol, atol=self.atol),
+            adjoint=diffrax.ForwardMode(),  # the simulator's response probe is a jvp
+            max_steps=4096,
+            throw=False,  # a flow that blows up ends non-finite: reported as diverged
+        )
+        return sol.ys[-1][None]
+
+
 def _check_temperature(temperature, steps: int):
     if is_bool(temperature) or isinstance(temperature, (str, bytes)):
-        raise ValueError(f"temperature must be a number, an array or a schedule, got {temperature!r}")
+        raise ValueError(
+            f"temperature must be a number, an array or a schedule, got {temperature!r}"
+        )
     if not (callable(temperature) or is_concrete(temperature)):
         return
     try:
@@ -452,8 +513,7 @@ def _check_temperature(temperature, steps: int):
         raise ValueError(f"temperature could not be read as {steps} values: {err}") from err
     if values.shape != (steps,):
         raise ValueError(
-            f"a temperature array must have one value per step ({steps}), got shape "
-            f"{values.shape}"
+            f"a temperature array must have one value per step ({steps}), got shape {values.shape}"
         )
     if not np.all(np.isfinite(values)) or np.any(values < 0):
         bad = values[~(np.isfinite(values) & (values >= 0))][0]
@@ -470,6 +530,7 @@ __all__ = [
     "AbstractAlgorithm",
     "Coefficients",
     "GradientDescent",
+    "GradientFlow",
     "HeavyBall",
     "Langevin",
     "MinibatchSGD",

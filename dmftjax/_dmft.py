@@ -40,6 +40,7 @@ from ._trajectory import (
     cut_at_divergence,
     finish,
     first_divergence,
+    on_time_axis,
     sample_observables,
 )
 from ._validate import as_arrays, check_int, check_key, check_real, check_resources
@@ -351,6 +352,29 @@ def whitened_antithetic(key, num_samples: int, width: int, kept: int):
     return jnp.concatenate([half, half * flip], axis=0)
 
 
+KICK_STREAM = 0x4B1C  # the stream of a replica's key (fold_in) that draws the kicks' seeds
+
+
+def kick_seeds(key, seeds, count: int, antithetic: bool):
+    """`[M, count]` seeds of Langevin-type kicks: standard Gaussian, orthogonal on the
+    sample to `seeds` (and to the features of `(z, eps)` where there is room), whitened
+    (empirical covariance I), from a stream of their own, so that `seeds` are those of
+    the same run without kicks (common random numbers: zero kicks give that run
+    exactly). Antithetic: drawn on the first half and flipped on the second, which keeps
+    them orthogonal to the pairs' seeds."""
+    num = seeds.shape[0] // 2 if antithetic else seeds.shape[0]
+    basis = seeds[:num]
+    if num > basis.shape[1] + NUM_FEATURES - 2 + count:  # z and eps are features too
+        feats = _features(basis[:, 0], basis[:, 1])
+        basis = jnp.concatenate([feats, basis[:, 2:]], axis=1)  # full rank
+    q, _ = jnp.linalg.qr(basis)
+    x = jax.random.normal(jax.random.fold_in(key, KICK_STREAM), (num, count))
+    x = x - q @ (q.T @ x)
+    chol = jnp.linalg.cholesky(x.T @ x / num)
+    x = jax.scipy.linalg.solve_triangular(chol, x.T, lower=True).T
+    return jnp.concatenate([x, -x], axis=0) if antithetic else x
+
+
 class _Plan(eqx.Module):
     """Per-slot coefficients of the general recursion (sections 2 and 2b):
     `phi^k = sum_j c[k, j] theta^{src[k, j]}`,
@@ -475,16 +499,18 @@ def _solve_general(
     tangent = estimator == "tangent" or (estimator == "windowed" and not windowed)
 
     noisy = plan.sigma is not None
-    columns = width + 2 + (width - 1 if noisy else 0)
     seeds = (
-        whitened_antithetic(key, num, columns, 2)
+        whitened_antithetic(key, num, width + 2, 2)
         if antithetic
-        else whitened_seeds(key, num, columns)
+        else whitened_seeds(key, num, width + 2)
     )
     z, eps, xi = seeds[:, 0], seeds[:, 1], seeds[:, 2]
-    eta = jnp.concatenate([seeds[:, 3 : width + 2].T, jnp.zeros((1, num))], axis=0)  # time-major
+    eta = jnp.concatenate([seeds[:, 3:].T, jnp.zeros((1, num))], axis=0)  # time-major
     # the seeds of the kicks: the kick of step k enters theta^{k+1} (none after the last)
-    eta2 = jnp.concatenate([seeds[:, width + 2 :].T, jnp.zeros((1, num))], axis=0) if noisy else None
+    eta2 = None
+    if noisy:
+        kick = kick_seeds(key, seeds, width - 1, antithetic)
+        eta2 = jnp.concatenate([kick.T, jnp.zeros((1, num))], axis=0)
     y = jax.vmap(model.link)(z, eps)
     dy_dz = jax.vmap(model.dlink_dz)(z, eps) if z_tangent else None
     t_of_y = jax.vmap(prep)(y) if prep is not None else jnp.zeros_like(y)
@@ -539,7 +565,7 @@ def _solve_general(
 
     def kicks(rn_row, n):
         """The kicks' part of `<a, theta>` per sample."""
-        return rn_row[:n] @ eta2[:n] if noisy else 0.0
+        return rn_row[:n] @ eta2[:n] if eta2 is not None else 0.0
 
     def fitted(c, k):
         """`r = <a, theta^k>` per sample (the observables are those of the iterate)."""
@@ -673,8 +699,9 @@ def _solve_general(
             A_next = combine(a_k, A, k) + b_k * alpha * jnp.mean(z * g)
             B_next = combine(a_k, B, k) + b_k * alpha * jnp.mean(xi * g)
             Rt_next = combine(a_k, Rt, k) + b_k * (l_row + alpha * mask * (eta @ g) / num)
-            if noisy:  # Stein on the kicks' seeds, which enter g^k for the kicks before k
-                Rn_next = combine(a_k, Rn, k) + kick + b_k * alpha * mask * (eta2 @ g) / num
+            if noisy:  # Stein on the seeds of the kicks before k (only those that kicked)
+                kicked = mask * (plan.sigma != 0)
+                Rn_next = combine(a_k, Rn, k) + kick + b_k * alpha * kicked * (eta2 @ g) / num
             R_next = None
         norm2 = A_next**2 + B_next**2 + Rt_next @ Rt_next
         if noisy:
@@ -757,6 +784,8 @@ def _solve_general(
         "A": carry["A"][:width],
         "B": carry["B"][:width],
     }
+    if noisy:
+        kernels["Rn"] = carry["Rn"][:width]
     if tangent or windowed:
         kernels.update(R=carry["R"][:width], Gamma=carry["Gam"], Gamma_star=carry["Gs"])
     if law_slots:
@@ -768,7 +797,7 @@ def _solve_general(
             carry["A"][slots, None] * z
             + carry["B"][slots, None] * xi
             + carry["Rt"][slots] @ carry["P"]
-            + (carry["Rn"][slots] @ eta2 if noisy else 0.0)
+            + (carry["Rn"][slots] @ eta2 if eta2 is not None else 0.0)
         )
         kernels.update(rows_z=z, rows_y=y, rows_r=r_at * jnp.reshape(sign, (-1, 1)))
     return obs, kernels
@@ -1021,7 +1050,7 @@ def solve_dmft(
             "every step (handoff=None)"
         )
     kicks = algorithm.noise_std() is not None  # the kicks have seeds of their own
-    need = start.min_samples(algorithm.steps + (algorithm.steps if kicks else 0))
+    need = start.min_samples(algorithm.steps + (algorithm.steps + start.slots if kicks else 0))
     if start.antithetic and num_samples % 2:
         raise ValueError("a spectral start uses antithetic pairs: num_samples must be even")
     if num_samples < need:
@@ -1068,7 +1097,58 @@ def solve_dmft(
         info["norm_v"] = float(np.asarray(kernels.pop("start_norm_v")).mean())
     if "start_power_cosine" in kernels:
         info["power_cosine"] = np.asarray(kernels.pop("start_power_cosine")).mean(0)
-    return _assemble(handed, kernels, info, law_times, prior)
+    return on_time_axis(_assemble(handed, kernels, info, law_times, prior), algorithm.times())
+
+
+def richardson(problem: Problem, algorithm, init, *, key, **kwargs) -> Trajectory:
+    r"""The DMFT of gradient flow extrapolated to `dt -> 0`.
+
+    `solve_dmft` integrates a `GradientFlow` by Euler steps of `dt`, so its curves carry
+    an `O(dt)` error. This solves it at `dt` and at `dt / 2` (independent keys) and
+    returns `2 f(dt/2) - f(dt)` at the grid times of `dt`, with an error `O(dt^2)`.
+
+    **Arguments:** as for `solve_dmft` (`algorithm` a `GradientFlow`; `laws_at` and
+    `handoff` are not taken).
+
+    **Returns:** a `Trajectory` on the physical time axis (no kernels), whose standard
+    errors combine both solves (`sqrt(4 se(dt/2)^2 + se(dt)^2)`), with
+    `info["dt_dependence"]`: per observable, the largest `|f(dt/2) - f(dt)|` over the
+    times (the size of the Euler error that was removed), and `info["dt"]`.
+    """
+    from ._algorithms import GradientFlow
+
+    if not isinstance(algorithm, GradientFlow):
+        raise ValueError(
+            f"richardson extrapolates a GradientFlow in its step dt, got {type(algorithm).__name__}"
+        )
+    for name in ("laws_at", "handoff"):
+        if kwargs.get(name):
+            raise ValueError(f"richardson does not take {name}")
+    check_key(key)
+    fine_flow = GradientFlow(algorithm.dt / 2, 2 * algorithm.steps, algorithm.rtol, algorithm.atol)
+    key_coarse, key_fine = jax.random.split(key)
+    coarse = solve_dmft(problem, algorithm, init, key=key_coarse, **kwargs)
+    fine = solve_dmft(problem, fine_flow, init, key=key_fine, **kwargs)
+    if coarse.diverged or fine.diverged:
+        raise ValueError(
+            "richardson: the DMFT diverged at one of the two step sizes (dt = "
+            f"{float(algorithm.dt):g} or {float(algorithm.dt) / 2:g}); lower dt"
+        )
+    values, stderr, change = {}, {}, {}
+    for name in OBSERVABLES:
+        f1, f2 = np.asarray(coarse.values[name]), np.asarray(fine.values[name])[::2]
+        s1, s2 = np.asarray(coarse.stderr[name]), np.asarray(fine.stderr[name])[::2]
+        values[name] = jnp.asarray(2 * f2 - f1)
+        stderr[name] = jnp.asarray(np.sqrt(4 * s2**2 + s1**2))
+        change[name] = float(np.max(np.abs(f2 - f1)))
+    info = dict(
+        coarse.info,
+        richardson=True,
+        dt=(float(algorithm.dt), float(algorithm.dt) / 2),
+        dt_dependence=change,
+        fine_info=fine.info,
+    )
+    return Trajectory(times=coarse.times, values=values, stderr=stderr, source="dmft", info=info)
 
 
 def check_dmft_resources(num_samples: int, width: int, batch: int, engine) -> None:

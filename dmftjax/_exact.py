@@ -60,6 +60,24 @@ def least_squares_theory(alpha, lam, step_size, steps, overlap, norm=1.0, noise=
     }
 
 
+def gradient_flow_theory(alpha, lam, times, overlap, norm=1.0, noise=0.0, num=400):
+    r"""The d = infinity trajectory of gradient flow on `(r - y)^2/2 + ridge`,
+    `y = z + noise eps`, at the physical `times`: `least_squares_theory` with
+    `(1 - eta (s + lam))^t` replaced by `exp(-tau (s + lam))`.
+
+    **Returns:** dict with `overlap`, `norm`, `error` over `times`.
+    """
+    s, w = marchenko_pastur_quadrature(float(alpha), num)
+    p = jnp.exp(-jnp.asarray(times, dtype=float)[:, None] * (s + lam)[None, :])
+    f = 1 - p
+    a = p * overlap + f * s / (s + lam)
+    b = p * jnp.sqrt(norm - overlap**2)
+    c = f / (s + lam) * noise
+    m = (a * w).sum(-1)
+    q = ((a**2 + b**2 + s * c**2) * w).sum(-1)
+    return {"overlap": m, "norm": q, "error": q - 2 * m + 1}
+
+
 def linear_method_theory(
     alpha, coefficients, overlap, norm=1.0, noise=0.0, num=400, noise_std=None
 ):

@@ -14,7 +14,14 @@ import numpy as np
 from ._algorithms import MASK_STREAM
 from ._problem import AbstractInit, InformedInit, Problem, check_problem
 from ._progress import progress_bar, tick
-from ._trajectory import OBSERVABLES, Trajectory, cut_at_divergence, finish, sample_observables
+from ._trajectory import (
+    OBSERVABLES,
+    Trajectory,
+    cut_at_divergence,
+    finish,
+    on_time_axis,
+    sample_observables,
+)
 from ._validate import as_arrays, check_int, check_key, check_positive, check_resources
 
 
@@ -303,7 +310,7 @@ def simulate(
                 RuntimeWarning,
                 stacklevel=2,
             )
-    traj = finish(out["obs"], "simulation", info)
+    traj = on_time_axis(finish(out["obs"], "simulation", info), algorithm.times())
     if kernels:
         ok = _kept(traj, num_seeds)
         with warnings.catch_warnings():  # diverged seeds overflow (cut below)

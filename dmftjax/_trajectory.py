@@ -215,6 +215,13 @@ def finish(curves: dict, source: str, info: dict) -> Trajectory:
     return summarise(cut, source, info=info, diverged=True, diverged_at=t_end)
 
 
+def on_time_axis(traj: Trajectory, times) -> Trajectory:
+    """`traj` with the algorithm's own times (gradient flow: physical time), cut to the
+    length of its curves."""
+    times = jnp.asarray(times, dtype=float)[: traj.times.shape[0]]
+    return eqx.tree_at(lambda t: t.times, traj, times)
+
+
 def cut_at_divergence(traj: Trajectory) -> Trajectory:
     """A diverged trajectory's kernels and laws cut to its curves' length (`diverged_at`
     steps), like its curves; the identity for a run that did not diverge."""

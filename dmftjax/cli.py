@@ -336,14 +336,34 @@ ALPHA = click.option(
 LAM = click.option(
     "--lam", default=0.05, show_default=True, type=NONNEGATIVE, help="ridge strength"
 )
-METHODS = ["gd", "heavy-ball", "nesterov"]
+METHODS = ["gd", "heavy-ball", "nesterov"]  # the deterministic ones (sweeps, tuning)
 ALGORITHM = _options(
     click.option(
         "--algorithm",
-        type=click.Choice(METHODS),
+        type=click.Choice(METHODS + ["sgd", "langevin"]),
         default="gd",
         show_default=True,
-        help="gradient descent, heavy-ball (Polyak) or Nesterov momentum",
+        help="gradient descent, heavy-ball (Polyak) or Nesterov momentum, minibatch SGD "
+        "(--batch-fraction, --sampling) or Langevin / noisy GD (--temperature)",
+    ),
+    click.option(
+        "--batch-fraction",
+        default=None,
+        type=click.FloatRange(min=0, max=1, min_open=True),
+        help="sgd: expected fraction b of the rows in a batch (gradient rescaled by 1/b)",
+    ),
+    click.option(
+        "--sampling",
+        type=click.Choice(["bernoulli", "fixed", "reshuffle"]),
+        default=None,
+        help="sgd: Bernoulli masks per row (default), a fixed-size batch per step, or "
+        "random reshuffling (1/b batches per epoch)",
+    ),
+    click.option(
+        "--temperature",
+        default=None,
+        type=click.FloatRange(min=0),
+        help="langevin: temperature T (kick sqrt(2 step T) per coordinate and step)",
     ),
     click.option("--step", default=0.05, show_default=True, type=POSITIVE, help="step size"),
     click.option(
@@ -515,10 +535,25 @@ def _algorithm(p):
     import dmftjax as dj
 
     kind, beta = p.get("algorithm", "gd"), p.get("momentum")
-    if kind == "gd" and beta is not None:
+    if kind not in ("heavy-ball", "nesterov") and beta is not None:
         _fail("--momentum needs --algorithm heavy-ball or nesterov")
+    frac, sampling, temp = p.get("batch_fraction"), p.get("sampling"), p.get("temperature")
+    if kind != "sgd" and (frac is not None or sampling is not None):
+        _fail("--batch-fraction and --sampling need --algorithm sgd")
+    if kind != "langevin" and temp is not None:
+        _fail("--temperature needs --algorithm langevin")
+    if kind == "sgd" and frac is None:
+        _fail("--algorithm sgd needs --batch-fraction (the expected fraction of rows per batch)")
+    if kind == "langevin" and temp is None:
+        _fail("--algorithm langevin needs --temperature")
     beta = 0.5 if beta is None else float(beta)
     try:
+        if kind == "sgd":
+            return dj.MinibatchSGD(
+                float(p["step"]), float(frac), int(p["steps"]), sampling=sampling or "bernoulli"
+            )
+        if kind == "langevin":
+            return dj.Langevin(float(p["step"]), float(temp), int(p["steps"]))
         if kind == "heavy-ball":
             return dj.HeavyBall(float(p["step"]), beta, int(p["steps"]))
         if kind == "nesterov":
@@ -1510,6 +1545,11 @@ def fixed_point_cmd(ctx, **p):
     exts = ["json", "csv"]
     if p["start"] == "dmft":
         alg, init = _algorithm(p), _init(p)
+        if not alg.has_fixed_point:
+            _fail(
+                f"--algorithm {p['algorithm']}: a constant-step stochastic method has no fixed "
+                "point (it converges to a stationary law); use dmftjax predict"
+            )
         _check_dmft_sizes(p)
         exts = [p["format"]] + exts
     else:

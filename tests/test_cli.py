@@ -485,3 +485,34 @@ def test_outputs_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
+
+
+def test_predict_with_minibatch_sgd_and_langevin(tmp_path):
+    common = ["--step", "0.02", "--steps", "10", "--samples", "300", "--replicas", "2", "-q"]
+
+    def final(name, *extra):
+        res = run("predict", *extra, *common, "--out", tmp_path / name)
+        assert res.exit_code == 0, res.output
+        data = json.loads((tmp_path / name / "predict.json").read_text())
+        return data["dmft"]["values"]["error"][-1]
+
+    gd = final("gd")
+    sgd = final("bernoulli", "--algorithm", "sgd", "--batch-fraction", "0.5")
+    # in the limit a fixed-size batch is Bernoulli per row: the same DMFT on the same key
+    fixed = final("fixed", "--algorithm", "sgd", "--batch-fraction", "0.5", "--sampling", "fixed")
+    shuffled = final(
+        "reshuffle", "--algorithm", "sgd", "--batch-fraction", "0.5", "--sampling", "reshuffle"
+    )
+    hot = final("langevin", "--algorithm", "langevin", "--temperature", "0.05")
+    assert sgd == fixed and len({gd, sgd, shuffled, hot}) == 4
+    assert hot > gd  # the kicks add to the norm, hence to the error
+    for args, msg in [
+        (["--algorithm", "sgd"], "needs --batch-fraction"),
+        (["--batch-fraction", "0.5"], "need --algorithm sgd"),
+        (["--algorithm", "langevin"], "needs --temperature"),
+        (["--temperature", "0.1"], "needs --algorithm langevin"),
+        (["--algorithm", "sgd", "--batch-fraction", "0.3", "--sampling", "reshuffle"], "integer"),
+    ]:
+        assert msg in assert_one_line_error(run("predict", *args, *common)), args
+    bad = run("fixed-point", "--algorithm", "langevin", "--temperature", "0.1", "-q")
+    assert "no fixed point" in assert_one_line_error(bad)

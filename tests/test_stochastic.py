@@ -60,6 +60,32 @@ def test_noisy_methods_are_exact_on_least_squares(name, estimator, key):
         np.testing.assert_allclose(traj.values[obs], exact[obs], rtol=0, atol=1e-8)
 
 
+@pytest.mark.parametrize("estimator", ["tangent", "ibp", "windowed"])
+@pytest.mark.parametrize(
+    "init,method",
+    [
+        (dj.InformedInit(0.5, 1.0), "slot"),
+        (dj.SpectralInit(dj.MondelliMontanari()), "slot"),
+        (dj.SpectralInit(dj.LuoAlghamdiLu(clip=-5.0)), "prehistory"),
+    ],
+    ids=["informed", "spectral-slot", "spectral-prehistory"],
+)
+def test_zero_temperature_is_gradient_descent_on_the_same_key(estimator, init, method):
+    # the kicks have seeds of their own: every other seed is that of the run without
+    # kicks (common random numbers), so T = 0 is that run exactly, in both engines
+    lang, gd = dj.Langevin(0.01, 0.0, 8), dj.GradientDescent(0.01, 8)
+    kw = dict(num_samples=600, num_replicas=2, key=jax.random.key(3), estimator=estimator)
+    a = dj.solve_dmft(WIRTINGER, lang, init, spectral_method=method, **kw)
+    b = dj.solve_dmft(WIRTINGER, gd, init, spectral_method=method, **kw)
+    for name in NAMES:
+        np.testing.assert_array_equal(a.values[name], b.values[name])
+    if estimator == "tangent":
+        kw = dict(dim=100, num_seeds=2, key=jax.random.key(4))
+        a, b = dj.simulate(WIRTINGER, lang, init, **kw), dj.simulate(WIRTINGER, gd, init, **kw)
+        for name in NAMES:
+            np.testing.assert_array_equal(a.values[name], b.values[name])
+
+
 def test_langevin_reaches_its_stationary_variance():
     # a closed form independent of the recursion: each Hessian mode h = s + lam of the
     # discrete Langevin chain has stationary variance 2 eta T / (1 - (1 - eta h)^2)
@@ -83,9 +109,7 @@ def test_sgd_keeps_gradient_descent_mean_path_on_least_squares():
     steps = 40
     for sampling in ("bernoulli", "fixed"):
         sgd = dj.MinibatchSGD(0.1, 0.25, steps, sampling=sampling)
-        traj = dj.solve_dmft(
-            LS, sgd, INIT, num_samples=4000, num_replicas=8, key=jax.random.key(6)
-        )
+        traj = dj.solve_dmft(LS, sgd, INIT, num_samples=4000, num_replicas=8, key=jax.random.key(6))
         gd = linear_method_theory(2.0, sgd.coefficients(LS), 0.3, 1.2, 0.3)
         z = (traj.values["overlap"][1:] - gd["overlap"][1:]) / traj.stderr["overlap"][1:]
         crit = stats.t.isf(LEVEL / 2, 7)
@@ -121,52 +145,55 @@ def _paired(a, b, name):
     return d.mean(), d.std(ddof=1) / np.sqrt(d.size), d.size
 
 
-def _check_effect(sim, sim_ref, dmft, dmft_ref, names=("error", "train_loss")):
+def _check_effect(sim, sim_ref, dmft, dmft_ref, names=("error", "train_loss", "overlap")):
     """The method's effect against its reference on common random numbers agrees
-    between the engines, and the DMFT resolves it (so the check has power)."""
-    resolved = False
+    between the engines, and both engines resolve it (so that a DMFT blind to the
+    method would fail)."""
+    resolved = []
     for name in names:
         ms, ss, ns = _paired(sim, sim_ref, name)
         md, sd, nd = _paired(dmft, dmft_ref, name)
         se2 = ss**2 + sd**2
         dof = se2**2 / (ss**4 / (ns - 1) + sd**4 / (nd - 1))
         assert abs(ms - md) / np.sqrt(se2) < stats.t.isf(LEVEL / 2, dof), (name, ms, ss, md, sd)
-        resolved |= abs(md) > 4 * sd
-    assert resolved, "the DMFT does not resolve the method from its reference"
+        resolved.append(abs(md) > 4 * sd and abs(ms) > 4 * ss)
+    assert any(resolved), "the engines do not resolve the method from its reference"
 
 
-def _run_pair(problem, alg, ref, init, dim=1000, samples=4000):
+def _run_pair(problem, alg, ref, init):
+    """DMFT (8 replicas of 8000 samples) and simulation (16 seeds at d = 2000) of `alg`
+    and `ref`, each pair on the same keys."""
     out = []
     for a in (alg, ref):
         dmft = dj.solve_dmft(
-            problem, a, init, num_samples=samples, num_replicas=8, key=jax.random.key(21)
+            problem, a, init, num_samples=8000, num_replicas=8, key=jax.random.key(21)
         )
-        sim = dj.simulate(problem, a, init, dim=dim, num_seeds=8, key=jax.random.key(22))
+        sim = dj.simulate(problem, a, init, dim=2000, num_seeds=16, key=jax.random.key(22))
         assert dmft.info["num_diverged"] == 0 and sim.info["num_diverged"] == 0
         out += [dmft, sim]
     return out
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sampling", ["bernoulli", "fixed", "reshuffle"])
-@pytest.mark.parametrize("eta,b,steps", [(0.02, 0.5, 40), (0.01, 0.2, 60)], ids=["b0.5", "b0.2"])
+@pytest.mark.parametrize(
+    "sampling,eta,b,steps",
+    [
+        ("bernoulli", 0.02, 0.5, 40),
+        ("reshuffle", 0.02, 0.5, 40),
+        ("bernoulli", 0.01, 0.2, 60),
+        ("fixed", 0.01, 0.2, 60),
+        ("reshuffle", 0.01, 0.2, 60),
+    ],
+)
 def test_sgd_matches_the_simulator(sampling, eta, b, steps):
+    # measured (eta = 0.01, b = 0.2, 60 steps): the error moves by +0.009 under
+    # Bernoulli masks and by -0.010 under reshuffling, against full-batch GD; one visit
+    # per epoch is not Bernoulli, and the DMFT's per-row law of each tells them apart
     init = dj.InformedInit(0.5, 1.0)
     sgd, gd = dj.MinibatchSGD(eta, b, steps, sampling=sampling), dj.GradientDescent(eta, steps)
     dmft, sim, dmft_gd, sim_gd = _run_pair(WIRTINGER, sgd, gd, init)
     assert_agree(sim, dmft, NAMES)
     _check_effect(sim, sim_gd, dmft, dmft_gd)
-
-
-@pytest.mark.slow
-def test_reshuffling_and_bernoulli_masks_have_different_limits():
-    # one visit per epoch is not Bernoulli: the DMFT says reshuffling ends lower than
-    # full-batch GD and Bernoulli masks higher (b = 0.5, eta = 0.02, 40 steps); the
-    # simulator measures the same split on common random numbers
-    init = dj.InformedInit(0.5, 1.0)
-    algs = [dj.MinibatchSGD(0.02, 0.5, 40, sampling=s) for s in ("reshuffle", "bernoulli")]
-    dmft_r, sim_r, dmft_b, sim_b = _run_pair(WIRTINGER, *algs, init)
-    _check_effect(sim_r, sim_b, dmft_r, dmft_b)
 
 
 @pytest.mark.slow
@@ -188,7 +215,7 @@ def test_langevin_matches_the_simulator(temperature, init):
 @pytest.mark.slow
 def test_sgd_after_a_spectral_start_matches_the_simulator():
     init = dj.SpectralInit(dj.MondelliMontanari())
-    sgd, gd = dj.MinibatchSGD(0.01, 0.5, 25), dj.GradientDescent(0.01, 25)
+    sgd, gd = dj.MinibatchSGD(0.01, 0.5, 40), dj.GradientDescent(0.01, 40)
     dmft, sim, dmft_gd, sim_gd = _run_pair(WIRTINGER, sgd, gd, init)
     assert_agree(sim, dmft, NAMES)
     _check_effect(sim, sim_gd, dmft, dmft_gd)
@@ -252,9 +279,7 @@ def test_bad_stochastic_methods_are_refused(build, match):
 
 def test_noisy_dmft_needs_a_seed_per_step_for_the_kicks():
     with pytest.raises(ValueError, match="one per step for the noise"):
-        dj.solve_dmft(
-            LS, dj.Langevin(0.1, 0.1, 30), INIT, num_samples=40, key=jax.random.key(0)
-        )
+        dj.solve_dmft(LS, dj.Langevin(0.1, 0.1, 30), INIT, num_samples=40, key=jax.random.key(0))
 
 
 def test_a_sweep_over_temperature_and_batch_fraction_equals_solve_dmft():
