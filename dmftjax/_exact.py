@@ -37,6 +37,18 @@ def marchenko_pastur_quadrature(alpha: float, num: int = 400):
     return jnp.asarray(nodes), jnp.asarray(weights)
 
 
+def _moments(s, w, p, lam, overlap, norm, noise):
+    """`m`, `q`, error from the per-eigenvalue decay `p` (`[times, eigenvalues]`) of the
+    start: the start's part decays as `p`, the ridge solution's grows as `1 - p`."""
+    f = 1 - p
+    a = p * overlap + f * s / (s + lam)
+    b = p * jnp.sqrt(norm - overlap**2)
+    c = f / (s + lam) * noise
+    m = (a * w).sum(-1)
+    q = ((a**2 + b**2 + s * c**2) * w).sum(-1)
+    return {"overlap": m, "norm": q, "error": q - 2 * m + 1}
+
+
 def least_squares_theory(alpha, lam, step_size, steps, overlap, norm=1.0, noise=0.0, num=400):
     r"""The d = infinity trajectory of GD on `(r - y)^2/2 + ridge` with `y = z + noise eps`.
 
@@ -44,20 +56,9 @@ def least_squares_theory(alpha, lam, step_size, steps, overlap, norm=1.0, noise=
     and `kappa_inf` = `E[1/(s + lam)]`, the long-time integrated response.
     """
     s, w = marchenko_pastur_quadrature(float(alpha), num)
-    t = jnp.arange(steps + 1)[:, None]
-    p = (1 - step_size * (s + lam))[None, :] ** t
-    f = 1 - p
-    a = p * overlap + f * s / (s + lam)
-    b = p * jnp.sqrt(norm - overlap**2)
-    c = f / (s + lam) * noise
-    m = (a * w).sum(-1)
-    q = ((a**2 + b**2 + s * c**2) * w).sum(-1)
-    return {
-        "overlap": m,
-        "norm": q,
-        "error": q - 2 * m + 1,
-        "kappa_inf": float((w / (s + lam)).sum()),
-    }
+    p = (1 - step_size * (s + lam))[None, :] ** jnp.arange(steps + 1)[:, None]
+    out = _moments(s, w, p, lam, overlap, norm, noise)
+    return dict(out, kappa_inf=float((w / (s + lam)).sum()))
 
 
 def gradient_flow_theory(alpha, lam, times, overlap, norm=1.0, noise=0.0, num=400):
@@ -69,13 +70,7 @@ def gradient_flow_theory(alpha, lam, times, overlap, norm=1.0, noise=0.0, num=40
     """
     s, w = marchenko_pastur_quadrature(float(alpha), num)
     p = jnp.exp(-jnp.asarray(times, dtype=float)[:, None] * (s + lam)[None, :])
-    f = 1 - p
-    a = p * overlap + f * s / (s + lam)
-    b = p * jnp.sqrt(norm - overlap**2)
-    c = f / (s + lam) * noise
-    m = (a * w).sum(-1)
-    q = ((a**2 + b**2 + s * c**2) * w).sum(-1)
-    return {"overlap": m, "norm": q, "error": q - 2 * m + 1}
+    return _moments(s, w, p, lam, overlap, norm, noise)
 
 
 def linear_method_theory(
