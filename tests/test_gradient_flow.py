@@ -49,6 +49,29 @@ def test_euler_is_first_order_and_richardson_second_order_on_least_squares():
     assert extrapolated[1] < 5e-4 < euler[1]
 
 
+def test_richardson_checks_the_order_of_the_euler_error():
+    # least squares at dt = 0.025 (dt h_max = 0.15): Euler is first order, and the
+    # extrapolation from (dt/2, dt/4) is closer still to the flow
+    flow = _flow(0.025)
+    rich = dj.richardson(LS, flow, INIT, num_samples=1400, key=jax.random.key(1), check_order=True)
+    assert rich.info["dt"] == (0.025, 0.0125, 0.00625)
+    assert abs(rich.info["observed_order"]["error"] - 1.0) < 0.1, rich.info["observed_order"]
+    exact = gradient_flow_theory(2.0, 0.1, np.asarray(rich.times), 0.3, 1.2, 0.3)
+    assert float(np.max(np.abs(rich.error - exact["error"]))) < 1e-4
+    # at dt = 0.4 (dt h_max = 2.4: Euler oscillates on the top modes) it is not first
+    # order yet, and richardson says so
+    with pytest.warns(RuntimeWarning, match="observed order"):
+        rich = dj.richardson(
+            LS,
+            dj.GradientFlow(0.4, 10),
+            INIT,
+            num_samples=200,
+            key=jax.random.key(1),
+            check_order=True,
+        )
+    assert not 0.7 <= rich.info["observed_order"]["error"] <= 1.4
+
+
 def test_the_simulator_integrates_the_flow_not_the_euler_steps():
     # on the coarse grid dt = 0.2 the Euler scheme is off by about 0.12 in the error;
     # the simulator (diffrax, rtol = atol = 1e-8) follows the flow's closed form
