@@ -340,11 +340,13 @@ METHODS = ["gd", "heavy-ball", "nesterov"]  # the deterministic ones (sweeps, tu
 ALGORITHM = _options(
     click.option(
         "--algorithm",
-        type=click.Choice(METHODS + ["sgd", "langevin"]),
+        type=click.Choice(METHODS + ["sgd", "langevin", "gradient-flow"]),
         default="gd",
         show_default=True,
         help="gradient descent, heavy-ball (Polyak) or Nesterov momentum, minibatch SGD "
-        "(--batch-fraction, --sampling) or Langevin / noisy GD (--temperature)",
+        "(--batch-fraction, --sampling), Langevin / noisy GD (--temperature), or gradient "
+        "flow on physical time (--step is dt; predict extrapolates dt -> 0 by Richardson, "
+        "simulate integrates the ODE with diffrax)",
     ),
     click.option(
         "--batch-fraction",
@@ -554,6 +556,8 @@ def _algorithm(p):
             )
         if kind == "langevin":
             return dj.Langevin(float(p["step"]), float(temp), int(p["steps"]))
+        if kind == "gradient-flow":
+            return dj.GradientFlow(float(p["step"]), int(p["steps"]))
         if kind == "heavy-ball":
             return dj.HeavyBall(float(p["step"]), beta, int(p["steps"]))
         if kind == "nesterov":
@@ -843,6 +847,11 @@ def _trajectory_rows(trajs: dict):
 
     header = ["t"]
     cols = []
+    first = next(iter(trajs.values()))
+    times = np.asarray(first.times, dtype=float)
+    if np.any(times != np.arange(times.size)):  # gradient flow: the physical time too
+        header.append("time")
+        cols.append(times)
     for label, tr in trajs.items():
         for name in OBSERVABLES:
             header += [f"{label}_{name}", f"{label}_{name}_se"]
@@ -1364,11 +1373,14 @@ def predict(ctx, **p):
 
     problem, alg, init = _problem(p), _algorithm(p), _init(p)
     _check_dmft_sizes(p)
+    flow = isinstance(alg, dj.GradientFlow)
+    if flow and p["kernels"]:
+        _fail("--kernels: gradient flow's curves are extrapolated in dt, without kernels")
     outputs = _figure_outputs(p, "predict")
     with _Stages(["DMFT (compile + solve)", "figure"], p["quiet"]) as st:
         t0 = time.perf_counter()
         try:
-            traj = dj.solve_dmft(
+            traj = (dj.richardson if flow else dj.solve_dmft)(
                 problem,
                 alg,
                 init,
@@ -1398,6 +1410,13 @@ def predict(ctx, **p):
         out.json(payload)
         out.csv(*_trajectory_rows({"dmft": traj}), meta)
     _report_traj("DMFT", traj)
+    if flow:
+        click.echo(
+            "gradient flow: extrapolated from dt = {:g} and {:g} (largest change of the "
+            "error between them {:.2g})".format(
+                *traj.info["dt"], traj.info["dt_dependence"]["error"]
+            )
+        )
     if traj.diverged:
         click.echo(f"diverged at step {traj.diverged_at}")
 

@@ -516,3 +516,22 @@ def test_predict_with_minibatch_sgd_and_langevin(tmp_path):
         assert msg in assert_one_line_error(run("predict", *args, *common)), args
     bad = run("fixed-point", "--algorithm", "langevin", "--temperature", "0.1", "-q")
     assert "no fixed point" in assert_one_line_error(bad)
+
+
+def test_gradient_flow_on_physical_time(tmp_path):
+    common = ["--algorithm", "gradient-flow", "--step", "0.05", "--steps", "8", "-q"]
+    res = run("predict", *common, "--samples", "200", "--replicas", "2", "--out", tmp_path / "p")
+    assert res.exit_code == 0, res.output
+    data = json.loads((tmp_path / "p" / "predict.json").read_text())["dmft"]
+    np.testing.assert_allclose(data["times"], 0.05 * np.arange(9))
+    assert data["info"]["richardson"] and data["info"]["dt"] == [0.05, 0.025]
+    header = [
+        line for line in (tmp_path / "p" / "predict.csv").read_text().splitlines() if line[0] != "#"
+    ][0]
+    assert header.startswith("t,time,dmft_overlap")
+    res = run("simulate", *common, "--dim", "60", "--seeds", "2", "--out", tmp_path / "s")
+    assert res.exit_code == 0, res.output
+    sim = json.loads((tmp_path / "s" / "simulate.json").read_text())
+    assert np.isclose(sim["simulation"]["times"][-1], 0.4)
+    bad = run("predict", *common, "--kernels", "--samples", "200")
+    assert "without kernels" in assert_one_line_error(bad)
