@@ -74,7 +74,7 @@ def gradient_flow_theory(alpha, lam, times, overlap, norm=1.0, noise=0.0, num=40
 
 
 def linear_method_theory(
-    alpha, coefficients, overlap, norm=1.0, noise=0.0, num=400, noise_std=None
+    alpha, coefficients, overlap, norm=1.0, noise=0.0, num=400, noise_std=None, batch_fraction=None
 ):
     r"""The d = infinity trajectory of any linear first-order method (an algorithm's
     `Coefficients` `(a, b, c)`, ridge included in `a`) on least squares with
@@ -84,12 +84,26 @@ def linear_method_theory(
 
     (`x^{-j} = x^0`: no initial velocity), so the coefficients of `theta*`, of the start's
     independent part and of the noise follow three scalar recursions per eigenvalue `s`,
-    averaged under Marchenko-Pastur. `noise_std` (`[T]`, Langevin's `sqrt(2 eta_t T_t)`):
-    independent kicks added to `theta^{t+1}`, whose second moment per eigenvalue follows
-    `Sigma^{t+1} = M_t Sigma^t M_t^T + noise_std_t^2 e_1 e_1^T` over the last `p` iterates
-    (`M_t` the recursion's companion matrix).
+    averaged under Marchenko-Pastur. Zero-mean kicks added to `theta^{t+1}` have a
+    second moment per eigenvalue that follows
+    `Sigma^{t+1} = M_t Sigma^t M_t^T + v_t(s) e_1 e_1^T` over the last `p` iterates
+    (`M_t` the recursion's companion matrix), with `v_t(s)` the sum of
 
-    **Returns:** dict with `overlap`, `norm`, `error` over t = 0..T.
+    - `noise_std_t^2` (`noise_std`, `[T]`: Langevin's `sqrt(2 eta_t T_t)`), and
+    - minibatch noise, for Bernoulli masks of mean `batch_fraction` rescaled by `1/b`
+      (`MinibatchSGD`): the gradient's error `b_t A^T (W - 1) r` has conditional
+      covariance `b_t^2 (1 - b)/b A^T diag(r^2) A`, whose component along the
+      eigenvector of `s` is `b_t^2 (1 - b)/b s sum_i u_i^2 r_i^2`, `u` the unit left
+      singular vector; `u` is delocalised and only O(1/n)-correlated with `r`, so in the
+      limit `v_t(s) = b_t^2 (1 - b)/b s rho_t`, `rho_t = |A theta_q^t - y|^2 / n` at
+      the query point (the homogenisation of Paquette et al., exact in the limit for
+      Gaussian rows: Lee, Cheng, Paquette & Paquette 2022, arXiv:2206.01029). `rho_t`
+      is itself a functional of the per-eigenvalue moments, so the recursion is closed
+      and causal. Fixed-size batches differ from Bernoulli masks by O(1/n); random
+      reshuffling does not have this limit.
+
+    **Returns:** dict with `overlap`, `norm`, `error`, and `train_loss`
+    (`|A theta - y|^2 / (2n)`, the square loss without the regulariser) over t = 0..T.
     """
     s, w = marchenko_pastur_quadrature(float(alpha), num)
     a, b, c = (np.asarray(v, dtype=float) for v in (coefficients.a, coefficients.b, coefficients.c))
@@ -104,28 +118,45 @@ def linear_method_theory(
             ("noise", np.zeros_like(s)),
         )
     }
-    m, q = [], []
     sigma = np.zeros(steps) if noise_std is None else np.asarray(noise_std, dtype=float)
+    mask_var = 0.0 if batch_fraction is None else (1 - batch_fraction) / batch_fraction
     kicks = np.zeros((s.size, p, p))  # the kicks' covariance of (x^t, ..., x^{t-p+1})
+
+    def residual(x, y, n, var):
+        """`|A theta - y|^2 / n` for the iterate with coefficients `x, y, n` and kick
+        variance `var` per eigenvalue: `(1/alpha) E_s[s |theta_s - theta*_s|^2]`, less
+        the noise's cross term, plus the noise's own variance."""
+        spread = s * ((x - 1) ** 2 + y**2 + s * n**2 + var) - 2 * noise * s * n
+        return float(np.sum(w * spread)) / alpha + noise**2
+
+    out = {k: [] for k in ("overlap", "norm", "train_loss")}
 
     def record():
         x, y, n = hist["star"][-1], hist["free"][-1], hist["noise"][-1]
-        m.append(float(np.sum(w * x)))
-        q.append(float(np.sum(w * (x**2 + y**2 + s * n**2 + kicks[:, 0, 0]))))
+        out["overlap"].append(float(np.sum(w * x)))
+        out["norm"].append(float(np.sum(w * (x**2 + y**2 + s * n**2 + kicks[:, 0, 0]))))
+        out["train_loss"].append(0.5 * residual(x, y, n, kicks[:, 0, 0]))
 
     record()
     for t in range(steps):
         mult = [a[t, j] + b[t] * s * c[t, j] for j in range(p)]
+        kick = sigma[t] ** 2
+        if mask_var:
+            query = {k: sum(c[t, j] * v[-1 - j] for j in range(p)) for k, v in hist.items()}
+            var = np.einsum("j,sjk,k->s", c[t], kicks, c[t])
+            kick = kick + b[t] ** 2 * mask_var * s * residual(
+                query["star"], query["free"], query["noise"], var
+            )
         companion = np.zeros((s.size, p, p))
         companion[:, 0, :] = np.stack(mult, axis=1) if p > 1 else mult[0][:, None]
         companion[:, 1:, :-1] = np.eye(p - 1)
         kicks = companion @ kicks @ np.swapaxes(companion, 1, 2)
-        kicks[:, 0, 0] += sigma[t] ** 2
+        kicks[:, 0, 0] += kick
         drive = {"star": -b[t] * s, "free": 0.0, "noise": -b[t] * noise}
         for k in hist:
             past = hist[k]
             new = sum(mult[j] * past[-1 - j] for j in range(p)) + drive[k]
             past.append(new)
         record()
-    m, q = np.asarray(m), np.asarray(q)
-    return {"overlap": m, "norm": q, "error": q - 2 * m + 1}
+    out = {k: np.asarray(v) for k, v in out.items()}
+    return dict(out, error=out["norm"] - 2 * out["overlap"] + 1)

@@ -16,7 +16,7 @@ import dmftjax as dj
 from dmftjax._exact import linear_method_theory, marchenko_pastur_quadrature
 
 sys.path.insert(0, str(Path(__file__).parent))
-from helpers import LEVEL, assert_agree, extrapolation  # noqa: E402
+from helpers import LEVEL, assert_agree, extrapolation, fit_size  # noqa: E402
 
 LS = dj.Problem(dj.LinearModel(0.3), dj.SquareLoss(), alpha=2.0, regulariser=dj.Ridge(0.1))
 INIT = dj.InformedInit(0.3, 1.2)
@@ -101,21 +101,75 @@ def test_langevin_reaches_its_stationary_variance():
     assert abs(extra - stationary) < 1e-8, (extra, stationary)
 
 
-def test_sgd_keeps_gradient_descent_mean_path_on_least_squares():
-    # Bernoulli masks are independent of the past with E[S/b] = 1 and the method is
-    # linear, so the overlap (a mean over coordinates) follows full-batch GD exactly in
-    # the limit, while the norm gains the minibatch noise. (Not so for reshuffling: a
-    # row's mask depends on its earlier visits in the epoch.)
+def test_bernoulli_sgd_second_moments_are_exact_on_least_squares():
+    # Bernoulli SGD on least squares in closed form (`linear_method_theory(...,
+    # batch_fraction=b)`): per Marchenko-Pastur eigenvalue `s` the minibatch noise adds
+    # `eta^2 (1 - b)/b s rho_t` to the second moment, `rho_t` the training residual's
+    # second moment; the overlap keeps full-batch GD's path. The DMFT's sample side is
+    # not Gaussian here (masks), so within Monte Carlo error, at every t.
     steps = 40
-    for sampling in ("bernoulli", "fixed"):
-        sgd = dj.MinibatchSGD(0.1, 0.25, steps, sampling=sampling)
-        traj = dj.solve_dmft(LS, sgd, INIT, num_samples=4000, num_replicas=8, key=jax.random.key(6))
+    crit = stats.t.isf(LEVEL / 2, 7)
+    for b in (0.5, 0.25):
+        sgd = dj.MinibatchSGD(0.1, b, steps)
+        traj = dj.solve_dmft(
+            LS, sgd, INIT, num_samples=20000, num_replicas=8, key=jax.random.key(6)
+        )
+        exact = linear_method_theory(2.0, sgd.coefficients(LS), 0.3, 1.2, 0.3, batch_fraction=b)
         gd = linear_method_theory(2.0, sgd.coefficients(LS), 0.3, 1.2, 0.3)
-        z = (traj.values["overlap"][1:] - gd["overlap"][1:]) / traj.stderr["overlap"][1:]
-        crit = stats.t.isf(LEVEL / 2, 7)
-        assert np.max(np.abs(z)) < crit, (sampling, np.max(np.abs(z)))
-        noise = traj.values["norm"][-1] - gd["norm"][-1]
-        assert noise > 10 * traj.stderr["norm"][-1], (sampling, noise)
+        np.testing.assert_allclose(exact["overlap"], gd["overlap"], rtol=0, atol=1e-12)
+        for name in ("overlap", "norm", "error", "train_loss"):
+            se = np.asarray(traj.stderr[name][1:])
+            z = (np.asarray(traj.values[name][1:]) - exact[name][1:]) / se
+            assert np.max(np.abs(z)) < crit, (b, name, np.max(np.abs(z)))
+            if name != "overlap":  # the minibatch noise is resolved from GD
+                gap = np.abs(exact[name][-1] - gd[name][-1])
+                assert gap > 10 * se[-1], (b, name, gap, se[-1])
+
+
+@pytest.mark.slow
+def test_the_simulator_extrapolates_to_the_bernoulli_sgd_closed_form():
+    # SGD's effect against GD on common random numbers (the same design, start and
+    # noise per seed), 16 seeds at each of d = 100..800, fitted by `b + c/d`: Bernoulli
+    # and fixed-size batches extrapolate to the closed form's effect; random reshuffling
+    # (one visit per row per epoch) has another limit, resolved from it, which the DMFT's
+    # per-row law of reshuffling gives.
+    sgd = {
+        s: dj.MinibatchSGD(0.1, 0.25, 40, sampling=s) for s in ("bernoulli", "fixed", "reshuffle")
+    }
+    gd = dj.GradientDescent(0.1, 40)
+    exact = linear_method_theory(2.0, gd.coefficients(LS), 0.3, 1.2, 0.3, batch_fraction=0.25)
+    quiet = linear_method_theory(2.0, gd.coefficients(LS), 0.3, 1.2, 0.3)
+    dims = (100, 200, 400, 800)
+    names = ("norm", "train_loss", "error")
+    ref = {d: dj.simulate(LS, gd, INIT, dim=d, num_seeds=16, key=jax.random.key(d)) for d in dims}
+    fits = {}
+    for sampling, alg in sgd.items():
+        effect = {name: ([], []) for name in names}
+        for d in dims:
+            sim = dj.simulate(LS, alg, INIT, dim=d, num_seeds=16, key=jax.random.key(d))
+            for name in names:
+                diff = np.subtract(sim.info["final_runs"][name], ref[d].info["final_runs"][name])
+                effect[name][0].append(diff.mean())
+                effect[name][1].append(diff.std(ddof=1) / np.sqrt(diff.size))
+        fits[sampling] = {name: fit_size(dims, *effect[name]) for name in names}
+    crit = stats.norm.isf(LEVEL / 2)
+    for name in names:
+        want = exact[name][-1] - quiet[name][-1]
+        for sampling in ("bernoulli", "fixed"):
+            b, se_b, *_ = fits[sampling][name]
+            assert abs(b - want) / se_b < crit, (sampling, name, b, se_b, want)
+    b, se_b, *_ = fits["reshuffle"]["train_loss"]
+    want = exact["train_loss"][-1] - quiet["train_loss"][-1]
+    assert abs(b - want) / se_b > 10, (b, se_b, want)  # measured: 68 standard errors
+    dmft = {
+        a: dj.solve_dmft(LS, alg, INIT, num_samples=20000, num_replicas=8, key=jax.random.key(7))
+        for a, alg in (("sgd", sgd["reshuffle"]), ("gd", gd))
+    }
+    diff = np.subtract(
+        dmft["sgd"].info["final_runs"]["train_loss"], dmft["gd"].info["final_runs"]["train_loss"]
+    )
+    md, sd = diff.mean(), diff.std(ddof=1) / np.sqrt(diff.size)
+    assert abs(b - md) / np.hypot(se_b, sd) < stats.t.isf(LEVEL / 2, 7), (b, se_b, md, sd)
 
 
 def test_masks_in_the_simulator():
