@@ -148,9 +148,9 @@ def test_the_simulator_extrapolates_to_the_bernoulli_sgd_closed_form():
         for d in dims:
             sim = dj.simulate(LS, alg, INIT, dim=d, num_seeds=16, key=jax.random.key(d))
             for name in names:
-                diff = np.subtract(sim.info["final_runs"][name], ref[d].info["final_runs"][name])
-                effect[name][0].append(diff.mean())
-                effect[name][1].append(diff.std(ddof=1) / np.sqrt(diff.size))
+                mean, se, _ = _paired(sim, ref[d], name)
+                effect[name][0].append(mean)
+                effect[name][1].append(se)
         fits[sampling] = {name: fit_size(dims, *effect[name]) for name in names}
     crit = stats.norm.isf(LEVEL / 2)
     for name in names:
@@ -165,10 +165,7 @@ def test_the_simulator_extrapolates_to_the_bernoulli_sgd_closed_form():
         a: dj.solve_dmft(LS, alg, INIT, num_samples=20000, num_replicas=8, key=jax.random.key(7))
         for a, alg in (("sgd", sgd["reshuffle"]), ("gd", gd))
     }
-    diff = np.subtract(
-        dmft["sgd"].info["final_runs"]["train_loss"], dmft["gd"].info["final_runs"]["train_loss"]
-    )
-    md, sd = diff.mean(), diff.std(ddof=1) / np.sqrt(diff.size)
+    md, sd, _ = _paired(dmft["sgd"], dmft["gd"], "train_loss")
     assert abs(b - md) / np.hypot(se_b, sd) < stats.t.isf(LEVEL / 2, 7), (b, se_b, md, sd)
 
 
